@@ -1,0 +1,59 @@
+"""Grid search of chunking and fusion settings on the gold set (how the defaults were chosen).
+
+Usage: python bench/tune_retrieval.py [--quick]
+Prints one line per configuration: chunk_size, chunk_min, weights, rrf_k, hit@1/3/5, MRR@5, context chars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evals.gold import load_gold  # noqa: E402
+from evals.retrieval import evaluate_retrieval  # noqa: E402
+from ingest.pipeline import ingest_corpus  # noqa: E402
+from ingest.store import Index  # noqa: E402
+from rag.embeddings import Embedder  # noqa: E402
+from rag.retrieval import HybridRetriever  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+
+class CachingEmbedder(Embedder):
+    cache: dict[str, list[float]] = {}
+
+    def embed(self, texts, show_progress=False):  # type: ignore[override]
+        todo = [t for t in texts if t not in self.cache]
+        if todo:
+            for t, v in zip(todo, super().embed(todo), strict=True):
+                self.cache[t] = v
+        return [self.cache[t] for t in texts]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="700,900,1100,1300")
+    ap.add_argument("--mins", default="250,400")
+    args = ap.parse_args()
+    items = load_gold()
+    base = Settings()
+    emb = CachingEmbedder(Path(str(Embedder.from_settings(base).path)))
+    for size, minimum in itertools.product(map(int, args.sizes.split(",")), map(int, args.mins.split(","))):
+        with tempfile.TemporaryDirectory() as home:
+            s = Settings(home=Path(home), chunk_size=size, chunk_min=minimum)
+            index = Index(s, emb)
+            ingest_corpus(index, s.corpus_dir)
+            for dw, bw, rk in itertools.product((1.0,), (0.7, 1.0, 1.4), (10, 30, 60)):
+                r = HybridRetriever(index, fetch_k=30, rrf_k=rk, dense_weight=dw, bm25_weight=bw)
+                m = evaluate_retrieval(r, items, modes=("hybrid",))["modes"]["hybrid"]
+                print(f"size={size} min={minimum} dw={dw} bw={bw} rrf_k={rk} "
+                      f"hit@1={m['hit@1']} hit@3={m['hit@3']} hit@5={m['hit@5']} mrr@5={m['mrr@5']} "
+                      f"ctx={m['context_chars@5']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""studybot evals: the gold set, retrieval metrics and the Ragas suite."""

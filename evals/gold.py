@@ -1,0 +1,54 @@
+"""The gold set: questions over the corpus with verbatim answer phrases (and unanswerable ones)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GOLD_PATH = Path(__file__).resolve().parent / "gold.jsonl"
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    question: str
+    answerable: bool
+    source: str | None
+    phrases: list[str] = field(default_factory=list)
+    reference: str | None = None
+
+
+def load_gold(path: Path = GOLD_PATH) -> list[GoldItem]:
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: not JSON ({exc})") from exc
+        items.append(
+            GoldItem(
+                id=d["id"],
+                question=d["question"],
+                answerable=bool(d["answerable"]),
+                source=d.get("source"),
+                phrases=list(d.get("phrases") or []),
+                reference=d.get("reference"),
+            )
+        )
+    return items
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def is_relevant(item: GoldItem, source: str, text: str) -> bool:
+    """A passage answers ``item`` if it is from the item's file and holds one of its verbatim phrases."""
+    if not item.answerable or source != item.source:
+        return False
+    body = normalize(text)
+    return any(normalize(p) in body for p in item.phrases)

@@ -1,0 +1,1 @@
+"""studybot ingest: load MD/TXT/PDF, chunk along document structure, embed, upsert into Chroma."""

@@ -1,0 +1,1 @@
+"""studybot core: settings, models, retrieval, prompts, LLM, citations, answers and quizzes."""

@@ -1,0 +1,25 @@
+"""Errors that carry one clear, actionable sentence for the user (never a traceback)."""
+
+
+class StudybotError(Exception):
+    """Base class: ``str(err)`` is what the user sees."""
+
+
+class ModelError(StudybotError):
+    """A model file or package is missing, corrupt or unusable."""
+
+
+class IndexStateError(StudybotError):
+    """The index is missing, empty or broken."""
+
+
+class QueryError(StudybotError):
+    """The question is empty, too long or otherwise unusable."""
+
+
+class BackendError(StudybotError):
+    """The LLM backend (local or server) failed or cannot be reached."""
+
+
+class IngestError(StudybotError):
+    """A file could not be ingested (the reason is one line)."""

@@ -1,0 +1,178 @@
+"""The service layer: the one object the CLI and the UI talk to.
+
+It owns the settings, the embedder, the index, the retriever and (lazily) the LLM. Nothing above it
+touches Chroma or llama.cpp directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.errors import IndexStateError, StudybotError
+from rag.settings import Settings, apply_offline_env, get_settings
+from rag.types import Passage
+
+
+@dataclass
+class DocumentInfo:
+    source: str
+    title: str
+    chunks: int
+    ingested_at: float
+    kind: str
+
+
+class StudyService:
+    def __init__(self, settings: Settings | None = None, llm: Any = None) -> None:
+        apply_offline_env()
+        self.settings = settings or get_settings()
+        self._embedder: Any = None
+        self._index: Any = None
+        self._retriever: Any = None
+        self._llm = llm
+        self._lock = threading.RLock()
+
+    # -- components (lazy) -----------------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from rag.embeddings import shared_embedder
+
+            self._embedder = shared_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def index(self) -> Any:
+        if self._index is None:
+            from ingest.store import Index
+
+            self._index = Index(self.settings, self.embedder)
+        return self._index
+
+    @property
+    def retriever(self) -> Any:
+        if self._retriever is None:
+            from rag.retrieval import HybridRetriever
+
+            self._retriever = HybridRetriever.from_settings(self.index)
+        return self._retriever
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            with self._lock:
+                if self._llm is None:
+                    from rag.llm import get_llm
+
+                    self._llm = get_llm(self.settings)
+        return self._llm
+
+    # -- ingest ----------------------------------------------------------------------------------
+    def ingest(self, path: Path | None = None, *, rebuild: bool = False, show_progress: bool = False,
+               progress: Any = None) -> Any:
+        from ingest.pipeline import ingest_corpus
+
+        with self._lock:
+            summary = ingest_corpus(self.index, path or self.settings.corpus_dir, rebuild=rebuild,
+                                    show_progress=show_progress, progress=progress)
+            if summary.changed or rebuild:
+                self._refresh_retriever()
+            return summary
+
+    def add_files(self, files: list[tuple[str, Path]], progress: Any = None) -> Any:
+        """Add or update single files (uploads) without touching the rest of the index."""
+        from ingest.pipeline import ingest_paths
+
+        with self._lock:
+            summary = ingest_paths(self.index, files, prune=False, progress=progress)
+            if summary.changed:
+                self._refresh_retriever()
+            return summary
+
+    def remove_documents(self, sources: list[str]) -> Any:
+        from ingest.pipeline import remove_sources
+
+        with self._lock:
+            summary = remove_sources(self.index, sources)
+            if summary.removed:
+                self._refresh_retriever()
+            return summary
+
+    def _refresh_retriever(self) -> None:
+        if self._retriever is not None:
+            self._retriever.refresh(force=True)
+
+    def needs_ingest(self, path: Path | None = None) -> bool:
+        """True when the index is missing or a file under ``path`` changed (cheap: hashes only)."""
+        from ingest.loaders import discover, file_sha256
+        from ingest.pipeline import chunk_params
+
+        try:
+            manifest = self.index.manifest()
+        except IndexStateError:
+            return True
+        if not manifest.collection or manifest.params != chunk_params(self.index):
+            return True
+        files = dict(discover(path or self.settings.corpus_dir))
+        if set(files) != set(manifest.files):
+            return True
+        return any(file_sha256(p) != manifest.files[s].hash for s, p in files.items())
+
+    def documents(self) -> list[DocumentInfo]:
+        manifest = self.index.manifest()
+        return [
+            DocumentInfo(src, rec.title, rec.chunks, rec.ingested_at, rec.kind)
+            for src, rec in sorted(manifest.files.items())
+        ]
+
+    # -- retrieval -------------------------------------------------------------------------------
+    def retrieve(self, question: str, k: int | None = None, mode: str = "hybrid") -> list[Passage]:
+        return self.retriever.retrieve(question, k or self.settings.top_k, mode)  # type: ignore[arg-type]
+
+    # -- health ----------------------------------------------------------------------------------
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail-or-fix) rows for `studybot doctor`."""
+        from rag import models
+
+        rows: list[tuple[str, bool, str]] = []
+        s = self.settings
+        rows.append(("home", True, str(s.home)))
+        try:
+            rows.append(("embedder", True, str(models.embedder_path(s))))
+        except StudybotError as exc:
+            rows.append(("embedder", False, str(exc)))
+        try:
+            import llama_cpp  # noqa: F401
+
+            rows.append(("llama-cpp-python", True, getattr(llama_cpp, "__version__", "installed")))
+        except ImportError:
+            rows.append(("llama-cpp-python", False, "not installed: run `make run` (or pip install -e .)"))
+        if s.llm_backend == "openai":
+            rows.append(("llm", bool(s.llm_base_url), f"OpenAI-compatible server at {s.llm_base_url}"
+                         if s.llm_base_url else "set STUDYBOT_LLM_BASE_URL"))
+        elif s.llm_model:
+            ok = Path(s.llm_model).is_file()
+            rows.append(("llm", ok, str(s.llm_model) if ok else f"no file at {s.llm_model}: fix STUDYBOT_LLM_MODEL"))
+        else:
+            try:
+                models.part_paths()
+                parts_ok, parts_detail = True, f"{models.N_PARTS} parts installed"
+            except StudybotError as exc:
+                parts_ok, parts_detail = False, str(exc)
+            rows.append(("model packages", parts_ok, parts_detail))
+            st = models.default_gguf_status(s)
+            rows.append(("default model", st.verified,
+                         f"{st.path} ({st.detail})" + ("" if st.verified else "; run `studybot doctor --fix`")))
+        try:
+            manifest = self.index.manifest()
+            if manifest.collection:
+                n = sum(r.chunks for r in manifest.files.values())
+                rows.append(("index", True, f"{len(manifest.files)} documents, {n} chunks at {self.index.where}"))
+            else:
+                rows.append(("index", False, "empty: run `studybot ingest corpus` (or `make run`)"))
+        except StudybotError as exc:
+            rows.append(("index", False, str(exc)))
+        return rows

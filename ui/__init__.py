@@ -1,0 +1,1 @@
+"""studybot user interfaces: the `studybot` CLI and the Gradio app."""
