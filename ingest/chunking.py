@@ -191,9 +191,10 @@ def parse_plaintext(pages: list[tuple[str, int | None]]) -> list[Section]:
         prev_blank = True
         for line, start, end in _iter_lines(text):
             if first and line.strip():
-                first = False  # the document's title line is the title, not a section
-                prev_blank = False
-                continue
+                first = False
+                if _plain_heading(line, True) is not None:
+                    prev_blank = False
+                    continue  # a title line is the document's title, not a section of its own
             head = _plain_heading(line, prev_blank)
             if head is not None:
                 level, title = head

@@ -213,10 +213,15 @@ class LlamaCppLLM:
         return self._generate(llama, messages, kwargs, prompt_tokens, start)
 
     def _generate(
-        self, llama: Any, messages: list[dict[str, str]], kwargs: dict[str, Any], prompt_tokens: int, start: float
+        self,
+        llama: Any,
+        messages: list[dict[str, str]],
+        kwargs: dict[str, Any],
+        prompt_tokens: int,
+        start: float,
     ) -> Iterator[str]:
         usage = Usage(prompt_tokens=prompt_tokens)
-        pieces: list[str] = []
+        n_pieces = 0
         with self._gen_lock:
             try:
                 for chunk in llama.create_chat_completion(messages=messages, stream=True, **kwargs):
@@ -227,7 +232,7 @@ class LlamaCppLLM:
                     if text:
                         if usage.ttft_s is None:
                             usage.ttft_s = time.perf_counter() - start
-                        pieces.append(text)
+                        n_pieces += 1
                         yield text
             except ValueError as exc:
                 if "context window" in str(exc):
@@ -237,7 +242,10 @@ class LlamaCppLLM:
                 raise BackendError(f"llama.cpp failed while generating ({exc}).") from exc
             finally:
                 usage.total_s = time.perf_counter() - start
-                usage.completion_tokens = self.count_tokens("".join(pieces))
+                # Tokens the model generated = tokens evaluated past the prompt (+1: after "length" the last
+                # sampled token is never evaluated). Re-tokenizing the text would under-count grammar output.
+                generated = llama.n_tokens - prompt_tokens + (1 if usage.finish_reason == "length" else 0)
+                usage.completion_tokens = max(generated, n_pieces)  # each piece is >= 1 token
                 self.last_usage = usage
 
     def complete(
@@ -250,7 +258,9 @@ class LlamaCppLLM:
         json_schema: dict | None = None,
     ) -> str:
         return "".join(
-            self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema)
+            self.stream(
+                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
+            )
         )
 
     def _grammar(self, schema: dict) -> Any:
@@ -262,7 +272,9 @@ class LlamaCppLLM:
             try:
                 grammar = LlamaGrammar.from_json_schema(key, verbose=False)
             except Exception as exc:
-                raise BackendError(f"This JSON schema cannot be turned into a llama.cpp grammar ({exc}).") from exc
+                raise BackendError(
+                    f"This JSON schema cannot be turned into a llama.cpp grammar ({exc})."
+                ) from exc
             self._grammars[key] = grammar
         return grammar
 
@@ -281,15 +293,18 @@ def _jinja_formatter(llama: Any) -> Any:
     template = llama.metadata.get("tokenizer.chat_template")
     if not template or llama.chat_handler is not None:
         return None
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    try:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    eos_id, bos_id = llama.token_eos(), llama.token_bos()
-    return Jinja2ChatFormatter(
-        template=template,
-        eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
-        bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
-        stop_token_ids=[eos_id],
-    )
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+    except Exception:  # private API moved or template unparsable: fall back to the approximate count
+        return None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -367,17 +382,23 @@ class OpenAICompatLLM:
         return self._generate(messages, max_tokens, temperature, stop, json_schema, approx_prompt, start)
 
     def _open(
-        self, messages: list[dict[str, str]], request: dict[str, Any], json_schema: dict | None, approx_prompt: int
+        self,
+        messages: list[dict[str, str]],
+        request: dict[str, Any],
+        json_schema: dict | None,
+        approx_prompt: int,
     ) -> Any:
         """Send the request; with a schema, walk down ``_JSON_MODES`` until the server accepts one."""
         openai = self._openai
-        modes = [None] if json_schema is None else (
-            [self._json_mode] if self._json_mode else list(_JSON_MODES)
+        modes = (
+            [None] if json_schema is None else ([self._json_mode] if self._json_mode else list(_JSON_MODES))
         )
         for i, mode in enumerate(modes):
-            extra = {} if mode is None or json_schema is None else {
-                "response_format": _response_format(mode, json_schema)
-            }
+            extra = (
+                {}
+                if mode is None or json_schema is None
+                else {"response_format": _response_format(mode, json_schema)}
+            )
             try:
                 response = self._client.chat.completions.create(messages=messages, **request, **extra)
             except openai.APIStatusError as exc:
@@ -459,7 +480,9 @@ class OpenAICompatLLM:
         json_schema: dict | None = None,
     ) -> str:
         return "".join(
-            self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema)
+            self.stream(
+                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
+            )
         )
 
 
@@ -504,11 +527,22 @@ def get_llm(settings: Settings) -> LLM:
                 "STUDYBOT_LLM_BACKEND=openai needs STUDYBOT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1); "
                 "set it or use STUDYBOT_LLM_BACKEND=llama_cpp."
             )
-        key: tuple = ("openai", settings.llm_base_url.rstrip("/"), settings.llm_api_model,
-                      settings.llm_api_key, settings.n_ctx)
+        key: tuple = (
+            "openai",
+            settings.llm_base_url.rstrip("/"),
+            settings.llm_api_model,
+            settings.llm_api_key,
+            settings.n_ctx,
+        )
     else:
-        key = ("llama_cpp", str(settings.llm_model or ""), str(settings.models_dir), settings.n_ctx,
-               settings.threads, settings.n_gpu_layers)
+        key = (
+            "llama_cpp",
+            str(settings.llm_model or ""),
+            str(settings.models_dir),
+            settings.n_ctx,
+            settings.threads,
+            settings.n_gpu_layers,
+        )
     with _CACHE_LOCK:
         llm = _CACHE.get(key)
         if llm is None:
@@ -526,7 +560,10 @@ def _build(settings: Settings) -> LLM:
     from rag.models import resolve_gguf
 
     return LlamaCppLLM(
-        resolve_gguf(settings), n_ctx=settings.n_ctx, n_threads=settings.threads, n_gpu_layers=settings.n_gpu_layers
+        resolve_gguf(settings),
+        n_ctx=settings.n_ctx,
+        n_threads=settings.threads,
+        n_gpu_layers=settings.n_gpu_layers,
     )
 
 

@@ -22,8 +22,9 @@ class ScriptedLLM:
 
     name = "scripted"
 
-    def __init__(self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096,
-                 piece_size: int = 4) -> None:
+    def __init__(
+        self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096, piece_size: int = 4
+    ) -> None:
         self.replies: list[str | BaseException] = list(replies or [])
         self.n_ctx = n_ctx
         self.piece_size = piece_size
@@ -63,8 +64,9 @@ class ScriptedLLM:
         json_schema: dict | None = None,
     ) -> Iterator[str]:
         start = time.perf_counter()
-        reply = self._pop(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                          json_schema=json_schema)
+        reply = self._pop(
+            messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
+        )
         return self._pieces(messages, reply, start)
 
     def _pieces(self, messages: list[dict[str, str]], reply: str, start: float) -> Iterator[str]:
@@ -90,5 +92,7 @@ class ScriptedLLM:
         json_schema: dict | None = None,
     ) -> str:
         return "".join(
-            self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema)
+            self.stream(
+                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
+            )
         )

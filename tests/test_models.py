@@ -94,7 +94,9 @@ def test_assemble_gguf_with_a_missing_part_names_it(tmp_path: Path) -> None:
     parts[1].unlink()
 
     with pytest.raises(ModelError, match="part02.bin is missing"):
-        assemble_gguf(parts, tmp_path / "model.gguf", hashlib.sha256(blob).hexdigest(), 20, show_progress=False)
+        assemble_gguf(
+            parts, tmp_path / "model.gguf", hashlib.sha256(blob).hexdigest(), 20, show_progress=False
+        )
 
 
 def test_missing_part_packages_are_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +119,9 @@ def test_installed_part_packages_are_found_in_order() -> None:
     assert sum(p.stat().st_size for p in paths) == models.DEFAULT_GGUF_SIZE
 
 
-def test_resolve_gguf_with_a_missing_file_explains_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           settings: Settings) -> None:
+def test_resolve_gguf_with_a_missing_file_explains_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
     missing = tmp_path / "nope.gguf"
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(missing))
 
@@ -129,8 +132,9 @@ def test_resolve_gguf_with_a_missing_file_explains_the_fix(tmp_path: Path, monke
     assert "STUDYBOT_LLM_MODEL" in str(info.value)
 
 
-def test_resolve_gguf_rejects_a_file_that_is_not_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      settings: Settings) -> None:
+def test_resolve_gguf_rejects_a_file_that_is_not_gguf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_bytes(b"PK\x03\x04 this is a zip, not a model")
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(not_gguf))
@@ -139,8 +143,9 @@ def test_resolve_gguf_rejects_a_file_that_is_not_gguf(tmp_path: Path, monkeypatc
         resolve_gguf(Settings())
 
 
-def test_resolve_gguf_accepts_a_user_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          settings: Settings) -> None:
+def test_resolve_gguf_accepts_a_user_gguf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
     user_model = tmp_path / "mine.gguf"
     user_model.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 32)
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(user_model))

@@ -116,6 +116,11 @@ def cmd_eval(args: argparse.Namespace, svc: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Further commands live in their own modules; each defines ``add_parsers(sub)`` and registers its handlers
+# with ``@command``. Add a module here to add its commands.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="studybot", description="Offline study chatbot over ML interview handbooks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=0)
     s.add_argument("--gold", help="a gold .jsonl (default: evals/gold.jsonl)")
     s.add_argument("--json", action="store_true")
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parsers(sub)
     return p
 
 
