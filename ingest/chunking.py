@@ -322,8 +322,8 @@ def chunk_document(doc: LoadedDocument, size: int = 900, minimum: int = 250) -> 
         text = piece.text.strip()
         if not text:
             continue
-        section = SEP.join(piece.path)
-        content_hash = hashlib.sha256(f"{doc.title}\x1f{section}\x1f{text}".encode()).hexdigest()
+        section_path = SEP.join(piece.path)
+        content_hash = hashlib.sha256(f"{doc.title}\x1f{section_path}\x1f{text}".encode()).hexdigest()
         chunk_id = hashlib.sha1(f"{doc.source}\x1f{ordinal}\x1f{content_hash}".encode()).hexdigest()[:20]
         chunks.append(
             Chunk(
@@ -331,7 +331,7 @@ def chunk_document(doc: LoadedDocument, size: int = 900, minimum: int = 250) -> 
                 text=text,
                 source=doc.source,
                 title=doc.title,
-                section=section,
+                section=section_path,
                 page=piece.page,
                 start=piece.start,
                 end=piece.end,

@@ -130,7 +130,7 @@ class StudyService:
 
     # -- retrieval -------------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, mode: str = "hybrid") -> list[Passage]:
-        return self.retriever.retrieve(question, k or self.settings.top_k, mode)  # type: ignore[arg-type]
+        return self.retriever.retrieve(question, k or self.settings.top_k, mode)
 
     # -- health ----------------------------------------------------------------------------------
     def doctor(self) -> list[tuple[str, bool, str]]:
