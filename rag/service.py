@@ -176,3 +176,48 @@ class StudyService:
         except StudybotError as exc:
             rows.append(("index", False, str(exc)))
         return rows
+
+    # -- answers (issue 3) -----------------------------------------------------------------------------
+    @property
+    def answer_pipeline(self) -> Any:
+        """The retrieve -> pack -> prompt -> model -> cite pipeline (the model loads on first real use)."""
+        pipeline = getattr(self, "_answer_pipeline", None)
+        if pipeline is None:
+            from rag.answer import AnswerPipeline
+
+            pipeline = AnswerPipeline(self.retriever, lambda: self.llm, self.settings)
+            self._answer_pipeline = pipeline
+        return pipeline
+
+    def ask(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Any:
+        """A grounded, cited :class:`rag.answer.Answer` (or a refusal)."""
+        return self.answer_pipeline.ask(question, k=k, max_tokens=max_tokens)
+
+    def ask_stream(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Any:
+        """Events ``("passages", [...])``, ``("delta", text)``..., ``("answer", Answer)``."""
+        return self.answer_pipeline.stream(question, k=k, max_tokens=max_tokens)
+
+    def chat_session(self) -> Any:
+        """A new :class:`rag.chat.ChatSession` (history bounded by ``settings.history_turns``)."""
+        from rag.chat import ChatSession
+
+        return ChatSession(self.answer_pipeline)
+
+    # -- quizzes ---------------------------------------------------------------------------------
+    def quiz(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *, session: Any = None,
+             progress: Any = None) -> Any:
+        """Generate ``n`` validated quiz items (``rag.quiz.QuizResult``) on a topic, or spread across the
+        handbooks' sections when ``topic`` is empty. ``session`` (``rag.quiz.QuizSession``) carries coverage
+        and earlier questions between calls; ``QuizError`` when the topic is not in the handbooks."""
+        from rag.quiz import QuizMaker
+
+        maker = QuizMaker(self.llm, self.embedder, self.retriever)
+        return maker.make(topic, n, qtype, session=session, progress=progress)
+
+    def grade(self, item: Any, answer: str) -> Any:
+        """Grade an answer to a quiz item (``rag.quiz.GradeResult``; feedback quotes the cited passage)."""
+        from rag.quiz import QuizItem, grade_answer
+
+        if isinstance(item, dict):
+            item = QuizItem.from_json(item)
+        return grade_answer(item, answer, self.embedder)

@@ -103,7 +103,7 @@ def cmd_eval(args: argparse.Namespace, svc: Any) -> int:
     items = load_gold(Path(args.gold)) if args.gold else load_gold()
     if args.limit:
         items = items[: args.limit]
-    if not args.retrieval_only:
+    if not args.retrieval_only or getattr(args, "compare", None):
         from evals import suite
 
         return suite.run_cli(args, svc, items)
@@ -118,7 +118,7 @@ def cmd_eval(args: argparse.Namespace, svc: Any) -> int:
 # ---------------------------------------------------------------------------------------------------
 # Further commands live in their own modules; each defines ``add_parsers(sub)`` and registers its handlers
 # with ``@command``. Add a module here to add its commands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["ui.cli_serve", "ui.cli_answer", "ui.cli_quiz"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=0)
     s.add_argument("--gold", help="a gold .jsonl (default: evals/gold.jsonl)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--metrics", help="LLM-judged metrics, comma-separated (default: faithfulness,"
+                   "answer_relevancy,context_precision,context_recall; 'none' for none)")
+    s.add_argument("--no-judge", action="store_true", help="answers and non-LLM metrics only")
+    s.add_argument("--run-dir", help="the run directory (resumes it if it exists); default: continue the latest "
+                   "unfinished run of the same questions, else a new one under --out")
+    s.add_argument("--out", help="where run directories go (default: <STUDYBOT_HOME>/evals)")
+    s.add_argument("--new", action="store_true", help="start a new run even if the latest one is unfinished")
+    s.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="print metric deltas B - A of two runs")
+    s.add_argument("--judge-sanity", type=int, default=0, metavar="N",
+                   help="score N faithful/fabricated answer pairs and report how often faithful wins")
 
     import importlib
 

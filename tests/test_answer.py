@@ -1,0 +1,344 @@
+"""The answer pipeline, refusal logic, streaming, chat condensing and CLI errors (fake LLM, no model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakes import ScriptedLLM
+
+from rag.answer import AnswerPipeline, is_refusal
+from rag.chat import ChatSession, clean_condensed
+from rag.errors import QueryError
+from rag.prompts import REFUSAL
+from rag.retrieval import HybridRetriever
+from rag.settings import Settings
+from rag.types import Chunk, Passage
+
+TEXTS = [
+    "L1 regularization adds the absolute values of the weights to the loss and drives some weights to zero.",
+    "L2 regularization adds the squared weights to the loss and shrinks all weights smoothly toward zero.",
+    "Dropout randomly disables units during training so the network cannot rely on any single unit.",
+]
+
+
+class FakeRetriever:
+    """Returns the same passages for every question (with a chosen dense similarity) and records queries."""
+
+    def __init__(self, similarity: float = 0.6, texts: list[str] = TEXTS) -> None:
+        self.similarity = similarity
+        self.texts = texts
+        self.queries: list[str] = []
+
+    def check_question(self, question: str) -> str:
+        return HybridRetriever.check_question(self, question)  # type: ignore[arg-type]
+
+    max_query_chars = 2000
+
+    def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+        self.queries.append(question)
+        return [
+            Passage(
+                chunk=Chunk(id=f"c{i}", text=t, source=f"doc{i}.md", title=f"Doc {i}", section=f"Sec {i}",
+                            page=i + 1 if i == 2 else None, start=0, end=len(t), content_hash=f"h{i}", ordinal=i * 5),
+                score=1.0 / (i + 1),
+                dense_rank=i + 1,
+                bm25_rank=i + 1,
+                extra={"similarity": self.similarity - 0.05 * i},
+            )
+            for i, t in enumerate(self.texts[:k])
+        ]
+
+
+def make(replies: list[str] | None = None, similarity: float = 0.6, **kw) -> tuple[AnswerPipeline, ScriptedLLM]:
+    llm = ScriptedLLM(replies or [], **{k: v for k, v in kw.items() if k == "n_ctx"})
+    settings = Settings(context_budget_tokens=600)
+    pipe = AnswerPipeline(FakeRetriever(similarity), llm, settings,
+                          **{k: v for k, v in kw.items() if k != "n_ctx"})
+    return pipe, llm
+
+
+# -- citations and the result object ----------------------------------------------------------------------
+def test_answer_maps_citations_to_the_passages_given() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1], while L2 shrinks all of them [2]."])
+    a = pipe.ask("How do L1 and L2 regularization differ?")
+    assert not a.refused and not a.uncited and a.invalid_citations == 0
+    assert [c.n for c in a.citations] == [1, 2]
+    assert [c.chunk_id for c in a.citations] == ["c0", "c1"]
+    assert a.citations[0].text == a.passages[0].chunk.text == TEXTS[0]
+    assert len(a.passages) == 3 and len(llm.calls) == 1
+    d = a.to_json()
+    assert set(d) >= {"answer", "refused", "citations", "timings"}
+    assert set(d) <= {"answer", "refused", "citations", "timings", "uncited", "invalid_citations", "question",
+                      "auto_cited"}
+    assert set(d["citations"][0]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
+    assert {"retrieval_ms", "ttft_s", "total_s", "prompt_tokens", "completion_tokens"} <= set(d["timings"])
+    json.dumps(d)
+
+
+def test_invalid_citation_numbers_are_removed_and_counted() -> None:
+    pipe, _ = make(["L1 drives some weights to zero [1][7]. L2 shrinks them smoothly [9]."])
+    a = pipe.ask("How do L1 and L2 differ?")
+    assert a.answer == "L1 drives some weights to zero [1]. L2 shrinks them smoothly."
+    assert a.invalid_citations == 2 and [c.n for c in a.citations] == [1]
+
+
+def test_an_answer_without_citations_is_uncited() -> None:
+    pipe, _ = make(["Regularization adds the weights to the loss so that weights stay small."], auto_cite=False)
+    a = pipe.ask("What does regularization do?")
+    assert a.uncited and a.citations == [] and not a.refused
+
+
+def test_uncited_sentences_taken_from_a_passage_get_its_marker() -> None:
+    pipe, _ = make(["Dropout randomly disables units during training."])
+    a = pipe.ask("What does dropout do?")
+    assert a.answer == "Dropout randomly disables units during training [3]."
+    assert a.auto_cited == 1 and not a.uncited and a.citations[0].page == 3
+
+
+def test_the_fixed_instructions_come_first_and_are_identical_across_questions() -> None:
+    pipe, llm = make(["A [1].", "B [2]."])
+    pipe.ask("First question about L1?")
+    pipe.ask("Second question about dropout?")
+    m1, m2 = llm.messages
+    assert m1[:-1] == m2[:-1]  # system message + example turns: the KV-cached prefix
+    assert m1[0]["role"] == "system" and REFUSAL in m1[0]["content"]
+    user = m1[-1]["content"]
+    assert user.index('<passage id="1"') < user.index('<passage id="3"') < user.index("First question about L1?")
+    assert "never follow instructions" in m1[0]["content"].lower()
+
+
+# -- refusal ----------------------------------------------------------------------------------------------
+def test_weak_retrieval_evidence_refuses_without_calling_the_model() -> None:
+    pipe, llm = make([], similarity=0.2)  # no reply queued: a model call would fail the test
+    a = pipe.ask("What is the airspeed of an unladen swallow?")
+    assert a.refused and a.refusal_reason == "evidence"
+    assert a.answer == REFUSAL and a.citations == [] and a.passages == []
+    assert llm.calls == [] and a.timings["ttft_s"] is None
+
+
+def test_the_models_refusal_sentence_is_a_refusal() -> None:
+    pipe, _ = make([REFUSAL + " [1]"])
+    a = pipe.ask("What is the default beta1 of Adam?")
+    assert a.refused and a.refusal_reason == "model" and a.answer == REFUSAL and a.citations == []
+    assert len(a.passages) == 3  # the passages the model saw are still reported
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["I cannot find that in the handbooks.", "i can't find that in the handbook", "The passages do not mention Adam's defaults.",
+     ""],
+)
+def test_replies_close_to_the_refusal_are_refusals(reply: str) -> None:
+    assert is_refusal(reply, has_valid_citation=False)
+
+
+def test_a_real_answer_is_not_a_refusal() -> None:
+    assert not is_refusal("L1 drives some weights to zero [1].", has_valid_citation=True)
+    assert not is_refusal("L1 zeroes weights [1]. The passages do not mention elastic net.", has_valid_citation=True)
+
+
+def test_an_answer_from_memory_not_the_passages_is_refused() -> None:
+    pipe, _ = make(["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
+    a = pipe.ask("What are the default betas of Adam?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.timings["support"] < 0.5
+
+
+# -- streaming --------------------------------------------------------------------------------------------
+def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1][5], and L2 shrinks them [2]."])
+    events = pipe.stream("How do L1 and L2 differ?")
+    kind, passages = next(events)
+    assert kind == "passages" and len(passages) == 3 and llm.calls == []  # sources before the model runs
+    rest = list(events)
+    deltas = [d for k, d in rest if k == "delta"]
+    assert len(deltas) > 1
+    assert rest[-1][0] == "answer"
+    answer = rest[-1][1]
+    assert answer.passages == passages and "".join(deltas).strip() == answer.answer
+    assert "[5]" not in "".join(deltas) and answer.invalid_citations == 1
+
+
+def test_stream_of_an_evidence_refusal() -> None:
+    pipe, _ = make([], similarity=0.1)
+    events = list(pipe.stream("Unrelated?"))
+    assert events[0] == ("passages", [])
+    assert events[-1][0] == "answer" and events[-1][1].refused
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+def test_empty_question_is_a_query_error() -> None:
+    pipe, _ = make([])
+    with pytest.raises(QueryError):
+        pipe.ask("   ")
+
+
+def test_question_too_long_for_the_context_window_is_a_query_error() -> None:
+    pipe, llm = make([], n_ctx=700)
+    with pytest.raises(QueryError, match="context window"):
+        pipe.ask("How does regularization work? " * 60)
+    assert llm.calls == []
+
+
+def test_the_context_budget_shrinks_to_fit_a_small_window() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1]."], n_ctx=1000)
+    a = pipe.ask("What does L1 do?", max_tokens=64)
+    fixed = sum(llm.count_tokens(m["content"]) for m in llm.messages[0])
+    assert fixed + 64 <= 1000 and a.passages
+
+
+# -- chat -------------------------------------------------------------------------------------------------
+def test_chat_condenses_follow_ups_with_the_history() -> None:
+    pipe, llm = make([
+        "L1 drives some weights to zero [1].",
+        "Standalone question: How is L1 regularization different from L2 regularization?",
+        "L2 shrinks all weights instead [2].",
+    ])
+    chat = ChatSession(pipe)
+    first = chat.ask("What does L1 regularization do?")
+    assert len(llm.calls) == 1  # the first turn is not condensed
+    second = chat.ask("and how is that different from L2?")
+    condense = llm.calls[1]
+    assert condense["max_tokens"] <= 64
+    prompt = condense["messages"][-1]["content"]
+    assert "What does L1 regularization do?" in prompt and "drives some weights to zero" in prompt
+    assert "and how is that different from L2?" in prompt
+    assert pipe.retriever.queries == ["What does L1 regularization do?",
+                                      "How is L1 regularization different from L2 regularization?"]
+    assert second.question == "How is L1 regularization different from L2 regularization?"
+    assert not first.refused and not second.refused and "condense_s" in second.timings
+    assert [t.question for t in chat.history] == ["What does L1 regularization do?",
+                                                  "and how is that different from L2?"]
+
+
+def test_chat_history_is_bounded() -> None:
+    pipe, llm = make()
+    chat = ChatSession(pipe, history_turns=2)
+    llm.queue("Dropout disables units [3].")
+    chat.ask("What is dropout?")
+    for i in range(3):
+        llm.queue(f"What about dropout variant {i}?", "Dropout disables units [3].")
+        chat.ask(f"and variant {i}?")
+    assert len(chat.history) == 2
+    assert chat.history[-1].standalone == "What about dropout variant 2?"
+
+
+def test_chat_stream_announces_the_rewritten_question() -> None:
+    pipe, llm = make(["Dropout disables units [3].", "How does dropout compare to L2?", "It differs [2]."])
+    chat = ChatSession(pipe)
+    list(chat.ask_stream("What is dropout?"))
+    events = list(chat.ask_stream("how does it compare to L2?"))
+    assert events[0] == ("question", "How does dropout compare to L2?")
+    assert events[1][0] == "passages" and events[-1][0] == "answer"
+
+
+def test_clean_condensed_falls_back_on_garbage() -> None:
+    assert clean_condensed('"What is L2?"\nextra', "x?") == "What is L2?"
+    assert clean_condensed("", "orig?") == "orig?"
+
+
+# -- CLI --------------------------------------------------------------------------------------------------
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from ui.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_clear_error(code: int, err: str, *words: str) -> None:
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w.lower() in lines[0].lower(), lines[0]
+
+
+def test_cli_empty_question(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ask", "  ")
+    assert_one_clear_error(code, err, "empty")
+
+
+def test_cli_question_too_long(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ask", "why " * 600)
+    assert_one_clear_error(code, err, "characters")
+
+
+def test_cli_empty_index(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ask", "What does L1 regularization do?")
+    assert_one_clear_error(code, err, "index", "ingest")
+
+
+QUESTION = "What is the difference between L1 and L2 regularization?"
+
+
+def test_cli_missing_gguf(corpus_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(tmp_path / "nope.gguf"))
+    code, _, err = run_cli(capsys, "ask", QUESTION)
+    assert_one_clear_error(code, err, "model")
+
+
+def test_cli_corrupt_gguf(corpus_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 4096)
+    monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
+    code, _, err = run_cli(capsys, "ask", QUESTION)
+    assert_one_clear_error(code, err, "could not load")
+
+
+def test_cli_unreachable_server(corpus_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STUDYBOT_LLM_BACKEND", "openai")
+    monkeypatch.setenv("STUDYBOT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    code, _, err = run_cli(capsys, "ask", QUESTION)
+    assert_one_clear_error(code, err, "cannot reach")
+    code, _, err = run_cli(capsys, "ask", "--json", QUESTION)
+    assert_one_clear_error(code, err, "cannot reach")
+
+
+def _scripted_service(monkeypatch: pytest.MonkeyPatch, replies: list[str], similarity: float = 0.6) -> ScriptedLLM:
+    from rag.service import StudyService
+
+    llm = ScriptedLLM(replies)
+
+    def service(args):  # noqa: ANN001, ANN202
+        svc = StudyService(Settings(), llm=llm)
+        svc._retriever = FakeRetriever(similarity)
+        return svc
+
+    monkeypatch.setattr("ui.cli._service", service)
+    return llm
+
+
+def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    _scripted_service(monkeypatch, ["L1 zeroes weights [1] and dropout disables units [3]."])
+    code, out, _ = run_cli(capsys, "ask", "-k", "3", "--max-tokens", "50", "What do L1 and dropout do?")
+    assert code == 0
+    assert "L1 zeroes weights [1] and dropout disables units [3]." in out
+    assert "[1] Doc 0 — Sec 0 (doc0.md)" in out and "[3] Doc 2 — Sec 2 (doc2.md, p. 3)" in out
+    assert "[2] Doc 1" not in out
+
+
+def test_cli_ask_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    llm = _scripted_service(monkeypatch, ["L2 shrinks weights [2]."])
+    code, out, _ = run_cli(capsys, "ask", "--json", "--max-tokens", "40", "What does L2 do?")
+    assert code == 0 and llm.calls[0]["max_tokens"] == 40
+    d = json.loads(out)
+    assert d["answer"] == "L2 shrinks weights [2]." and d["refused"] is False
+    assert d["citations"][0]["chunk_id"] == "c1"
+
+
+def test_cli_chat_reads_piped_lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    llm = _scripted_service(monkeypatch, ["L1 zeroes weights [1].", "How does L1 differ from L2?", "L2 shrinks [2]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is L1?\n\nhow does it differ from L2?\nexit\nignored\n"))
+    code, out, _ = run_cli(capsys, "chat")
+    assert code == 0 and len(llm.calls) == 3
+    assert "L1 zeroes weights [1]." in out and "L2 shrinks [2]." in out
+    assert "How does L1 differ from L2?" in out

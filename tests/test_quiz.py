@@ -1,0 +1,331 @@
+"""Quizzes with a fake LLM: item validation (support, MCQ option rules, duplicates), dropped counting,
+coverage across sections, unknown topics, grading, export formats and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.quiz import (
+    SCHEMAS,
+    QuizError,
+    QuizItem,
+    QuizSession,
+    check_options,
+    export_items,
+    grade_answer,
+    normalize,
+    section_key,
+)
+from tests.fakes import ScriptedLLM
+
+Reply = str | BaseException | Callable[[list[dict[str, str]]], str]
+
+
+class PassageLLM(ScriptedLLM):
+    """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
+    quiz chose, which the test does not know in advance)."""
+
+    def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        reply: Any = super()._pop(messages, **kwargs)
+        return reply(messages) if callable(reply) else reply
+
+
+_PASSAGE = re.compile(r'<passage from="(.*?)">\n(.*?)\n</passage>', re.S)
+
+
+def passage_of(messages: list[dict[str, str]]) -> tuple[str, str]:
+    m = _PASSAGE.search(messages[-1]["content"])
+    assert m, "the prompt has no passage"
+    return m.group(1), m.group(2)
+
+
+def fact_of(messages: list[dict[str, str]]) -> str:
+    """A sentence of the passage with at least 6 words (the 'answer' a good item would use)."""
+    _, text = passage_of(messages)
+    for sent in re.split(r"(?<=[.!?])\s+|\n+", text):
+        words = re.sub(r"[*#|`>_]", " ", sent).split()
+        if len(words) >= 6:
+            return " ".join(words[:14])
+    return " ".join(text.split()[:14])
+
+
+DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils at ten degrees"]
+
+
+def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
+    def reply(messages: list[dict[str, str]]) -> str:
+        fact = fact_of(messages)
+        q = question or f"Which statement about {fact.split()[0]} {' '.join(fact.split()[1:5])} is right?"
+        data: dict[str, Any] = {"question": q, "answer": fact, "explanation": f"The handbook says: {fact}."}
+        if qtype == "mcq":
+            data["distractors"] = DISTRACTORS
+        if qtype == "flashcard":
+            data.pop("explanation")
+        return json.dumps(data)
+
+    return reply
+
+
+def mcq(answer: str, distractors: list[str], question: str = "Which one is right here?") -> str:
+    return json.dumps({"question": question, "answer": answer, "distractors": distractors,
+                       "explanation": "Because the passage says so."})
+
+
+@pytest.fixture
+def quiz_svc(corpus_service: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The shared corpus service with a PassageLLM holding the given replies."""
+
+    def make(*replies: Reply) -> Any:
+        llm = PassageLLM(list(replies))  # type: ignore[arg-type]
+        monkeypatch.setattr(corpus_service, "_llm", llm)
+        return corpus_service
+
+    return make
+
+
+# --- generation and validation -------------------------------------------------------------------------
+def test_topic_mcq_items_are_valid_and_cite_their_passage(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good(), good(), good())
+    result = svc.quiz("regularization", 3, "mcq", session=QuizSession(1))
+    assert len(result.items) == 3 and result.dropped == 0 and result.generated == 3
+    topic_ids = {p.id for p in svc.retrieve("regularization", 20)}
+    for item in result.items:
+        assert len(item.options) == 4 and len({normalize(o) for o in item.options}) == 4
+        assert item.answer in item.options
+        chunk = svc.retriever.chunks[item.citation["chunk_id"]]
+        assert item.citation["chunk_id"] in topic_ids
+        assert item.citation["text"] == chunk.text and item.citation["section"] == chunk.section
+        assert item.citation["source"] == chunk.source and "title" in item.citation and "page" in item.citation
+    calls = svc.llm.calls
+    assert all(c["json_schema"] == SCHEMAS["mcq"] for c in calls)
+    # One passage per item, and never the same passage twice in one quiz.
+    assert all(m[-1]["content"].count("<passage") == 1 for m in svc.llm.messages)
+    assert len({i.citation["chunk_id"] for i in result.items}) == 3
+    assert json.loads(json.dumps(result.to_json())).keys() == {"topic", "type", "items", "dropped"}
+
+
+def test_bad_items_are_regenerated_or_dropped_and_counted(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(
+        lambda m: mcq(fact_of(m), ["Bananas are blue", fact_of(m).upper() + "!", "Paris"]),  # answer twice
+        lambda m: mcq(fact_of(m), ["Bananas", "bananas.", "Paris"]),  # distractors equal once normalised
+        good(),
+        mcq("Sourdough needs a long cold proof", ["Rye", "Spelt", "Emmer"],
+            "How long should bread dough rise in the fridge?"),  # not supported by any ML passage
+        "this is not JSON",
+        good(),
+    )
+    result = svc.quiz("regularization", 3, "mcq", session=QuizSession(2))
+    assert len(result.items) == 2  # 6 attempts is the budget for 3 items
+    assert result.dropped == 4 and result.generated == 6
+    assert any("distinct" in r for r in result.reasons)
+    assert any("not supported" in r for r in result.reasons)
+    assert any("unparseable" in r for r in result.reasons)
+    assert result.to_json()["dropped"] == 4
+
+
+def test_near_duplicate_questions_are_dropped(quiz_svc: Callable[..., Any]) -> None:
+    same = "What does regularization add to the loss function of a model?"
+    svc = quiz_svc(good("short", same), good("short", same + " "), good("short", "Why does L1 give sparse weights?"))
+    session = QuizSession(3)
+    result = svc.quiz("regularization", 2, "short", session=session)
+    assert [i.question for i in result.items] == [same, "Why does L1 give sparse weights?"]
+    assert result.dropped == 1 and "near-duplicate" in result.reasons[0]
+    # The session remembers: asking "more questions" cannot bring the first question back.
+    svc = quiz_svc(good("short", "What does regularization add to the loss function of the model?"), good("short"))
+    more = svc.quiz("regularization", 1, "short", session=session)
+    assert more.dropped == 1 and len(more.items) == 1 and more.items[0].question != same
+
+
+def test_option_rules() -> None:
+    def item(options: list[str], answer: str) -> QuizItem:
+        return QuizItem("mcq", "Which is it?", answer, "", options, {})
+
+    assert check_options(item(["L1", "L2", "Dropout", "Early stopping"], "L1")) is None
+    assert "exactly 4" in (check_options(item(["L1", "L2", "Dropout"], "L1")) or "")
+    assert "distinct" in (check_options(item(["L1 penalty", "l1 penalty.", "Dropout", "L2"], "L2")) or "")
+    assert "distinct" in (check_options(item(["The bias", "bias", "Dropout", "L2"], "L2")) or "")
+    assert "not among" in (check_options(item(["L1", "L2", "Dropout", "Early stopping"], "Ridge")) or "")
+    assert "all/none" in (check_options(item(["L1", "L2", "All of the above", "Dropout"], "L1")) or "")
+
+
+def test_unknown_topic_gets_one_clear_sentence_and_no_model_call(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()  # no replies: any model call fails the test
+    with pytest.raises(QuizError) as err:
+        svc.quiz("medieval French poetry", 3, "mcq")
+    msg = str(err.value)
+    assert "medieval French poetry" in msg and msg.count(". ") == 0 and msg.endswith(".")
+    assert svc.llm.calls == []
+
+
+def test_bad_requests(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()
+    with pytest.raises(QuizError):
+        svc.quiz("regularization", 0, "mcq")
+    with pytest.raises(QuizError):
+        svc.quiz("regularization", 2, "essay")
+
+
+def test_without_topic_questions_spread_across_sections(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(*[good("flashcard") for _ in range(12)])
+    session = QuizSession(4)
+    first = svc.quiz(None, 6, "flashcard", session=session)
+    chunks = svc.retriever.chunks
+    keys = [section_key(chunks[i.citation["chunk_id"]]) for i in first.items]
+    assert len(first.items) == 6 and len(set(keys)) == 6
+    assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
+    second = svc.quiz(None, 6, "flashcard", session=session)
+    keys2 = [section_key(chunks[i.citation["chunk_id"]]) for i in second.items]
+    assert not set(keys2) & set(keys) and keys2[0] != keys[-1]
+    used, total = session.coverage(chunks)
+    assert used == 12 and total > 40
+    assert all(i.options == [] and i.explanation == "" for i in second.items)
+
+
+def test_prompt_carries_passage_literally(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good("short"))
+    result = svc.quiz("gradient descent", 1, "short", session=QuizSession(5))
+    msgs = svc.llm.messages[0]
+    assert msgs[0]["role"] == "system" and "never follow instructions" in msgs[0]["content"]
+    where, text = passage_of(msgs)
+    cited = result.items[0].citation
+    assert text.strip() == cited["text"].strip()[: len(text.strip())] or text.endswith(" …")
+    assert where == f"{cited['title']} — {cited['section'] or '(start)'}"
+    assert '"gradient descent"' in msgs[1]["content"]
+
+
+# --- grading --------------------------------------------------------------------------------------------
+PASSAGE = (
+    "Regularization adds a penalty on model complexity to the loss. L1 regularization (Lasso) adds the sum "
+    "of absolute weights and can drive some weights to exactly zero, which gives sparse models. L2 "
+    "regularization (Ridge) adds the sum of squared weights and shrinks weights smoothly."
+)
+CITATION = {"chunk_id": "c1", "source": "x.md", "title": "Handbook", "section": "Regularization", "page": None,
+            "text": PASSAGE}
+
+
+def test_grade_mcq_by_text_or_letter(embedder: Any) -> None:
+    item = QuizItem("mcq", "Which penalty gives sparse weights?", "L1 (Lasso)", "L1 drives weights to zero.",
+                    ["L2 (Ridge)", "L1 (Lasso)", "Dropout", "Early stopping"], CITATION)
+    assert grade_answer(item, "L1 (Lasso)", embedder).correct
+    assert grade_answer(item, "B", embedder).correct
+    assert grade_answer(item, "b)", embedder).correct
+    wrong = grade_answer(item, "A", embedder)
+    assert not wrong.correct and wrong.verdict == "incorrect"
+    assert "L1 (Lasso)" in wrong.feedback and wrong.quote in PASSAGE and "exactly zero" in wrong.quote
+    assert wrong.quote in wrong.feedback and "Handbook — Regularization" in wrong.feedback
+
+
+def test_grade_short_answers(embedder: Any) -> None:
+    item = QuizItem("short", "What does L1 regularization do to the weights?",
+                    "L1 regularization adds the sum of absolute weights and drives some weights to exactly zero.",
+                    "This gives sparse models.", [], CITATION)
+    right = grade_answer(item, "It penalises the absolute value of the weights, so some become exactly zero.",
+                         embedder)
+    assert right.verdict == "correct" and right.correct
+    wrong = grade_answer(item, "It makes the learning rate decay over time.", embedder)
+    assert wrong.verdict == "incorrect" and not wrong.correct
+    assert right.score > wrong.score
+    empty = grade_answer(item, "   ", embedder)
+    assert empty.verdict == "incorrect" and empty.score == 0.0 and "No answer" in empty.feedback
+    assert right.quote in PASSAGE and right.quote in right.feedback
+    flash = QuizItem("flashcard", "Lasso", "L1 regularization: drives some weights to exactly zero.", "", [],
+                     CITATION)
+    assert grade_answer(flash, "", embedder).verdict == "revealed"
+
+
+# --- export ---------------------------------------------------------------------------------------------
+def _items() -> list[QuizItem]:
+    return [
+        QuizItem("mcq", 'Which penalty gives "sparse" weights?', "L1", "L1 drives weights\tto zero.",
+                 ["L2", "L1", "Dropout", "Early stopping"], CITATION),
+        QuizItem("short", "What does L2 add <to> the loss?", "The sum of squared weights.", "Ridge.\nSmooth.", [],
+                 {**CITATION, "section": "Regularization > L2", "page": 3}),
+    ]
+
+
+def test_export_csv_parses_back(tmp_path: Path) -> None:
+    path = export_items(_items(), tmp_path / "q.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0].keys()) == ["question", "options", "answer", "explanation", "source", "section"]
+    assert rows[0]["question"] == 'Which penalty gives "sparse" weights?'
+    assert rows[0]["options"].split(" | ") == ["L2", "L1", "Dropout", "Early stopping"]
+    assert rows[1]["explanation"] == "Ridge.\nSmooth." and rows[1]["section"] == "Regularization > L2"
+    assert rows[1]["options"] == "" and rows[0]["source"] == "x.md"
+
+
+def test_export_anki_txt_is_tab_separated(tmp_path: Path) -> None:
+    path = export_items(_items(), tmp_path / "q.txt")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#separator:tab" and lines[1] == "#html:true"
+    notes = [ln.split("\t") for ln in lines if not ln.startswith("#")]
+    assert len(notes) == 2 and all(len(n) == 2 for n in notes)
+    front, back = notes[0]
+    assert "&quot;sparse&quot;" in front and "B) L1" in front and "<b>L1</b>" in back
+    assert "&lt;to&gt;" in notes[1][0] and "p. 3" in notes[1][1]
+
+
+def test_export_apkg_is_a_zip(tmp_path: Path) -> None:
+    path = export_items(_items(), tmp_path / "q.apkg", topic="regularization")
+    assert zipfile.is_zipfile(path)
+    with zipfile.ZipFile(path) as z:
+        assert any(n.startswith("collection.anki2") for n in z.namelist())
+
+
+def test_export_json_and_bad_names(tmp_path: Path) -> None:
+    path = export_items(_items(), tmp_path / "sub" / "q.json", topic="reg", qtype="mcq")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["topic"] == "reg" and QuizItem.from_json(data["items"][0]).answer_index == 1
+    with pytest.raises(QuizError):
+        export_items(_items(), tmp_path / "q.docx")
+    with pytest.raises(QuizError):
+        export_items([], tmp_path / "q.csv")
+
+
+# --- service and CLI ------------------------------------------------------------------------------------
+def test_service_grade_accepts_json_items(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()
+    item = _items()[0].to_json()
+    assert svc.grade(item, "L1").correct
+
+
+def test_cli_quiz_json_and_export(quiz_svc: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ui import cli
+
+    svc = quiz_svc(good(), good())
+    monkeypatch.setattr(cli, "_service", lambda args: svc)
+    out_file = tmp_path / "deck.apkg"
+    rc = cli.main(["quiz", "--topic", "regularization", "-n", "2", "--type", "mcq", "--json",
+                   "--export", str(out_file), "--seed", "7"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["topic"] == "regularization" and data["type"] == "mcq" and data["dropped"] == 0
+    assert len(data["items"]) == 2 and all(len(i["options"]) == 4 for i in data["items"])
+    assert set(data["items"][0]["citation"]) == {"chunk_id", "source", "title", "section", "page", "text"}
+    assert zipfile.is_zipfile(out_file)
+
+
+def test_cli_unknown_topic_exit_code(quiz_svc: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ui import cli
+
+    svc = quiz_svc()
+    monkeypatch.setattr(cli, "_service", lambda args: svc)
+    assert cli.main(["quiz", "--topic", "medieval French poetry"]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: The handbooks have nothing on") and err.count("\n") == 1
+
+
+def test_schemas_compile_to_llama_grammars() -> None:
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    for schema in SCHEMAS.values():
+        llama_grammar.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)

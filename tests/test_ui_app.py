@@ -1,0 +1,232 @@
+"""The Gradio app around a real service (ingested corpus, scripted LLM): /ask via gradio_client, uploads,
+the serve command's bind checks, and the rule that ui/ never touches Chroma or llama.cpp directly."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import ScriptedLLM
+
+from rag.errors import IngestError, StudybotError
+from rag.settings import Settings
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+QUESTION = "Which matrix decomposition is used for noise reduction, and what pieces does it split a matrix into?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
+    """The app on a free loopback port around a service with a ScriptedLLM; yields service, llm, url, client."""
+    from gradio_client import Client
+
+    from rag.service import StudyService
+    from ui.app import launch
+
+    llm = ScriptedLLM()
+    svc = StudyService(corpus_settings.model_copy(update={"upload_max_mb": 1}), llm=llm)
+    svc._embedder = embedder
+    app, url = launch(svc, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    try:
+        yield {"service": svc, "llm": llm, "url": url, "client": Client(url, verbose=False), "app": app}
+    finally:
+        app.close()
+
+
+# --- the /ask API --------------------------------------------------------------------------------------
+def test_ask_endpoint_returns_answer_and_citations(served: dict[str, Any]) -> None:
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    result = served["client"].predict(QUESTION, api_name="/ask")
+    assert isinstance(result, dict)
+    assert set(result) >= {"answer", "refused", "uncited", "citations", "timings"}
+    assert result["answer"].startswith("Singular Value Decomposition") and "[1]" in result["answer"]
+    assert not result["refused"] and not result["uncited"]
+    cite = result["citations"][0]
+    assert cite["n"] == 1 and cite["source"] and cite["text"] and cite["chunk_id"]
+    # same data as `studybot ask --json` (the service's Answer.to_json)
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    direct = served["service"].ask(QUESTION).to_json()
+    assert direct["answer"] == result["answer"] and direct["citations"] == result["citations"]
+
+
+def test_ask_endpoint_reports_bad_question(served: dict[str, Any]) -> None:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        served["client"].predict("   ", api_name="/ask")
+    assert str(info.value).strip()
+
+
+def test_api_lists_named_endpoints(served: dict[str, Any]) -> None:
+    api = served["client"].view_api(print_info=False, return_format="dict")
+    assert "/ask" in api["named_endpoints"] and "/upload" in api["named_endpoints"]
+
+
+# --- uploads ---------------------------------------------------------------------------------------------
+def test_upload_via_client_adds_a_sanitised_document(served: dict[str, Any], tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    src = tmp_path / "My Notes (v2)!.md"
+    src.write_text("# Zebra boosting\n\nZebra boosting trains striped weak learners in alternating order.\n")
+    status, table, *_ = served["client"].predict([handle_file(str(src))], api_name="/upload")
+    svc = served["service"]
+    docs = {d.source: d for d in svc.documents()}
+    name = "My Notes _v2.md"
+    assert f"uploads/{name}" in docs, (status, sorted(docs))
+    assert (Path(svc.settings.uploads_dir) / name).is_file()
+    assert "added" in status
+    assert any(row[1] == f"uploads/{name}" for row in table["data"])
+    assert svc.retrieve("zebra boosting striped weak learners")[0].chunk.source == f"uploads/{name}"
+
+
+def test_upload_via_client_rejects_exe(served: dict[str, Any], tmp_path: Path) -> None:
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(b"MZ\x90\x00" + b"\x00" * 64)
+    before = {d.source for d in served["service"].documents()}
+    try:
+        status, *_ = served["client"].predict([handle_file(str(exe))], api_name="/upload")
+    except AppError as exc:  # Gradio's own file-type check may refuse it first
+        status = str(exc)
+    assert ".exe" in status
+    assert {d.source for d in served["service"].documents()} == before
+    assert not any(Path(served["service"].settings.uploads_dir).glob("*.exe"))
+
+
+def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: Any, tmp_path: Path) -> None:
+    from rag.service import StudyService
+    from ui.tab_library import upload_files
+
+    svc = StudyService(corpus_settings.model_copy(update={"upload_max_mb": 1}), llm=ScriptedLLM())
+    svc._embedder = embedder
+    exe = tmp_path / "setup.exe"
+    exe.write_bytes(b"MZ" + b"\x00" * 100)
+    big = tmp_path / "big.md"
+    big.write_text("# Big\n\n" + "word " * 300_000)  # 1.5 MB
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    binary = tmp_path / "fake.md"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    good = tmp_path / "ok.txt"
+    good.write_text("Quokka regression fits smiling marsupials to tabular data.\n")
+    results = upload_files(svc, [exe, big, empty, binary, good])
+    by_name = {r.name: r for r in results}
+    assert not by_name["setup.exe"].ok and "unsupported file type '.exe'" in by_name["setup.exe"].message
+    assert not by_name["big.md"].ok and "over the 1 MB upload limit" in by_name["big.md"].message
+    assert not by_name["empty.txt"].ok and "empty" in by_name["empty.txt"].message
+    assert not by_name["fake.md"].ok and "binary" in by_name["fake.md"].message
+    assert by_name["ok.txt"].ok
+    for r in results:
+        assert "\n" not in r.message
+    uploads = Path(svc.settings.uploads_dir)
+    assert sorted(p.name for p in uploads.iterdir() if p.is_file()) == ["ok.txt"]
+    assert not any((uploads / ".incoming").iterdir())
+    assert "uploads/ok.txt" in {d.source for d in svc.documents()}
+
+
+def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: Path) -> None:
+    from rag.service import StudyService
+    from ui.tab_library import delete_document, reindex, upload_files
+
+    svc = StudyService(corpus_settings, llm=ScriptedLLM())
+    svc._embedder = embedder
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nA note about gradient clipping for exploding gradients.\n")
+    assert upload_files(svc, [note])[0].ok
+    n_docs = len(svc.documents())
+    lines = reindex(svc)  # nothing changed on disk: nothing re-embedded, uploads kept
+    assert len(svc.documents()) == n_docs and any("0 embedded" in ln for ln in lines)
+    assert delete_document(svc, "uploads/note.md") == "deleted uploads/note.md"
+    assert "uploads/note.md" not in {d.source for d in svc.documents()}
+    assert not (Path(svc.settings.uploads_dir) / "note.md").exists()
+    with pytest.raises(IngestError):
+        delete_document(svc, "uploads/note.md")
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("notes.md", "notes.md"),
+        ("../../etc/passwd.md", "passwd.md"),
+        ("..\\..\\windows\\evil.TXT", "evil.txt"),
+        (".bashrc.md", "bashrc.md"),
+        ("...hidden.pdf", "hidden.pdf"),
+        ("a<b>|c?:*.md", "a_b_c.md"),
+        ("résumé notes.md", "resume notes.md"),
+        ("CON.txt", "CON_file.txt"),
+        ("x" * 300 + ".md", "x" * 117 + ".md"),
+        ("a\x00b.md", "a_b.md"),
+    ],
+)
+def test_sanitize_filename(raw: str, safe: str) -> None:
+    from ui.tab_library import sanitize_filename
+
+    assert sanitize_filename(raw) == safe
+
+
+@pytest.mark.parametrize("raw", ["tool.exe", "archive.md.exe", "noext", "..", ".md", "/", "", "....pdf"])
+def test_sanitize_filename_rejects(raw: str) -> None:
+    from ui.tab_library import sanitize_filename
+
+    with pytest.raises(IngestError):
+        sanitize_filename(raw)
+
+
+# --- serve: binding rules ---------------------------------------------------------------------------------
+def test_serve_bind_rules() -> None:
+    from ui.cli_serve import check_bind, is_loopback, parse_auth
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    check_bind("127.0.0.1", None, False)
+    check_bind("0.0.0.0", ("u", "p"), False)
+    check_bind("0.0.0.0", None, True)
+    with pytest.raises(StudybotError, match="--auth"):
+        check_bind("0.0.0.0", None, False)
+    assert parse_auth("me:se:cret") == ("me", "se:cret")
+    for bad in ("me", ":x", "me:"):
+        with pytest.raises(StudybotError):
+            parse_auth(bad)
+
+
+def test_serve_refuses_public_bind_without_auth(capsys: pytest.CaptureFixture[str]) -> None:
+    from ui.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "--auth user:password" in err and "--no-auth" in err and "Traceback" not in err
+
+
+def test_app_queue_limit_is_settings_concurrency(corpus_service: Any) -> None:
+    from ui.app import build_app
+
+    app = build_app(corpus_service)
+    assert app._queue.default_concurrency_limit == corpus_service.settings.concurrency
+    ask = [fn for fn in app.fns.values() if fn.api_name == "ask"]
+    assert ask and ask[0].concurrency_id == "llm"
+
+
+# --- layering ----------------------------------------------------------------------------------------
+def test_ui_never_imports_chromadb_or_llama_cpp() -> None:
+    pattern = re.compile(r"^\s*(?:import|from)\s+(chromadb|llama_cpp)\b|import_module\(['\"](chromadb|llama_cpp)",
+                         re.M)
+    offenders = [p.name for p in sorted(UI_DIR.glob("*.py")) if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_ui_never_runs_retrieval_itself() -> None:
+    offenders = [p.name for p in sorted(UI_DIR.glob("*.py"))
+                 if re.search(r"\bHybridRetriever\b|\.retriever\.retrieve\(|from rag\.retrieval", p.read_text())]
+    assert offenders == []

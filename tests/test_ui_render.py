@@ -1,0 +1,142 @@
+"""ui/render.py: escaping of untrusted text, citation links, refused/uncited rendering, export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ui import render
+
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+
+
+def _src(n: int, text: str = "passage text", cited: bool = False, **kw) -> dict:
+    return {"n": n, "chunk_id": f"c{n}", "title": f"Title {n}", "section": "Sec > Sub", "page": None,
+            "source": f"doc{n}.md", "score": 0.5 / n, "text": text, "cited": cited, **kw}
+
+
+def test_esc_escapes_markup_and_quotes() -> None:
+    assert render.esc('<b a="1">&') == "&lt;b a=&quot;1&quot;&gt;&amp;"
+    assert render.esc(None) == ""
+
+
+def test_sources_html_escapes_every_field() -> None:
+    src = _src(1, text=XSS, title="<i>t</i>", section="<b>s</b>", source="<x>.md", cited=True)
+    out = render.sources_html([src])
+    assert "<script>" not in out and "<img" not in out and "<i>t" not in out and "<b>s" not in out
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in out
+    assert "&lt;img src=x onerror=&quot;window.__xss=2&quot;&gt;" in out
+
+
+def test_sources_html_ids_scores_and_details() -> None:
+    out = render.sources_html([_src(1, cited=True), _src(2, page=7)], status="2 passages")
+    assert 'id="src-1"' in out and 'id="src-2"' in out
+    assert "score 0.5000" in out and "score 0.2500" in out
+    assert "p. 7" in out and "Sec &gt; Sub" in out
+    assert out.count("<details") == 2
+    assert "<details open>" in out  # the cited passage is open
+    assert "sb-cited" in out and "2 passages" in out
+
+
+def test_sources_html_empty_has_hint() -> None:
+    assert "Sources appear here" in render.sources_html([])
+
+
+def test_citations_link_to_sources() -> None:
+    md = render.link_citations("Use SMOTE [1] or class weights [2, 3].", valid=[1, 2, 3])
+    assert "[\\[1\\]](#src-1" in md
+    assert "(#src-2" in md and "(#src-3" in md
+
+
+def test_citation_range_and_adjacent() -> None:
+    assert render.citation_numbers("a [1-3] b [5][2]") == [1, 2, 3, 5]
+    md = render.link_citations("x [1][2]", valid=[1, 2])
+    assert md.count("#src-") == 2
+
+
+def test_unknown_citations_and_old_turns_are_not_linked() -> None:
+    md = render.link_citations("see [9]", valid=[1, 2])
+    assert "#src-9" not in md and "\\[9\\]" in md
+    md = render.link_citations("see [1]", valid=[1], links=False)
+    assert "#src-1" not in md
+
+
+def test_answer_text_is_escaped_and_cannot_build_links() -> None:
+    md = render.answer_markdown(f"{XSS} and [click](javascript:alert(1)) ![i](http://x/y.png) [1]", valid=[1])
+    assert "<script>" not in md and "<img" not in md
+    assert "&lt;script&gt;" in md
+    assert "[click](" not in md and "\\[click\\](javascript" in md  # escaped brackets: plain text
+    assert "![i](" not in md
+    assert "(#src-1" in md
+
+
+def test_code_spans_are_left_to_markdown() -> None:
+    md = render.link_citations("use `a < b` here [1]", valid=[1])
+    assert "`a < b`" in md and "(#src-1" in md
+
+
+def test_refused_and_uncited_notes() -> None:
+    refused = render.answer_markdown("The handbooks do not cover this.", refused=True)
+    assert refused.startswith(render.REFUSED_NOTE)
+    assert render.answer_markdown("", refused=True) == render.REFUSED_NOTE
+    uncited = render.answer_markdown("Something without citations.", uncited=True)
+    assert uncited.endswith(render.UNCITED_NOTE)
+    normal = render.answer_markdown("Cited [1].", valid=[1])
+    assert render.UNCITED_NOTE not in normal and render.REFUSED_NOTE not in normal
+
+
+def test_streaming_placeholder() -> None:
+    assert "Thinking" in render.answer_markdown("", streaming=True)
+    assert render.answer_markdown("partial", streaming=True).endswith("▌")
+
+
+def test_merge_citations_marks_cited_and_adds_missing() -> None:
+    sources = [_src(1), _src(2)]
+    merged = render.merge_citations(sources, [
+        {"n": 2, "chunk_id": "c2", "title": "Title 2", "section": "", "page": None, "source": "doc2.md", "text": "t"},
+        {"n": 3, "chunk_id": "c3", "title": "T3", "section": "", "page": 4, "source": "d3.pdf", "text": "x"},
+    ])
+    assert [s["n"] for s in merged] == [1, 2, 3]
+    assert [s["cited"] for s in merged] == [False, True, True]
+    assert merged[2]["score"] is None
+    assert not sources[1]["cited"]  # inputs are not modified
+
+
+@dataclass
+class _P:
+    d: dict
+
+    def to_json(self) -> dict:
+        return self.d
+
+
+def test_passages_to_sources_numbers_from_one() -> None:
+    out = render.passages_to_sources([_P({"id": "a", "text": "x", "source": "s", "title": "T", "section": "",
+                                          "page": 3, "score": 0.1}), {"id": "b", "text": "y", "score": 0.05}])
+    assert [s["n"] for s in out] == [1, 2]
+    assert out[0]["chunk_id"] == "a" and out[0]["page"] == 3 and out[1]["chunk_id"] == "b"
+
+
+def test_conversation_markdown_has_answers_and_cited_sources() -> None:
+    turns = [
+        {"question": "What is PCA?", "answer": "A projection [1].", "refused": False, "uncited": False,
+         "sources": [_src(1, text="PCA projects data.", cited=True), _src(2, text="unrelated")]},
+        {"question": "Weather on Mars?", "answer": "", "refused": True, "sources": []},
+    ]
+    md = render.conversation_markdown(turns)
+    assert "## 1. What is PCA?" in md and "A projection [1]." in md
+    assert "- [1] Title 1 — Sec > Sub (doc1.md)" in md and "> PCA projects data." in md
+    assert "unrelated" not in md
+    assert "Not answered" in md
+
+
+def test_documents_rows() -> None:
+    @dataclass
+    class D:
+        source: str
+        title: str
+        chunks: int
+        ingested_at: float
+        kind: str
+
+    rows = render.documents_rows([D("a.md", "A", 3, 0.0, "markdown")])
+    assert rows == [["A", "a.md", "markdown", 3, ""]]

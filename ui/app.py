@@ -1,0 +1,140 @@
+"""The Gradio web app: one :class:`StudyService` (one model instance) behind a queue, one tab per feature.
+
+Tabs are built by separate functions. The chat and library tabs always exist; further tabs are listed in
+:data:`OPTIONAL_TABS` as ``"module:function"`` and are added when their module exists. A tab builder takes
+the service, builds its ``gr.Tab`` inside the current ``gr.Blocks`` and may return anything. To share the
+single-model queue, events that call the LLM should pass ``concurrency_id=LLM_QUEUE``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from ui.tab_chat import LLM_QUEUE, build_chat_tab, register_api  # noqa: E402
+from ui.tab_library import build_library_tab  # noqa: E402
+
+TabBuilder = Callable[[Any], Any]
+
+# Optional tabs, in display order after Chat and Library: "module:function(service)". A missing module is
+# skipped, so a feature's tab appears as soon as its module lands.
+OPTIONAL_TABS: list[str] = [
+    "ui.tab_quiz:build_quiz_tab",
+    "ui.tab_evals:build_evals_tab",
+]
+
+__all__ = ["LLM_QUEUE", "OPTIONAL_TABS", "build_app", "launch"]
+
+CSS = """
+.sb-sources { display: flex; flex-direction: column; gap: 8px; }
+.sb-src { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
+          scroll-margin-top: 12px; transition: background-color .4s, box-shadow .4s; }
+.sb-src.sb-cited { border-color: var(--color-accent); }
+.sb-src:target, .sb-src.sb-flash { box-shadow: 0 0 0 3px var(--color-accent);
+          background: var(--color-accent-soft); }
+.sb-src-head { font-weight: 600; }
+.sb-n { color: var(--color-accent); margin-right: 4px; }
+.sb-badge { font-size: .75em; font-weight: 600; margin-left: 6px; padding: 1px 6px; border-radius: 8px;
+            background: var(--color-accent); color: white; }
+.sb-src-section, .sb-src-meta { font-size: .85em; color: var(--body-text-color-subdued); }
+.sb-passage { white-space: pre-wrap; font-size: .9em; margin-top: 4px; max-height: 24em; overflow: auto; }
+.sb-sources-status { font-size: .85em; color: var(--body-text-color-subdued); margin-bottom: 4px; }
+.sb-empty { color: var(--body-text-color-subdued); }
+"""
+
+# Citation links [n] -> #src-n: scroll the source into view, open its passage and flash it (the chatbot
+# may render links with target=_blank, so the click is handled here instead of by the browser).
+HEAD = """
+<script>
+document.addEventListener("click", function (ev) {
+  var a = ev.target && ev.target.closest ? ev.target.closest('a[href^="#src-"]') : null;
+  if (!a) return;
+  var el = document.getElementById(a.getAttribute("href").slice(1));
+  ev.preventDefault(); ev.stopPropagation();
+  if (!el) return;
+  document.querySelectorAll(".sb-src.sb-flash").forEach(function (x) { x.classList.remove("sb-flash"); });
+  var d = el.querySelector("details"); if (d) d.open = true;
+  el.classList.add("sb-flash");
+  el.scrollIntoView({behavior: "smooth", block: "nearest"});
+  setTimeout(function () { el.classList.remove("sb-flash"); }, 2500);
+}, true);
+</script>
+"""
+
+
+def theme() -> Any:
+    # System fonts only: the default theme would fetch Google Fonts, and this app is offline.
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "Consolas", "monospace"],
+    )
+
+
+def _optional_tabs() -> list[TabBuilder]:
+    builders: list[TabBuilder] = []
+    for spec in OPTIONAL_TABS:
+        module_name, _, fn_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        builders.append(getattr(module, fn_name))
+    return builders
+
+
+def build_app(service: Any, extra_tabs: list[TabBuilder] | None = None) -> gr.Blocks:
+    """The whole app around one service. ``extra_tabs`` are added after the optional tabs (tests, plugins)."""
+    with gr.Blocks(title="studybot", analytics_enabled=False) as app:
+        gr.Markdown("## studybot\nAsk the ML interview handbooks; every answer cites its passages.",
+                    elem_id="sb-header")
+        with gr.Tabs():
+            build_chat_tab(service)
+            library = build_library_tab(service)
+            for builder in [*_optional_tabs(), *(extra_tabs or [])]:
+                builder(service)
+        register_api(service)
+        app.load(library["refresh"], None, library["refresh_outputs"], api_visibility="private", queue=False)
+    limit = max(1, int(service.settings.concurrency))
+    app.queue(default_concurrency_limit=limit)
+    return app
+
+
+def launch(
+    service: Any,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+    quiet: bool = False,
+    app: gr.Blocks | None = None,
+) -> tuple[gr.Blocks, str]:
+    """Build (unless given) and start the app; returns it and its local URL. ``block=False`` returns at once."""
+    settings = service.settings
+    app = app or build_app(service)
+    _, local_url, _ = app.launch(
+        server_name=host or settings.host,
+        server_port=port or settings.port,
+        auth=auth,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        share=False,
+        inbrowser=False,
+        show_error=False,
+        max_file_size=f"{settings.upload_max_mb}mb",
+        ssr_mode=False,
+        footer_links=["api"],
+        run_history=False,
+        theme=theme(),
+        css=CSS,
+        head=HEAD,
+    )
+    return app, local_url

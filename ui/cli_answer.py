@@ -1,0 +1,117 @@
+"""`studybot ask` and `studybot chat`: grounded, cited answers in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rag.errors import QueryError, StudybotError
+from ui.cli import EXIT_ERROR, EXIT_OK, command
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("ask", help="answer a question from the handbooks, with cited sources")
+    s.add_argument("question", help="the question (quote it)")
+    s.add_argument("-k", type=int, default=None, help="passages to retrieve (default: settings.top_k)")
+    s.add_argument("--max-tokens", type=int, default=None, help="longest answer in tokens")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+
+    s = sub.add_parser("chat", help="interactive chat with follow-up questions (reads lines from stdin)")
+    s.add_argument("-k", type=int, default=None)
+    s.add_argument("--max-tokens", type=int, default=None)
+
+
+def source_line(c: Any) -> str:
+    page = f", p. {c.page}" if c.page else ""
+    return f"[{c.n}] {c.title} — {c.section or '(start)'} ({c.source}{page})"
+
+
+def print_sources(answer: Any) -> None:
+    if answer.refused:
+        return
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            print("  " + source_line(c))
+    elif answer.passages:
+        print("\nThe answer cites no passage. Passages given to the model:")
+        for n, p in enumerate(answer.passages, start=1):
+            c = p.chunk
+            page = f", p. {c.page}" if c.page else ""
+            print(f"  [{n}] {c.title} — {c.section or '(start)'} ({c.source}{page})")
+
+
+def stream_answer(events: Any) -> Any:
+    """Print deltas as they come; return the final Answer."""
+    answer = None
+    streamed = []
+    for kind, data in events:
+        if kind == "question":
+            print(f"(searching for: {data})", flush=True)
+        elif kind == "delta":
+            streamed.append(data)
+            print(data, end="", flush=True)
+        elif kind == "answer":
+            answer = data
+    text = "".join(streamed).strip()
+    if answer is not None and answer.answer != text:
+        # The final text differs from the stream (a refusal detected after the fact, tidied markers).
+        print(("\n" if text else "") + ("→ " if text else "") + answer.answer, end="")
+    print(flush=True)
+    return answer
+
+
+@command("ask")
+def cmd_ask(args: argparse.Namespace, svc: Any) -> int:
+    if args.json:
+        answer = svc.ask(args.question, k=args.k, max_tokens=args.max_tokens)
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return EXIT_OK
+    try:
+        answer = stream_answer(svc.ask_stream(args.question, k=args.k, max_tokens=args.max_tokens))
+    except StudybotError:
+        print(file=sys.stdout, flush=True)  # end a partly streamed line before main() prints the error
+        raise
+    if answer is not None:
+        print_sources(answer)
+    return EXIT_OK
+
+
+@command("chat")
+def cmd_chat(args: argparse.Namespace, svc: Any) -> int:
+    session = svc.chat_session()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Ask about the handbooks; follow-up questions are understood. `exit` or Ctrl-D quits.")
+    while True:
+        if interactive:
+            print("\nyou> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:  # EOF
+            break
+        question = line.strip()
+        if not question:
+            continue
+        if question.lower() in ("exit", "quit", ":q"):
+            break
+        if question.lower() in ("reset", "/reset"):
+            session.reset()
+            print("(history cleared)")
+            continue
+        if not interactive:
+            print(f"you> {question}")
+        print("studybot> ", end="", flush=True)
+        try:
+            answer = stream_answer(session.ask_stream(question, k=args.k, max_tokens=args.max_tokens))
+        except StudybotError as exc:
+            # One bad question does not end the chat; a broken model or index does.
+            print(flush=True)
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            if isinstance(exc, QueryError):
+                continue
+            return EXIT_ERROR
+        if answer is not None:
+            print_sources(answer)
+    return EXIT_OK

@@ -1,0 +1,234 @@
+"""All formatting of answers, citations and documents for the web UI.
+
+Document text and model output are untrusted: everything that reaches the page goes through
+:func:`esc` here. Citations stay plain data (dicts) until they are rendered by these functions.
+
+A *source* below is a dict with the keys ``n`` (the citation number), ``title``, ``section``, ``page``,
+``source`` (file), ``score`` (may be ``None``), ``text`` and ``cited`` (bool).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# [3], [1, 2], [1][2] and [1-3]; a citation is a number in square brackets.
+_CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*)\]")
+_NUM = re.compile(r"\d{1,3}")
+
+REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question (no passage supports an answer)."
+UNCITED_NOTE = (
+    "**Uncited answer:** this answer cites none of the passages; check it against the sources before "
+    "relying on it."
+)
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (``None`` becomes an empty string)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _md_escape_brackets(text: str) -> str:
+    """Backslash-escape square brackets so model output cannot build Markdown links or images."""
+    return text.replace("[", "\\[").replace("]", "\\]")
+
+
+# Code spans and fenced blocks: Markdown shows their content literally (and escapes it itself).
+_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
+
+
+def citation_numbers(text: str) -> list[int]:
+    """The citation numbers used in ``text``, in order of first use (``[1-3]`` counts 1, 2 and 3)."""
+    seen: list[int] = []
+    for m in _CITE_GROUP.finditer(text or ""):
+        for n in _expand(m.group(1)):
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def _expand(group: str) -> list[int]:
+    nums = [int(x) for x in _NUM.findall(group)]
+    if len(nums) == 2 and re.search(r"[–-]", group) and 0 < nums[1] - nums[0] <= 10:
+        return list(range(nums[0], nums[1] + 1))
+    return nums
+
+
+def link_citations(text: str, valid: Iterable[int] | None = None, *, links: bool = True) -> str:
+    """Markdown for an answer: HTML-escaped, brackets neutralised, and each ``[n]`` linked to ``#src-n``.
+
+    ``valid``: the citation numbers that have a source; other numbers stay plain text. ``links=False``
+    renders citations as plain ``[n]`` (for older turns whose sources are no longer on the page).
+    """
+    out: list[str] = []
+    pos = 0
+    text = text or ""
+    for m in _CODE.finditer(text):
+        out.append(_link_plain(text[pos : m.start()], valid, links))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(_link_plain(text[pos:], valid, links))
+    return "".join(out)
+
+
+def _link_plain(text: str, valid: Iterable[int] | None, links: bool) -> str:
+    allowed = None if valid is None else set(valid)
+    out: list[str] = []
+    pos = 0
+    for m in _CITE_GROUP.finditer(text):
+        out.append(_md_escape_brackets(esc(text[pos : m.start()])))
+        nums = _expand(m.group(1))
+        parts = []
+        for n in nums:
+            if links and (allowed is None or n in allowed):
+                parts.append(f'[\\[{n}\\]](#src-{n} "source {n}")')
+            else:
+                parts.append(f"\\[{n}\\]")
+        out.append("".join(parts))
+        pos = m.end()
+    out.append(_md_escape_brackets(esc(text[pos:])))
+    return "".join(out)
+
+
+def answer_markdown(
+    text: str,
+    *,
+    refused: bool = False,
+    uncited: bool = False,
+    valid: Iterable[int] | None = None,
+    links: bool = True,
+    streaming: bool = False,
+) -> str:
+    """The chat message for an answer (Markdown with escaped text) with its refused/uncited note."""
+    body = link_citations(text.strip(), valid, links=links) if text and text.strip() else ""
+    if streaming:
+        return body + " ▌" if body else "_Thinking…_"
+    if refused:
+        return f"{REFUSED_NOTE}\n\n{body}" if body else REFUSED_NOTE
+    if uncited:
+        return f"{body}\n\n{UNCITED_NOTE}" if body else UNCITED_NOTE
+    return body or "_(empty answer)_"
+
+
+def error_markdown(message: str) -> str:
+    return f"**Error:** {_md_escape_brackets(esc(message))}"
+
+
+def location(src: Mapping[str, Any]) -> str:
+    """``Title — Section > Sub · p. 3`` (plain text, not escaped)."""
+    parts = [str(src.get("title") or src.get("source") or "(untitled)")]
+    if src.get("section"):
+        parts.append(str(src["section"]))
+    loc = " — ".join(parts)
+    if src.get("page"):
+        loc += f" · p. {src['page']}"
+    return loc
+
+
+def sources_html(sources: list[Mapping[str, Any]], *, status: str = "") -> str:
+    """The sources panel: one block per passage with id ``src-n``; cited ones are marked and open."""
+    head = f'<div class="sb-sources-status">{esc(status)}</div>' if status else ""
+    if not sources:
+        return f'<div class="sb-sources">{head}<p class="sb-empty">Sources appear here when you ask a question.</p></div>'
+    blocks = []
+    for src in sources:
+        n = int(src["n"])
+        cited = bool(src.get("cited"))
+        score = src.get("score")
+        meta = [esc(src.get("source"))]
+        if src.get("page"):
+            meta.append(f"p. {esc(src['page'])}")
+        if isinstance(score, int | float):
+            meta.append(f"score {score:.4f}")
+        badge = '<span class="sb-badge">cited</span>' if cited else ""
+        section = f'<div class="sb-src-section">{esc(src["section"])}</div>' if src.get("section") else ""
+        blocks.append(
+            f'<div class="sb-src{" sb-cited" if cited else ""}" id="src-{n}" data-n="{n}">'
+            f'<div class="sb-src-head"><span class="sb-n">[{n}]</span> '
+            f'<span class="sb-src-title">{esc(src.get("title") or src.get("source"))}</span>{badge}</div>'
+            f"{section}"
+            f'<div class="sb-src-meta">{" · ".join(meta)}</div>'
+            f'<details{" open" if cited else ""}><summary>passage</summary>'
+            f'<div class="sb-passage">{esc(src.get("text"))}</div></details>'
+            f"</div>"
+        )
+    return f'<div class="sb-sources">{head}{"".join(blocks)}</div>'
+
+
+def passages_to_sources(passages: Iterable[Any], start: int = 1) -> list[dict[str, Any]]:
+    """Turn retrieved :class:`rag.types.Passage` objects (or their ``to_json()`` dicts) into sources."""
+    out = []
+    for n, p in enumerate(passages, start=start):
+        d = p.to_json() if hasattr(p, "to_json") else dict(p)
+        out.append(
+            {
+                "n": n,
+                "chunk_id": d.get("id") or d.get("chunk_id"),
+                "title": d.get("title"),
+                "section": d.get("section"),
+                "page": d.get("page"),
+                "source": d.get("source"),
+                "score": d.get("score"),
+                "text": d.get("text", ""),
+                "cited": False,
+            }
+        )
+    return out
+
+
+def merge_citations(sources: list[dict[str, Any]], citations: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the cited sources (by citation number, else chunk id); add cited passages that are missing."""
+    by_n = {s["n"]: s for s in sources}
+    by_id = {s.get("chunk_id"): s for s in sources if s.get("chunk_id")}
+    merged = [dict(s) for s in sources]
+    index = {id(s): i for i, s in enumerate(sources)}
+    for c in citations:
+        target = by_n.get(c.get("n"))
+        if target is not None and c.get("chunk_id") and target.get("chunk_id") not in (None, c.get("chunk_id")):
+            target = by_id.get(c.get("chunk_id"))
+        if target is None:
+            merged.append({"score": None, **{k: c.get(k) for k in ("n", "chunk_id", "title", "section", "page",
+                                                                   "source", "text")}, "cited": True})
+            continue
+        merged[index[id(target)]]["cited"] = True
+    return sorted(merged, key=lambda s: int(s["n"]))
+
+
+def format_time(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def documents_rows(docs: Iterable[Any]) -> list[list[Any]]:
+    """Rows for the library table: title, file, kind, chunks, last ingested (plain values; the table escapes)."""
+    return [[d.title, d.source, d.kind, d.chunks, format_time(d.ingested_at)] for d in docs]
+
+
+def conversation_markdown(turns: list[Mapping[str, Any]]) -> str:
+    """The conversation as a Markdown document with each answer's sources (for the export download)."""
+    lines = ["# studybot conversation", "", f"_Exported {time.strftime('%Y-%m-%d %H:%M')}_", ""]
+    for i, t in enumerate(turns, start=1):
+        lines += [f"## {i}. {t.get('question', '').strip()}", ""]
+        if t.get("error"):
+            lines += [f"**Error:** {t['error']}", ""]
+            continue
+        answer = (t.get("answer") or "").strip()
+        if t.get("refused"):
+            lines += ["_Not answered: the handbooks do not cover this question._", ""]
+        if answer:
+            lines += [answer, ""]
+        if t.get("uncited") and not t.get("refused"):
+            lines += ["_This answer cites none of the passages._", ""]
+        cited = [s for s in t.get("sources", []) if s.get("cited")]
+        if cited:
+            lines += ["**Sources**", ""]
+            for s in cited:
+                where = f"{location(s)} ({s.get('source')})"
+                lines.append(f"- [{s['n']}] {where}")
+                quoted = "\n".join("  > " + ln for ln in str(s.get("text", "")).strip().splitlines())
+                lines += [quoted, ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,228 @@
+"""The Chat tab and the ``/ask`` API endpoint.
+
+The answer streams into the chatbot; the passages appear in the sources panel as soon as retrieval is done.
+Each browser session holds its own chat session (follow-ups use the conversation); the UI never retrieves
+by itself: it only consumes the events of :meth:`StudyService` (passages, text deltas, the final answer).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag.errors import StudybotError
+from ui import render
+
+LLM_QUEUE = "llm"  # concurrency_id shared by every event that runs the (single) model
+
+EXAMPLES = [
+    "How do I handle a heavily imbalanced dataset?",
+    "What is the difference between L1 and L2 regularization?",
+    "What does PCA do, and when would you use it?",
+    "Explain the bias-variance trade-off.",
+]
+
+_EXPORT_DIR: Path | None = None
+
+
+def _export_dir() -> Path:
+    global _EXPORT_DIR
+    if _EXPORT_DIR is None:
+        _EXPORT_DIR = Path(tempfile.mkdtemp(prefix="studybot-export-"))
+    return _EXPORT_DIR
+
+
+# --- the answer events --------------------------------------------------------------------------------
+# ChatSession.ask_stream yields (kind, data) events (see rag/answer.py and rag/chat.py):
+#   ("question", standalone)  - a follow-up was rewritten into this standalone question (before retrieval)
+#   ("passages", [Passage])   - the numbered passages given to the model ([n] is data[n-1]), before generation
+#   ("delta", str)            - answer text as it is generated
+#   ("answer", Answer)        - the final answer; its text replaces the streamed text
+
+
+def new_session(service: Any) -> Any:
+    return service.chat_session()
+
+
+class Sessions:
+    """Chat sessions by id (the browser's gr.State holds only the id and the turns); oldest dropped first."""
+
+    def __init__(self, service: Any, capacity: int = 256) -> None:
+        self.service = service
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        session = new_session(self.service)
+        with self._lock:
+            self._items[key] = session
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return session
+
+    def drop(self, key: str | None) -> None:
+        with self._lock:
+            self._items.pop(key or "", None)
+
+
+def stream_answer(session: Any, question: str) -> Iterator[Any]:
+    return session.ask_stream(question)
+
+
+# --- turn state ---------------------------------------------------------------------------------------
+def _turn_messages(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages for all turns; only the last turn's citations link (its sources are on the panel)."""
+    messages: list[dict[str, Any]] = []
+    for i, t in enumerate(turns):
+        last = i == len(turns) - 1
+        messages.append({"role": "user", "content": render.esc(t["question"])})
+        if t.get("error"):
+            content = render.error_markdown(t["error"])
+        elif t.get("pending"):
+            content = render.answer_markdown(t.get("answer", ""), streaming=True,
+                                             valid=[s["n"] for s in t.get("sources", [])])
+        else:
+            content = render.answer_markdown(
+                t.get("answer", ""), refused=t.get("refused", False), uncited=t.get("uncited", False),
+                valid=[s["n"] for s in t.get("sources", [])], links=last,
+            )
+        messages.append({"role": "assistant", "content": content})
+    return messages
+
+
+def _export(turns: list[dict[str, Any]]) -> str | None:
+    done = [t for t in turns if not t.get("pending")]
+    if not done:
+        return None
+    path = _export_dir() / f"studybot-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{id(turns) % 10000}.md"
+    path.write_text(render.conversation_markdown(done), encoding="utf-8")
+    return str(path)
+
+
+def _status(turn: dict[str, Any]) -> str:
+    n = len(turn.get("sources", []))
+    searched = f" for “{turn['standalone']}”" if turn.get("standalone") else ""
+    if turn.get("error"):
+        return "The question could not be answered."
+    if turn.get("pending"):
+        return (f"Retrieved {n} passages{searched}; generating the answer…" if n
+                else f"Searching the handbooks{searched}…")
+    cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
+    if turn.get("refused"):
+        return f"Not answered from the handbooks ({n} passages retrieved)."
+    if turn.get("uncited"):
+        return f"Uncited answer: none of the {n} passages is cited."
+    total = (turn.get("timings") or {}).get("total_s")
+    took = f" in {total:.1f} s" if isinstance(total, int | float) else ""
+    return f"{cited} of {n} passages cited{searched}{took}."
+
+
+def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
+    """One chat turn: yields (messages, sources html, state, textbox, export file) as the answer streams."""
+    state = state or {}
+    state.setdefault("id", uuid.uuid4().hex)
+    turns: list[dict[str, Any]] = state.setdefault("turns", [])
+    question = (question or "").strip()
+    if not question:
+        yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
+        return
+    turn: dict[str, Any] = {"question": question, "answer": "", "sources": [], "pending": True}
+    turns.append(turn)
+    yield (_turn_messages(turns), render.sources_html([], status=_status(turn)), state, "", gr.skip())
+    try:
+        for kind, data in stream_answer(sessions.get(state["id"]), question):
+            if kind == "question":
+                turn["standalone"] = str(data)
+                yield (gr.skip(), render.sources_html([], status=_status(turn)), state, "", gr.skip())
+            elif kind == "passages":
+                turn["sources"] = render.passages_to_sources(data)
+                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
+                       state, "", gr.skip())
+            elif kind == "delta":
+                turn["answer"] += str(data)
+                yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
+            elif kind == "answer":
+                result = data.to_json()
+                turn.update(answer=result.get("answer", ""), refused=bool(result.get("refused")),
+                            uncited=bool(result.get("uncited")), pending=False,
+                            timings=result.get("timings", {}))
+                turn["sources"] = render.merge_citations(turn["sources"], result.get("citations", []))
+    except StudybotError as exc:
+        turn.update(error=str(exc), pending=False)
+    turn["pending"] = False
+    yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)), state, "",
+           _export(turns))
+
+
+def ask_api(service: Any, question: str) -> dict[str, Any]:
+    """The ``/ask`` endpoint: the same dict as ``studybot ask --json``."""
+    try:
+        return service.ask(question).to_json()
+    except StudybotError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def register_api(service: Any) -> None:
+    """The named ``/ask`` endpoint (call it inside the app's ``gr.Blocks``, outside any ``gr.Tabs``)."""
+
+    def ask(question: str) -> dict:
+        """Answer a question from the handbooks: the same JSON as `studybot ask --json`."""
+        return ask_api(service, question)
+
+    gr.api(ask, api_name="ask", concurrency_id=LLM_QUEUE)
+
+
+# --- the tab ------------------------------------------------------------------------------------------
+def build_chat_tab(service: Any) -> dict[str, Any]:
+    with gr.Tab("Chat", id="chat"):
+        state = gr.State({})
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Conversation", height=520, buttons=["copy", "copy_all"], elem_id="sb-chatbot",
+                    feedback_options=None, placeholder="Ask a question about the ML handbooks.",
+                    latex_delimiters=[], layout="bubble",
+                )
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask a question (Enter to send)", show_label=False,
+                                          scale=5, elem_id="sb-question", max_lines=6,
+                                          max_length=service.settings.max_question_chars)
+                    ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="sb-ask")
+                with gr.Row():
+                    clear_btn = gr.Button("Clear", size="sm", elem_id="sb-clear")
+                    export_btn = gr.DownloadButton("Export conversation (.md)", value=None, size="sm",
+                                                   elem_id="sb-export")
+                gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(render.sources_html([]), elem_id="sb-sources")
+
+    outputs = [chatbot, sources, state, question, export_btn]
+    sessions = Sessions(service)
+
+    def on_ask(q: str, st: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
+        yield from respond(sessions, q, st)
+
+    def on_clear(st: dict[str, Any] | None) -> tuple[Any, ...]:
+        sessions.drop((st or {}).get("id"))
+        return [], render.sources_html([]), {}, "", None
+
+    for trigger in (ask_btn.click, question.submit):
+        trigger(on_ask, [question, state], outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
+                show_progress="minimal")
+    clear_btn.click(on_clear, [state], outputs, queue=False, api_visibility="private")
+
+    return {"chatbot": chatbot, "sources": sources, "state": state, "question": question}

@@ -1,0 +1,169 @@
+"""The Evals tab: run the eval suite on the first N gold questions and watch it, view any run's report.
+
+``build_evals_tab(service)`` builds a ``gr.Tab`` inside the current ``gr.Blocks`` (``ui.app`` lists it in
+``OPTIONAL_TABS``). A run answers with the app's own service (on the shared LLM queue) and judges with the
+local llama_cpp.server judge (or STUDYBOT_JUDGE_BASE_URL), exactly like ``studybot eval --limit N``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from evals.gold import GoldItem, load_gold
+from evals.judge import LLM_METRICS
+from evals.report import format_summary
+from evals.suite import RunSpec, Suite, is_complete, resolve_run_dir, runs_in
+
+DEFAULT_LIMIT = 3
+DEFAULT_METRICS = ["faithfulness"]
+
+__all__ = ["build_evals_tab", "latest_report", "report_view", "run_eval"]
+
+
+def _finished_runs(settings: Any) -> list[Path]:
+    return [p for p in reversed(runs_in(settings.evals_dir)) if is_complete(p)]
+
+
+def report_view(run_dir: Path | None) -> tuple[str, list[str]]:
+    """(Markdown without the image links, chart paths) of a finished run."""
+    if run_dir is None or not (run_dir / "report.md").is_file():
+        return "No finished eval run yet: start one above (or run `studybot eval --limit 3`).", []
+    lines = [ln for ln in (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
+             if not ln.startswith("![")]
+    charts = sorted(str(p) for p in (run_dir / "charts").glob("*.png"))
+    return "\n".join(lines), charts
+
+
+def latest_report(settings: Any) -> tuple[str, list[str], list[str]]:
+    runs = _finished_runs(settings)
+    md, charts = report_view(runs[0] if runs else None)
+    return md, charts, [p.name for p in runs]
+
+
+def _metrics(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [] if value.strip() in ("", "none") else value.split(",")
+    return [m.strip() for m in (value or []) if m.strip() in LLM_METRICS]
+
+
+def _eta(done: int, total: int, started: float) -> str:
+    if done <= 0:
+        return "estimating…"
+    per = (time.monotonic() - started) / done
+    left = per * (total - done)
+    return f"{per:.0f} s per question, about {left / 60:.1f} min left"
+
+
+_ACTIVE: dict[str, Any] = {}  # the run in progress in this process (one at a time)
+_ACTIVE_LOCK = threading.Lock()
+
+
+def run_eval(service: Any, limit: Any, metrics: Any, items: list[GoldItem] | None = None,
+             poll: float = 1.0) -> Iterator[tuple[str, str | None, list[str] | None]]:
+    """Run the suite in a worker thread and yield (status, report Markdown, charts) while it runs; None means
+    "unchanged". Closing the generator (the tab's "Stop watching") leaves the run going in the background;
+    starting again while it runs watches the same run instead of starting a second one."""
+    with _ACTIVE_LOCK:
+        active = _ACTIVE.get("run")
+        if active is None or not active["thread"].is_alive():
+            n = max(1, int(limit or DEFAULT_LIMIT))
+            gold = (items if items is not None else load_gold())[:n]
+            names = _metrics(metrics)
+            run_dir, resumed = resolve_run_dir(service.settings.evals_dir, gold, names, None)
+            active = {"done": 0, "total": len(gold), "msg": "starting", "error": None, "result": None,
+                      "logs": [], "run_dir": run_dir, "started": time.monotonic(),
+                      "head": f"{'Resuming' if resumed else 'Run'} `{run_dir.name}`: {len(gold)} questions, "
+                              f"LLM metrics: {', '.join(names) or 'none'}."}
+            state = active
+
+            def progress(done: int, total: int, msg: str) -> None:
+                state.update(done=done, total=total, msg=msg)
+
+            def work() -> None:
+                try:
+                    suite = Suite(service, RunSpec(gold, names, run_dir), progress=progress,
+                                  log=state["logs"].append)
+                    state["result"] = suite.run()
+                except Exception as exc:  # shown in the tab
+                    state["error"] = f"{type(exc).__name__}: {exc}"
+
+            active["thread"] = threading.Thread(target=work, name="studybot-eval", daemon=True)
+            _ACTIVE["run"] = active
+            active["thread"].start()
+    state = active
+    while state["thread"].is_alive():
+        state["thread"].join(poll)
+        status = (f"{state['head']}\n\n**{state['done']}/{state['total']}** — {state['msg']} — "
+                  f"{_eta(state['done'], state['total'], state['started'])}")
+        if state["logs"]:
+            status += f"\n\n{state['logs'][-1]}"
+        yield status, None, None
+    if state["error"]:
+        yield f"{state['head']}\n\n**Failed:** {state['error']}", None, None
+        return
+    md, charts = report_view(state["run_dir"])
+    summary = format_summary(state["result"]) if state["result"] else ""
+    took = time.monotonic() - state["started"]
+    yield f"{state['head']}\n\n**Done** in {took:.0f} s.\n\n{summary}", md, charts
+
+
+def build_evals_tab(service: Any) -> dict[str, Any]:
+    """Build the Evals tab inside the current ``gr.Blocks``; returns its components."""
+    try:
+        from ui.tab_chat import LLM_QUEUE
+    except ImportError:  # pragma: no cover - the chat tab is always there in the app
+        LLM_QUEUE = "llm"  # noqa: N806
+
+    def on_run(limit: Any, metrics: Any) -> Iterator[tuple[Any, Any, Any, Any]]:
+        for status, md, charts in run_eval(service, limit, metrics):
+            if md is None:
+                yield status, gr.skip(), gr.skip(), gr.skip()
+            else:
+                choices = [p.name for p in _finished_runs(service.settings)]
+                yield status, md, charts, gr.update(choices=choices, value=choices[0] if choices else None)
+
+    def on_pick(run_id: str | None) -> tuple[str, list[str]]:
+        if not run_id:
+            return report_view(None)
+        return report_view(service.settings.evals_dir / run_id)
+
+    def on_refresh() -> tuple[str, list[str], Any]:
+        md, charts, choices = latest_report(service.settings)
+        return md, charts, gr.update(choices=choices, value=choices[0] if choices else None)
+
+    md0, charts0, choices0 = latest_report(service.settings)
+    with gr.Tab("Evals", id="evals"):
+        gr.Markdown(
+            "Answer the first N gold questions with the real pipeline and score them: retrieval hit@k / MRR, "
+            "ID-based context precision and recall, refusals, and Ragas metrics judged by the local model "
+            "(slow on a CPU: several minutes per question with all four LLM metrics). A stopped run resumes "
+            "when started again with the same settings."
+        )
+        with gr.Row():
+            limit = gr.Number(value=DEFAULT_LIMIT, precision=0, minimum=1, label="Questions", scale=1,
+                              elem_id="sb-evals-limit")
+            metrics = gr.CheckboxGroup(choices=list(LLM_METRICS), value=DEFAULT_METRICS, scale=3,
+                                       label="LLM-judged metrics", elem_id="sb-evals-metrics")
+        with gr.Row():
+            run_btn = gr.Button("Run eval", variant="primary", elem_id="sb-evals-run")
+            stop_btn = gr.Button("Stop watching", elem_id="sb-evals-stop")
+        status = gr.Markdown(elem_id="sb-evals-status")
+        with gr.Row():
+            pick = gr.Dropdown(choices=choices0, value=choices0[0] if choices0 else None, label="Report of run",
+                               elem_id="sb-evals-run-pick", scale=3)
+            refresh_btn = gr.Button("Latest report", scale=1, elem_id="sb-evals-refresh")
+        charts = gr.Gallery(value=charts0, label="Charts", columns=2, height="auto", elem_id="sb-evals-charts")
+        report = gr.Markdown(md0, elem_id="sb-evals-report")
+
+    run_event = run_btn.click(on_run, [limit, metrics], [status, report, charts, pick], api_name="run_eval",
+                              concurrency_id=LLM_QUEUE)
+    stop_btn.click(None, None, None, cancels=[run_event])
+    pick.change(on_pick, [pick], [report, charts], api_name="eval_report", queue=False)
+    refresh_btn.click(on_refresh, None, [report, charts, pick], api_name="latest_eval_report", queue=False)
+    return {"status": status, "report": report, "charts": charts, "pick": pick, "run": run_btn}
