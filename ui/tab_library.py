@@ -187,8 +187,9 @@ def build_library_tab(service: Any) -> dict[str, Any]:
             docs = service.documents()
         except StudybotError:
             docs = []
-        rows = render.documents_rows(docs)
-        return (gr.update(value=rows), gr.update(choices=[d.source for d in docs], value=None))
+        # A plain {"headers", "data"} value (not gr.update) so API clients get the table itself.
+        table = {"headers": TABLE_HEADERS, "data": render.documents_rows(docs)}
+        return (table, gr.update(choices=[d.source for d in docs], value=None))
 
     def on_upload(files: list[Any] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         paths = [Path(f if isinstance(f, str) else getattr(f, "name", f)) for f in (files or [])]
