@@ -25,12 +25,7 @@ from rag.embeddings import Embedder  # noqa: E402
 from rag.retrieval import HybridRetriever  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
 
-WORDS = (
-    "gradient loss model feature variance bias tree forest boosting kernel margin embedding token attention "
-    "layer dropout batch norm learning rate optimizer momentum precision recall threshold cluster centroid "
-    "distance sample bootstrap label noise drift latency serving pipeline metric baseline regularization "
-    "penalty sparse dense convolution pooling recurrent sequence transformer encoder decoder softmax logit"
-).split()
+WORDS = ["gradient", "loss", "model", "feature", "variance", "bias", "tree", "forest", "boosting", "kernel", "margin", "embedding", "token", "attention", "layer", "dropout", "batch", "norm", "learning", "rate", "optimizer", "momentum", "precision", "recall", "threshold", "cluster", "centroid", "distance", "sample", "bootstrap", "label", "noise", "drift", "latency", "serving", "pipeline", "metric", "baseline", "regularization", "penalty", "sparse", "dense", "convolution", "pooling", "recurrent", "sequence", "transformer", "encoder", "decoder", "softmax", "logit"]
 
 
 def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:

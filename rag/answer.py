@@ -19,11 +19,14 @@ Refusal is decided from the retrieval evidence and the model's reply together: i
 of the retrieved passages is below ``settings.min_evidence_similarity`` the question is refused without
 calling the model; otherwise the model is told to reply with :data:`~rag.prompts.REFUSAL` when the passages
 do not answer, and a reply that is (close to) that sentence is a refusal - as is a reply whose content words
-mostly do not occur in the passages (``support`` below ``min_support``: the model answered from memory).
+mostly do not occur in the passages (``support`` below ``min_support``) and whose sentences are not close
+paraphrases of passage sentences either (mean embedding similarity below ``min_semantic_support``): the
+model answered from memory.
 
 A small model often forgets its ``[n]`` markers: when a reply cites nothing, sentences whose content words
-clearly come from one passage get that passage's marker (``auto_cited`` counts them); ``uncited`` is true
-when the final answer still cites nothing.
+clearly come from one passage, or that closely paraphrase one of its sentences (embedding similarity at
+least ``min_attribution_similarity``), get that passage's marker (``auto_cited`` counts them); ``uncited``
+is true when the final answer still cites nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag import prompts
-from rag.citations import Citation, CitationFilter, attribute, map_citations, support
+from rag.citations import (
+    Citation,
+    CitationFilter,
+    attribute,
+    map_citations,
+    semantic_attribute,
+    semantic_support,
+    sentence_grounding,
+    support,
+)
 from rag.context import MIN_TAIL_TOKENS, Packed, pack
 from rag.errors import QueryError
 from rag.prompts import REFUSAL
@@ -48,6 +60,10 @@ Event = tuple[str, Any]
 DEFAULT_MIN_SIMILARITY = 0.30  # chosen on the gold set (see bench/answer.py and the issue-3 report)
 # An answer whose new content words mostly do not occur in the passages came from the model's memory.
 DEFAULT_MIN_SUPPORT = 0.5
+# ... unless its sentences are, on average, close paraphrases of passage sentences (embedding cosine).
+DEFAULT_MIN_SEMANTIC_SUPPORT = 0.55
+# An uncited sentence this close to a passage sentence gets that passage's marker.
+DEFAULT_MIN_ATTRIBUTION_SIMILARITY = 0.6
 CONDENSE_MAX_TOKENS = 64
 STOP = ["</passage", "<passages>", "\nQuestion:"]
 # Room kept for the chat template's role markers around each message.
@@ -92,7 +108,7 @@ class Answer:
     invalid_citations: int = 0
     timings: dict[str, Any] = field(default_factory=dict)
     refusal_reason: str | None = None  # "evidence" (no model call) | "model" | "unsupported" | None
-    auto_cited: int = 0  # markers added by lexical attribution because the model cited nothing
+    auto_cited: int = 0  # markers added by attribution because the model cited nothing
     raw: str = ""  # the model's reply before cleaning
     retrieved: list[Passage] = field(default_factory=list)  # before packing (for reports and debugging)
 
@@ -101,6 +117,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
             "uncited": self.uncited,
             "invalid_citations": self.invalid_citations,
             "auto_cited": self.auto_cited,
@@ -126,9 +143,13 @@ class AnswerPipeline:
         min_similarity: float | None = None,
         context_budget: int | None = None,
         min_support: float = DEFAULT_MIN_SUPPORT,
+        min_semantic_support: float = DEFAULT_MIN_SEMANTIC_SUPPORT,
+        min_attribution_similarity: float = DEFAULT_MIN_ATTRIBUTION_SIMILARITY,
         auto_cite: bool = True,
     ) -> None:
         self.min_support = min_support
+        self.min_semantic_support = min_semantic_support
+        self.min_attribution_similarity = min_attribution_similarity
         self.auto_cite = auto_cite
         self.retriever = retriever
         self._llm_factory = llm if callable(llm) and not hasattr(llm, "stream") else (lambda: llm)
@@ -145,6 +166,13 @@ class AnswerPipeline:
     @property
     def llm(self) -> Any:
         return self._llm_factory()
+
+    def _grounding(self, text: str, passages: list[Passage]) -> list[tuple[int, int, int, float]] | None:
+        """Sentence-to-passage similarities with the retrieval embedder (None when there is no embedder)."""
+        embedder = getattr(getattr(self.retriever, "index", None), "embedder", None)
+        if embedder is None:
+            return None
+        return sentence_grounding(text, passages, embedder.embed)
 
     # -- chain steps (state dict -> state dict) --------------------------------------------------------
     def _retrieve(self, s: dict[str, Any]) -> dict[str, Any]:
@@ -267,13 +295,22 @@ class AnswerPipeline:
         refused = is_refusal(mapped.text, bool(mapped.citations))
         reason = "model" if refused else None
         if not refused and grounded < self.min_support:
-            refused, reason = True, "unsupported"  # answered from the model's memory, not the passages
+            # Few of its words are in the passages: a paraphrase of them, or the model's own memory?
+            grounding = self._grounding(mapped.text, packed.passages)
+            semantic = semantic_support(grounding) if grounding is not None else 0.0
+            timings["semantic_support"] = round(semantic, 3)
+            if semantic < self.min_semantic_support:
+                refused, reason = True, "unsupported"  # answered from the model's memory, not the passages
         if refused:
             return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=packed.passages,
                           invalid_citations=mapped.invalid, refusal_reason=reason, raw=reply, **base)
         auto = 0
         if mapped.uncited and self.auto_cite:
             text, auto = attribute(mapped.text, packed.passages)
+            grounding = self._grounding(text, packed.passages)
+            if grounding:
+                text, more = semantic_attribute(text, grounding, self.min_attribution_similarity)
+                auto += more
             if auto:
                 mapped = map_citations(text, packed.passages)
                 mapped.invalid = 0

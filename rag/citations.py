@@ -8,7 +8,7 @@ while the answer streams is the text of the final answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -201,3 +201,58 @@ def support(answer: str, passages: Sequence[Passage], question: str = "") -> flo
     for p in passages:
         bag |= content_tokens(p.chunk.text + " " + p.chunk.title + " " + p.chunk.section)
     return len(novel & bag) / len(novel)
+
+
+# -- semantic grounding (paraphrases that share few words with the passage: "Sigma" for "Σ") -------------
+Embed = Callable[[list[str]], list[list[float]]]  # unit-length vectors (rag.embeddings.Embedder.embed)
+_MARKERLESS_MIN_WORDS = 3
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text`` with at least a few words."""
+    return [m.span() for m in _SENTENCE.finditer(text)
+            if len(CITATION.sub(" ", m.group(0)).split()) >= _MARKERLESS_MIN_WORDS]
+
+
+def sentence_grounding(text: str, passages: Sequence[Passage], embed: Embed) -> list[tuple[int, int, int, float]]:
+    """For each sentence of the answer: (start, end, best passage index, cosine with that passage's closest
+    sentence). Embeds the answer's and the passages' sentences with the retrieval embedder."""
+    spans = _sentences(text)
+    units: list[tuple[int, str]] = []
+    for i, p in enumerate(passages):
+        body = p.chunk.text
+        units += [(i, body[a:b].strip()) for a, b in _sentences(body)] or [(i, body.strip())]
+    if not spans or not units:
+        return []
+    vecs = embed([CITATION.sub(" ", text[a:b]).strip() for a, b in spans] + [u for _, u in units])
+    answer_vecs, unit_vecs = vecs[: len(spans)], vecs[len(spans):]
+    out = []
+    for (a, b), v in zip(spans, answer_vecs, strict=True):
+        sims = [sum(x * y for x, y in zip(v, u, strict=True)) for u in unit_vecs]
+        j = max(range(len(sims)), key=sims.__getitem__)
+        out.append((a, b, units[j][0], float(sims[j])))
+    return out
+
+
+def semantic_support(grounding: Sequence[tuple[int, int, int, float]]) -> float:
+    """Mean over the answer's sentences of their best similarity to a passage sentence (1.0: no sentence)."""
+    return sum(g[3] for g in grounding) / len(grounding) if grounding else 1.0
+
+
+def semantic_attribute(text: str, grounding: Sequence[tuple[int, int, int, float]],
+                       min_similarity: float) -> tuple[str, int]:
+    """Add ``[n]`` to sentences without a marker that closely paraphrase a sentence of passage n."""
+    out: list[str] = []
+    last = 0
+    added = 0
+    for a, b, best, sim in grounding:
+        sentence = text[a:b]
+        if CITATION.search(sentence) or sim < min_similarity:
+            continue
+        body = sentence.rstrip()
+        stripped = body.rstrip(".!?")
+        out.append(text[last:a] + f"{stripped} [{best + 1}]{body[len(stripped):]}{sentence[len(body):]}")
+        last = b
+        added += 1
+    out.append(text[last:])
+    return "".join(out), added

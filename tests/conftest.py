@@ -73,3 +73,70 @@ def corpus_service(corpus_home: Path, embedder):
     svc = StudyService(Settings(home=corpus_home, models_cache=MODELS_CACHE))
     svc._embedder = embedder
     return svc
+
+
+# --- browser tests (Playwright + Debian's Chromium) ---------------------------------------------------------
+CHROMIUM = Path(os.environ.get("STUDYBOT_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the item, so fixtures can tell in teardown whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (Debian's, launched by Playwright); skipped where it is not installed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make browsers` (apt-get install chromium) installs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def real_app(tmp_path_factory: pytest.TempPathFactory, corpus_home: Path, embedder):
+    """The whole app on a free loopback port around a real service: a private copy of the ingested corpus
+    and the real default GGUF (short answers)."""
+    import socket
+
+    from rag.service import StudyService
+    from ui.app import launch
+
+    home = tmp_path_factory.mktemp("browser") / "home"
+    shutil.copytree(corpus_home, home)
+    settings = Settings(home=home, models_cache=MODELS_CACHE, max_tokens=72, temperature=0.0)
+    svc = StudyService(settings)
+    svc._embedder = embedder
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app, url = launch(svc, host="127.0.0.1", port=port, block=False, quiet=True)
+    try:
+        yield {"service": svc, "url": url, "app": app}
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def page(chromium, real_app, request: pytest.FixtureRequest):
+    """A fresh browser page on the app; a screenshot goes to test-artifacts/ when the test fails."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(real_app["url"])
+    pg.locator("#sb-question").wait_for()
+    yield pg
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"{request.node.name}.png"
+        pg.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failure: {shot}")
+    context.close()

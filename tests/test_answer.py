@@ -71,7 +71,7 @@ def test_answer_maps_citations_to_the_passages_given() -> None:
     d = a.to_json()
     assert set(d) >= {"answer", "refused", "citations", "timings"}
     assert set(d) <= {"answer", "refused", "citations", "timings", "uncited", "invalid_citations", "question",
-                      "auto_cited"}
+                      "auto_cited", "refusal_reason"}
     assert set(d["citations"][0]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
     assert {"retrieval_ms", "ttft_s", "total_s", "prompt_tokens", "completion_tokens"} <= set(d["timings"])
     json.dumps(d)
@@ -342,3 +342,46 @@ def test_cli_chat_reads_piped_lines(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert code == 0 and len(llm.calls) == 3
     assert "L1 zeroes weights [1]." in out and "L2 shrinks [2]." in out
     assert "How does L1 differ from L2?" in out
+
+
+# -- semantic grounding with the real embedder ----------------------------------------------------------------
+class _Index:
+    def __init__(self, embedder) -> None:  # type: ignore[no-untyped-def]
+        self.embedder = embedder
+
+
+def make_grounded(embedder, replies: list[str]) -> tuple[AnswerPipeline, ScriptedLLM]:  # type: ignore[no-untyped-def]
+    pipe, llm = make(replies)
+    pipe.retriever.index = _Index(embedder)  # type: ignore[attr-defined]
+    return pipe, llm
+
+
+def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # type: ignore[no-untyped-def]
+    # Few of its words are in the passages (lexical support below 0.5), but it restates passage 3.
+    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
+    pipe, _ = make([reply])
+    assert pipe.ask("What is dropout?").refusal_reason == "unsupported"  # without an embedder: refused
+    pipe, _ = make_grounded(embedder, [reply])
+    a = pipe.ask("What is dropout?")
+    assert a.timings["support"] < 0.5 and a.timings["semantic_support"] >= 0.55, a.timings
+    assert not a.refused and not a.uncited
+    assert [c.n for c in a.citations] == [3] and a.auto_cited == 1 and a.answer.endswith("[3].")
+
+
+def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
+    pipe, _ = make_grounded(embedder, ["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
+    a = pipe.ask("What are the default betas of Adam?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.55
+
+
+def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedder) -> None:  # type: ignore[no-untyped-def]
+    from rag.citations import semantic_attribute, sentence_grounding
+
+    passages = FakeRetriever().retrieve("q")
+    text = "Penalising squared weights shrinks every weight smoothly towards zero. Paris is in France. Dropout helps [3]."
+    grounding = sentence_grounding(text, passages, embedder.embed)
+    assert [g[2] for g in grounding][0] == 1  # the first sentence is closest to passage 2 (L2)
+    out, added = semantic_attribute(text, grounding, 0.6)
+    assert added == 1
+    assert out == ("Penalising squared weights shrinks every weight smoothly towards zero [2]. Paris is in France. "
+                   "Dropout helps [3].")

@@ -22,7 +22,7 @@ from rag.models import resolve_gguf
 from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
 
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_MODELS_CACHE", "~/.cache/studybot-test/models")).expanduser()
+MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 
 SHORT = [
     {"role": "system", "content": "You are a concise assistant."},

@@ -21,7 +21,7 @@ from rag.models import (
 )
 from rag.settings import Settings
 
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_MODELS_CACHE", "~/.cache/studybot-test/models")).expanduser()
+MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 
 
 @pytest.fixture

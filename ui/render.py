@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # [3], [1, 2], [1][2] and [1-3]; a citation is a number in square brackets.
@@ -208,7 +208,7 @@ def documents_rows(docs: Iterable[Any]) -> list[list[Any]]:
     return [[d.title, d.source, d.kind, d.chunks, format_time(d.ingested_at)] for d in docs]
 
 
-def conversation_markdown(turns: list[Mapping[str, Any]]) -> str:
+def conversation_markdown(turns: Sequence[Mapping[str, Any]]) -> str:
     """The conversation as a Markdown document with each answer's sources (for the export download)."""
     lines = ["# studybot conversation", "", f"_Exported {time.strftime('%Y-%m-%d %H:%M')}_", ""]
     for i, t in enumerate(turns, start=1):

@@ -6,6 +6,7 @@ source name in the index is ``uploads/<name>``. Everything else goes through :cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -104,9 +105,9 @@ def upload_files(service: Any, paths: list[Path], progress: Callable[[str, int, 
             shutil.copyfile(path, staged)
             source = UPLOAD_PREFIX + safe
 
-            def step(stage: str, done: int, n: int, _i: int = i) -> None:
+            def step(stage: str, done: int, n: int, _i: int = i, _name: str = safe) -> None:
                 if progress:
-                    progress(f"{safe}: {stage}", _i * 100 + int(100 * done / max(n, 1)), total * 100)
+                    progress(f"{_name}: {stage}", _i * 100 + int(100 * done / max(n, 1)), total * 100)
 
             if progress:
                 progress(f"{safe}: loading", i * 100, total * 100)
@@ -136,10 +137,8 @@ def delete_document(service: Any, source: str) -> str:
         raise IngestError(f"{source}: not in the index")
     note = ""
     if source.startswith(UPLOAD_PREFIX):
-        try:
+        with contextlib.suppress(IngestError, OSError):
             _inside(Path(service.settings.uploads_dir), source[len(UPLOAD_PREFIX):]).unlink(missing_ok=True)
-        except (IngestError, OSError):
-            pass
     else:
         note = " (it is still in the corpus folder: re-indexing brings it back)"
     return f"deleted {source}{note}"

@@ -1,0 +1,100 @@
+"""Browser tests: Playwright driving Debian's Chromium (/usr/bin/chromium) against the real app, with the
+real index and the real default GGUF (short answers). A failing test leaves a screenshot in test-artifacts/.
+
+Covered: a gold question gets a streamed, cited answer with its passage in the sources panel (which fills
+before generation ends); an uploaded file shows up in the library and answers a question; a document with
+an XSS payload shows the payload as text and runs none of it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import ask_in_browser, open_tab, upload_in_browser
+
+from evals.gold import load_gold
+
+pytestmark = [pytest.mark.browser, pytest.mark.llm]
+
+GOLD = {g.id: g for g in load_gold()}
+
+
+def test_a_gold_question_gets_a_cited_answer_with_its_passage(page: Any, real_app: dict[str, Any]) -> None:
+    gold = GOLD["g01"]  # SVD: answered with a citation on the default model (see test_answer_e2e.py)
+    seen_generating = ask_in_browser(page, gold.question)
+    # The sources panel was filled while the answer was still being generated.
+    assert seen_generating
+    bot = page.locator("#sb-chatbot .message.bot, #sb-chatbot [data-testid='bot']").last
+    text = bot.inner_text()
+    assert re.search(r"singular value|svd", text, re.I), text
+    links = bot.locator("a[href^='#src-']")
+    assert links.count() >= 1, bot.inner_html()
+    target = links.first.get_attribute("href")
+    cited = page.locator(f"#sb-sources {target}")
+    assert cited.count() == 1
+    assert "sb-cited" in (cited.get_attribute("class") or "")
+    # Clicking the [n] opens the cited passage; it holds the gold phrase.
+    links.first.click()
+    passage = cited.locator(".sb-passage")
+    passage.wait_for(state="visible", timeout=5_000)
+    assert any(ph.lower() in passage.inner_text().lower() for ph in gold.phrases), passage.inner_text()
+    status = page.locator("#sb-sources .sb-sources-status").inner_text()
+    assert "cited" in status and "Uncited" not in status, status
+
+
+def test_an_uploaded_file_is_listed_and_answers_a_question(page: Any, real_app: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    doc = tmp_path / "Quokka schedule (draft).md"
+    doc.write_text(
+        "# Quokka learning-rate schedule\n\n"
+        "The quokka schedule is a learning-rate schedule that raises the learning rate by ten percent every "
+        "three epochs and halves it as soon as the validation loss goes up.\n",
+        encoding="utf-8",
+    )
+    status = upload_in_browser(page, doc)
+    assert "Quokka schedule _draft.md: added" in status, status
+    table = page.locator("#sb-library-table")
+    assert "uploads/Quokka schedule _draft.md" in table.inner_text()
+    open_tab(page, "Chat")
+    ask_in_browser(page, "How does the quokka schedule change the learning rate?")
+    sources = page.locator("#sb-sources .sb-src.sb-cited")
+    assert sources.count() >= 1, page.locator("#sb-sources").inner_html()
+    meta = " ".join(sources.nth(i).inner_text() for i in range(sources.count()))
+    assert "Quokka schedule _draft.md" in meta, meta
+    bot = page.locator("#sb-chatbot .message.bot, #sb-chatbot [data-testid='bot']").last
+    assert re.search(r"ten percent|10 ?%|three epochs|3 epochs|halve", bot.inner_text(), re.I), bot.inner_text()
+
+
+XSS_DOC = (
+    "# Stochastic weight averaging <img src=x onerror=\"window.__sbXss='title'\">\n\n"
+    "Stochastic weight averaging (SWA) averages the weights that SGD visits late in training, which lands "
+    "in a flatter region of the loss and generalises better. "
+    "<script>window.__sbXss = 'script'</script> "
+    "<img src=x onerror=\"window.__sbXss='img'\"> "
+    "<a href=\"javascript:window.__sbXss='link'\">click</a>\n"
+)
+
+
+def test_a_document_with_an_xss_payload_shows_it_as_text(page: Any, real_app: dict[str, Any],
+                                                         tmp_path: Path) -> None:
+    doc = tmp_path / "swa-notes.md"
+    doc.write_text(XSS_DOC, encoding="utf-8")
+    status = upload_in_browser(page, doc)
+    assert "swa-notes.md: added" in status, status
+    assert "<img src=x" in page.locator("#sb-library-table").inner_text()  # the title, as text
+    open_tab(page, "Chat")
+    ask_in_browser(page, "What does stochastic weight averaging do to the weights SGD visits?")
+    panel = page.locator("#sb-sources")
+    swa = panel.locator(".sb-src", has_text="swa-notes.md")
+    assert swa.count() >= 1, panel.inner_html()
+    swa.first.locator("summary").click()
+    shown = swa.first.inner_text()
+    assert "<script>window.__sbXss = 'script'</script>" in shown, shown
+    assert "onerror=" in shown
+    # Nothing of it became markup, and nothing ran.
+    assert panel.locator("script, img[src='x'], a[href^='javascript:']").count() == 0
+    assert page.locator("#sb-chatbot img[src='x'], #sb-chatbot script").count() == 0
+    assert page.evaluate("window.__sbXss") is None

@@ -1,0 +1,359 @@
+"""The Quiz tab on a real service (ingested corpus, real embedder and grading, scripted LLM): the
+start -> check -> next -> score flow, more questions without repeats, export files that parse back, the
+unknown-topic sentence, escaping of document text, and the tab inside the served app (gradio_client)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+import socket
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.quiz import QuizItem, normalize
+from rag.settings import Settings
+from tests.test_quiz import PassageLLM, fact_of, good
+from ui.tab_quiz import (
+    EXPORT_FORMATS,
+    QuizSessions,
+    check_answer,
+    export_quiz,
+    more_questions,
+    new_state,
+    next_question,
+    score,
+    start_quiz,
+    view,
+)
+
+
+@pytest.fixture
+def quiz_svc(corpus_service: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The shared corpus service with a PassageLLM holding the given replies."""
+
+    def make(*replies: Any) -> Any:
+        monkeypatch.setattr(corpus_service, "_llm", PassageLLM(list(replies)))
+        return corpus_service
+
+    return make
+
+
+def _item(st: dict[str, Any], i: int | None = None) -> QuizItem:
+    return QuizItem.from_json(st["items"][st["index"] if i is None else i])
+
+
+def _wrong_option(item: QuizItem) -> str:
+    return next(o for o in item.options if o != item.answer)
+
+
+def _text(html_text: str) -> str:
+    """Visible text of rendered HTML (tags dropped, entities kept) for content checks."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_text))
+
+
+# --- the flow --------------------------------------------------------------------------------------------
+def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good(), good(), good())
+    sessions = QuizSessions()
+    progress: list[tuple[int, int, str]] = []
+    st = start_quiz(svc, sessions, "  regularization ", "mcq", 3, progress=lambda *a: progress.append(a))
+    assert st["error"] == "" and len(st["items"]) == 3 and st["topic"] == "regularization"
+    assert progress[0][:2] == (0, 3) and progress[-1] == (3, 3, "done")
+    assert len(sessions) == 1 and st["id"] in sessions
+
+    first = _item(st)
+    v = view(st)
+    assert v.show_options and not v.show_answer_box and v.options == first.options and len(v.options) == 4
+    assert v.can_check and v.can_answer and not v.can_next and not v.can_more
+    assert "Question 1 of 3" in v.question_html and v.feedback_html == "" and v.score_html == ""
+    assert html.escape(first.question) in v.question_html
+    assert "3 questions ready" in v.status_html
+
+    # No option picked: nothing is graded; "next" before checking does not move on.
+    same = check_answer(svc, st, None)
+    assert same["results"][0] is None and "Pick one of the four options" in view(same).status_html
+    stuck = next_question(st)
+    assert stuck["index"] == 0 and "Check your answer first" in stuck["message"]
+
+    # 1: right answer
+    st = check_answer(svc, st, first.answer)
+    v = view(st)
+    assert st["results"][0]["grade"]["correct"] is True
+    assert 'data-verdict="correct"' in v.feedback_html and "Correct." in v.feedback_html
+    cite = first.citation
+    shown = html.unescape(_text(v.feedback_html))
+    assert cite["source"] in shown and (cite["section"] or "") in shown and cite["title"] in shown
+    assert "Cited passage" in v.feedback_html and st["results"][0]["grade"]["quote"]
+    assert not v.can_check and not v.can_answer and v.can_next and v.selected == first.answer
+    assert v.score_html == ""  # not at the end yet
+    again = check_answer(svc, st, _wrong_option(first))  # a second check does not change the grade
+    assert again["results"][0]["grade"]["correct"] is True and "already checked" in again["message"]
+
+    # 2: wrong answer; the feedback names the right one with its letter
+    st = next_question(st)
+    assert st["index"] == 1 and "Question 2 of 3" in view(st).question_html and view(st).selected is None
+    second = _item(st)
+    st = check_answer(svc, st, _wrong_option(second))
+    v = view(st)
+    assert st["results"][1]["grade"]["correct"] is False and 'data-verdict="incorrect"' in v.feedback_html
+    letter = "ABCD"[second.answer_index or 0]
+    assert f"{letter}) " in v.feedback_html and "Not quite." in v.feedback_html
+    assert score(st) == (1, 3) and "2 of 3 answered, 1 correct" in v.status_html
+
+    # 3: right answer by letter; the score appears and "more" is offered
+    st = next_question(st)
+    third = _item(st)
+    st = check_answer(svc, st, "ABCD"[third.answer_index or 0])
+    v = view(st)
+    assert st["results"][2]["grade"]["correct"] is True
+    assert "Score: 2/3" in v.score_html and 'data-right="2" data-total="3"' in v.score_html
+    assert v.can_more and not v.can_next and "All rounds" not in v.score_html
+    assert "last question" in next_question(st)["message"]
+
+
+def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good(), good())
+    sessions = QuizSessions()
+    st = start_quiz(svc, sessions, "regularization", "mcq", 2)
+    session = sessions.get(st["id"])
+    for _ in range(2):
+        st = check_answer(svc, st, _item(st).answer)
+        st = next_question(st) if view(st).can_next else st
+    assert "Score: 2/2" in view(st).score_html
+    first_chunks = {i["citation"]["chunk_id"] for i in st["items"]}
+
+    svc.llm.queue(good(), good())
+    st = more_questions(svc, sessions, st)
+    assert len(st["items"]) == 4 and st["round_start"] == 2 and st["index"] == 2 and st["rounds"] == 2
+    assert sessions.get(st["id"]) is session and len(session.items) == 4  # the same QuizSession
+    new_chunks = {i["citation"]["chunk_id"] for i in st["items"][2:]}
+    assert not new_chunks & first_chunks  # unused passages of the topic first
+    questions = [normalize(i["question"]) for i in st["items"]]
+    assert len(set(questions)) == 4
+    v = view(st)
+    assert "Question 1 of 2" in v.question_html and v.score_html == "" and not v.can_more
+
+    st = check_answer(svc, st, _wrong_option(_item(st)))
+    st = check_answer(svc, next_question(st), _item(next_question(st)).answer)
+    v = view(st)
+    assert "Score: 1/2" in v.score_html and "All rounds: 3/4" in v.score_html
+    assert score(st, all_rounds=True) == (3, 4)
+
+
+def test_more_questions_after_the_session_was_lost(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good())
+    sessions = QuizSessions(capacity=1)
+    st = start_quiz(svc, sessions, "regularization", "mcq", 1)
+    sessions.drop(st["id"])  # evicted, or the server restarted: rebuilt from the items in the state
+    svc.llm.queue(good())
+    st = more_questions(svc, sessions, st)
+    assert len(st["items"]) == 2 and st["error"] == ""
+    assert st["items"][0]["citation"]["chunk_id"] != st["items"][1]["citation"]["chunk_id"]
+
+
+def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good("short"))
+    sessions = QuizSessions()
+    st = start_quiz(svc, sessions, "gradient descent", "short", 1)
+    v = view(st)
+    assert v.show_answer_box and not v.show_options and v.options == []
+    item = _item(st)
+    st = check_answer(svc, st, item.answer)
+    v = view(st)
+    assert st["results"][0]["grade"]["verdict"] == "correct" and "Score: 1/1" in v.score_html
+    assert v.answer_text == item.answer and not v.can_answer
+
+    svc = quiz_svc(good("flashcard"))
+    st = start_quiz(svc, sessions, None, "flashcard", 1)
+    assert st["topic"] is None and "across the handbooks" in view(st).question_html
+    assert "Card 1 of 1" in view(st).question_html and "turn the card over" in view(st).answer_label
+    st = check_answer(svc, st, "")
+    v = view(st)
+    assert 'data-verdict="revealed"' in v.feedback_html and "Back of the card" in v.feedback_html
+    assert "Score: 0/1" in v.score_html
+
+
+# --- export ------------------------------------------------------------------------------------------------
+def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -> None:
+    svc = quiz_svc(good(), good())
+    st = start_quiz(svc, QuizSessions(), "L1/L2 regularization", "mcq", 2)
+    assert st["error"] == "", st["error"]
+    items = [QuizItem.from_json(d) for d in st["items"]]
+
+    csv_path = Path(export_quiz(st, "CSV", tmp_path) or "")
+    assert csv_path.parent == tmp_path and csv_path.suffix == ".csv"
+    assert re.fullmatch(r"studybot-quiz-[a-z0-9-]+-[0-9a-f]{1,12}\.csv", csv_path.name), csv_path.name
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["question"] for r in rows] == [i.question for i in items]
+    assert [r["answer"] for r in rows] == [i.answer for i in items]
+    assert [r["options"].split(" | ") for r in rows] == [i.options for i in items]
+    assert rows[0]["source"] == items[0].citation["source"]
+
+    txt = Path(export_quiz(st, "Anki text (.txt)", tmp_path) or "")
+    lines = txt.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#separator:tab"
+    notes = [ln.split("\t") for ln in lines if not ln.startswith("#")]
+    assert len(notes) == 2 and all(len(n) == 2 for n in notes)
+    assert all("<b>" in back for _, back in notes)
+
+    apkg = Path(export_quiz(st, "Anki deck (.apkg)", tmp_path) or "")
+    assert zipfile.is_zipfile(apkg)
+    # The state comes from the browser: a hostile topic or id never becomes a path.
+    evil = {**st, "topic": "../../../etc/passwd", "id": "../../x"}
+    out = Path(export_quiz(evil, "no such format", tmp_path) or "")
+    assert out.parent == tmp_path and out.name == "studybot-quiz-etc-passwd-quiz.csv"
+    assert set(EXPORT_FORMATS.values()) == {".csv", ".apkg", ".txt"}
+    # nothing to export before a quiz
+    assert export_quiz(new_state(), "CSV", tmp_path) is None
+
+
+def test_export_default_dir_is_private(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(good())
+    st = start_quiz(svc, QuizSessions(), "regularization", "flashcard", 1)
+    path = Path(export_quiz(st, "CSV") or "")
+    assert path.is_file() and path.parent.name.startswith("studybot-quiz-")
+
+
+# --- errors and escaping -----------------------------------------------------------------------------------
+def test_unknown_topic_shows_one_sentence(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()  # no replies: any model call fails the test
+    sessions = QuizSessions()
+    st = start_quiz(svc, sessions, "medieval French <i>poetry</i>", "mcq", 3)
+    assert st["items"] == [] and st["error"].startswith("The handbooks have nothing on")
+    v = view(st)
+    assert "medieval French &lt;i&gt;poetry&lt;/i&gt;" in v.status_html and "<i>" not in v.status_html
+    assert "Traceback" not in v.status_html and not v.can_check and not v.show_options
+    assert svc.llm.calls == [] and len(sessions) == 0
+
+    for bad in (0, 11, "many"):
+        st = start_quiz(svc, sessions, "regularization", "mcq", bad)
+        assert st["items"] == [] and ("between 1 and 10" in st["error"] or "number from 1 to 10" in st["error"])
+    st = start_quiz(svc, sessions, "regularization", "essay", 2)
+    assert "Unknown question type" in st["error"]
+    assert svc.llm.calls == []
+
+
+XSS_DOC = (
+    "# Zebra boosting\n\n## Striped learners\n\n"
+    "Zebra boosting trains striped weak learners in alternating order <script>alert('xss')</script> and "
+    "combines their votes with stripe weights. Each zebra learner sees the residual stripes of the previous "
+    "one, so the ensemble of zebra learners reduces bias step by step <img src=x onerror=alert(1)>.\n"
+)
+
+
+def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Settings, embedder: Any,
+                                                           tmp_path: Path) -> None:
+    from rag.service import StudyService
+
+    doc = tmp_path / "zebra.md"
+    doc.write_text(XSS_DOC, encoding="utf-8")
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        return json.dumps({
+            "question": "What does zebra boosting do <script>alert(2)</script>?",
+            "answer": fact_of(messages),
+            "distractors": ["<b>Bold</b> trees", "Paris is the capital of Spain", "Water boils at ten degrees"],
+            "explanation": "It trains striped learners <img src=y onerror=alert(3)> in order.",
+        })
+
+    replies: list[Any] = [reply]
+    svc = StudyService(corpus_settings, llm=PassageLLM(replies))
+    svc._embedder = embedder
+    assert svc.add_files([("uploads/zebra.md", doc)]).ok
+    st = start_quiz(svc, QuizSessions(), "zebra boosting striped learners", "mcq", 1)
+    assert st["error"] == "", st["error"]
+    item = _item(st)
+    assert item.citation["source"] == "uploads/zebra.md" and "<script>" in item.citation["text"]
+    v = view(st)
+    assert "<b>Bold</b> trees" in v.options  # the radio shows options as text, unescaped
+    assert "<script>" not in v.question_html and "&lt;script&gt;alert(2)&lt;/script&gt;" in v.question_html
+
+    st = check_answer(svc, st, next(o for o in item.options if o.startswith("<b>")))
+    html_out = view(st).feedback_html
+    assert "<script" not in html_out and "<img" not in html_out and "<b>Bold" not in html_out
+    assert "&lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;" in html_out  # the passage, as text
+    assert "&lt;img src=y onerror=alert(3)&gt;" in html_out  # the explanation, as text
+    assert "&lt;b&gt;Bold&lt;/b&gt; trees" in html_out  # the user's answer, as text
+    assert "uploads/zebra.md" in html_out and "Striped learners" in html_out
+
+
+# --- the tab in the app ----------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
+    from gradio_client import Client
+
+    from rag.service import StudyService
+    from ui.app import launch
+
+    llm = PassageLLM()
+    svc = StudyService(corpus_settings, llm=llm)
+    svc._embedder = embedder
+    app, url = launch(svc, host="127.0.0.1", port=_free_port(), block=False, quiet=True)
+    try:
+        yield {"service": svc, "llm": llm, "url": url, "client": Client(url, verbose=False), "app": app}
+    finally:
+        app.close()
+
+
+def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:
+    from ui.app import build_app
+
+    app = build_app(corpus_service)
+    ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
+    for name in ("topic", "type", "count", "start", "question", "options", "answer", "check", "feedback",
+                 "next", "score", "more", "export", "export-format", "status"):
+        assert f"sb-quiz-{name}" in ids, name
+    fns = {fn.api_name: fn for fn in app.fns.values()}
+    assert fns["quiz_start"].concurrency_id == "llm" and fns["quiz_more"].concurrency_id == "llm"
+    assert "quiz_check" in fns and "quiz_next" in fns
+
+
+def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
+    client, llm = served["client"], served["llm"]
+    llm.queue(good(), good())
+    out = client.predict("regularization", "mcq", 2, "CSV", api_name="/quiz_start")
+    # The client returns the outputs that carry data (no state, no buttons):
+    # question, options, answer box, feedback, score, status, export.
+    assert len(out) == 7
+    question_html, options, answer_box, feedback, score_html, status, export = out
+    assert "Question 1 of 2" in question_html and "2 questions ready" in status
+    assert feedback == "" and score_html == ""
+    assert options["visible"] is True and options["value"] is None and len(options["choices"]) == 4
+    assert answer_box["visible"] is False
+    assert export["interactive"] is True and export["value"].endswith(".csv")
+    with open(export["value"], newline="", encoding="utf-8") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+
+    # The scripted model wrote each item's answer from the passage it was given (fact_of the prompt).
+    def fact(call: int) -> str:
+        return normalize(fact_of(llm.messages[call]))
+
+    right = next(label for label, _ in options["choices"] if normalize(label) == fact(0))
+    out = client.predict(right, "", api_name="/quiz_check")
+    assert 'data-verdict="correct"' in out[3] and out[4] == "" and "1 of 2 answered, 1 correct" in out[5]
+    assert out[1]["interactive"] is False and out[1]["value"] == right
+    out = client.predict(api_name="/quiz_next")
+    assert "Question 2 of 2" in out[0] and out[3] == "" and out[1]["value"] is None
+    wrong = next(label for label, _ in out[1]["choices"] if normalize(label) != fact(1))
+    out = client.predict(wrong, "", api_name="/quiz_check")
+    assert 'data-verdict="incorrect"' in out[3] and "Score: 1/2" in out[4]
+
+    # The client keeps its session: "more questions" adds a round to the same quiz (4 questions to export).
+    llm.queue(good(), good())
+    out = client.predict("Anki text (.txt)", api_name="/quiz_more")
+    assert "Question 1 of 2" in out[0] and out[4] == "" and out[6]["value"].endswith(".txt")
+    notes = [ln for ln in Path(out[6]["value"]).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+    assert len(notes) == 4 and all(ln.count("\t") == 1 for ln in notes)
