@@ -189,6 +189,16 @@ class StudyService:
             self._answer_pipeline = pipeline
         return pipeline
 
+    def warm_up(self) -> None:
+        """Load the model and evaluate the fixed part of the answer prompt (system message and examples), so
+        the first question pays only for its own passages. Best effort: errors surface on the first question."""
+        import contextlib
+
+        from rag.answer import AnswerPipeline
+
+        with contextlib.suppress(StudybotError):
+            self.llm.complete(AnswerPipeline.messages("", "warm-up"), max_tokens=1, temperature=0.0)
+
     def ask(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Any:
         """A grounded, cited :class:`rag.answer.Answer` (or a refusal)."""
         return self.answer_pipeline.ask(question, k=k, max_tokens=max_tokens)

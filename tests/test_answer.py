@@ -385,3 +385,17 @@ def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedde
     assert added == 1
     assert out == ("Penalising squared weights shrinks every weight smoothly towards zero [2]. Paris is in France. "
                    "Dropout helps [3].")
+
+
+def test_warm_up_evaluates_the_fixed_prompt_once_and_swallows_model_errors(tmp_path: Path) -> None:
+    from rag.errors import ModelError
+    from rag.service import StudyService
+
+    llm = ScriptedLLM(["x", ModelError("no model")])
+    svc = StudyService(Settings(home=tmp_path), llm=llm)
+    svc.warm_up()
+    fixed = AnswerPipeline.messages("", "q")
+    assert len(llm.calls) == 1 and llm.calls[0]["max_tokens"] == 1
+    assert llm.calls[0]["messages"][:-1] == fixed[:-1]  # system message and example turns
+    svc.warm_up()  # a broken model is reported by the first real question, not here
+    assert len(llm.calls) == 2

@@ -3,7 +3,8 @@ real index and the real default GGUF (short answers). A failing test leaves a sc
 
 Covered: a gold question gets a streamed, cited answer with its passage in the sources panel (which fills
 before generation ends); an uploaded file shows up in the library and answers a question; a document with
-an XSS payload shows the payload as text and runs none of it.
+an XSS payload shows the payload as text and runs none of it; the Quiz tab asks a question, grades the
+answer with the cited passage, scores and exports.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ask_in_browser, open_tab, upload_in_browser
+from browser_support import ANSWER_TIMEOUT_MS, ask_in_browser, open_tab, upload_in_browser
 
 from evals.gold import load_gold
 
@@ -98,3 +99,40 @@ def test_a_document_with_an_xss_payload_shows_it_as_text(page: Any, real_app: di
     assert panel.locator("script, img[src='x'], a[href^='javascript:']").count() == 0
     assert page.locator("#sb-chatbot img[src='x'], #sb-chatbot script").count() == 0
     assert page.evaluate("window.__sbXss") is None
+
+
+def test_the_quiz_tab_asks_grades_with_the_cited_passage_and_scores(page: Any, real_app: dict[str, Any]) -> None:
+    open_tab(page, "Quiz")
+    page.locator("#sb-quiz-topic textarea, #sb-quiz-topic input").first.fill("regularization")
+    page.locator("#sb-quiz-type").get_by_text("Multiple choice").click()
+    count = page.locator("#sb-quiz-count input[type=number]")
+    count.fill("1")
+    count.press("Enter")
+    page.locator("#sb-quiz-start").click()
+    question = page.locator("#sb-quiz-question")
+    question.filter(has_text="Question 1 of 1").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert "regularization" in question.inner_text()
+    assert "question" in page.locator("#sb-quiz-status").inner_text().lower()
+    options = page.locator("#sb-quiz-options label")
+    assert options.count() == 4
+    labels = [options.nth(i).inner_text().strip() for i in range(4)]
+    assert len(set(labels)) == 4, labels
+    options.first.click()
+    page.locator("#sb-quiz-check").click()
+    result = page.locator("#sb-quiz-feedback .sb-quiz-result")
+    result.wait_for(timeout=60_000)
+    assert result.get_attribute("data-verdict") in ("correct", "incorrect")
+    assert "Answer:" in result.inner_text()
+    # The cited passage opens, and the right answer is one of the four options shown.
+    result.locator("summary").click()
+    assert result.locator(".sb-passage").inner_text().strip()
+    right = result.locator(".sb-quiz-right").inner_text()
+    assert any(label in right for label in labels), (right, labels)
+    score = page.locator("#sb-quiz-score .sb-quiz-score-box")
+    score.wait_for(timeout=10_000)
+    assert score.get_attribute("data-total") == "1"
+    assert re.search(r"Score: [01]/1", score.inner_text())
+    assert page.locator("#sb-quiz-more").is_enabled()
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("#sb-quiz-export").click()
+    assert download.value.suggested_filename.endswith(".csv")

@@ -56,7 +56,11 @@ def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
     port = args.port or svc.settings.port
     auth = parse_auth(args.auth)
     check_bind(host, auth, args.no_auth)
+    import threading
+
     from ui.app import launch
 
+    # Load the model while the UI starts, so the first question does not wait for it.
+    threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
     launch(svc, host=host, port=port, auth=auth, block=True)
     return EXIT_OK
