@@ -107,7 +107,10 @@ def main() -> int:
     ap.add_argument("--bare-limit", type=int, default=8, help="questions also run on bare llama-cpp-python")
     ap.add_argument("--max-tokens", type=int, default=120)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dump", help="also write each question's raw reply and packed passages here (JSONL), to "
+                    "re-score refusal and attribution thresholds offline")
     args = ap.parse_args()
+    dump = open(args.dump, "w", encoding="utf-8") if args.dump else None  # noqa: SIM115
 
     apply_offline_env()
     settings = Settings()
@@ -161,6 +164,15 @@ def main() -> int:
             if kv is None:
                 kv = kv_saving(bare, messages, prefix)
         rows.append(row)
+        if dump is not None:
+            dump.write(json.dumps({"id": item.id, "answerable": item.answerable, "question": a.question,
+                                   "refused": a.refused, "reason": a.refusal_reason, "raw": a.raw,
+                                   "evidence": t["evidence"],
+                                   "passages": [p.chunk.text for p in a.passages],
+                                   "relevant": [is_relevant(item, p.chunk.source, p.chunk.text)
+                                                for p in a.passages] if item.answerable else []},
+                                  ensure_ascii=False) + "\n")
+            dump.flush()
         print(f"{i + 1}/{len(items)} {item.id} refused={a.refused} ({a.refusal_reason}) support={t.get('support')} "
               f"ttft={t['ttft_s']} total={t['total_s']} overhead={row.get('overhead')} | {a.answer[:100]!r}",
               file=sys.stderr, flush=True)

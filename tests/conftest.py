@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -75,6 +76,30 @@ def corpus_service(corpus_home: Path, embedder):
     return svc
 
 
+# --- the web app on a loopback port -----------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def served_app(service):  # type: ignore[no-untyped-def]
+    """The whole app around ``service`` on a free 127.0.0.1 port: yields {service, url, app, client}."""
+    from gradio_client import Client
+
+    from ui.app import launch
+
+    app, url = launch(service, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    try:
+        yield {"service": service, "url": url, "app": app,
+               "client": Client(url, verbose=False, analytics_enabled=False)}
+    finally:
+        app.close()
+
+
 # --- browser tests (Playwright + Debian's Chromium) ---------------------------------------------------------
 CHROMIUM = Path(os.environ.get("STUDYBOT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts"
@@ -104,24 +129,15 @@ def chromium():
 def real_app(tmp_path_factory: pytest.TempPathFactory, corpus_home: Path, embedder):
     """The whole app on a free loopback port around a real service: a private copy of the ingested corpus
     and the real default GGUF (short answers)."""
-    import socket
-
     from rag.service import StudyService
-    from ui.app import launch
 
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(corpus_home, home)
     settings = Settings(home=home, models_cache=MODELS_CACHE, max_tokens=72, temperature=0.0)
     svc = StudyService(settings)
     svc._embedder = embedder
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app, url = launch(svc, host="127.0.0.1", port=port, block=False, quiet=True)
-    try:
-        yield {"service": svc, "url": url, "app": app}
-    finally:
-        app.close()
+    with served_app(svc) as served:
+        yield served
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ the serve command's bind checks, and the rule that ui/ never touches Chroma or l
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port, served_app
 from fakes import ScriptedLLM
 
 from rag.errors import IngestError, StudybotError
@@ -19,28 +19,16 @@ UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 QUESTION = "Which matrix decomposition is used for noise reduction, and what pieces does it split a matrix into?"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
     """The app on a free loopback port around a service with a ScriptedLLM; yields service, llm, url, client."""
-    from gradio_client import Client
-
     from rag.service import StudyService
-    from ui.app import launch
 
     llm = ScriptedLLM()
     svc = StudyService(corpus_settings.model_copy(update={"upload_max_mb": 1}), llm=llm)
     svc._embedder = embedder
-    app, url = launch(svc, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    try:
-        yield {"service": svc, "llm": llm, "url": url, "client": Client(url, verbose=False), "app": app}
-    finally:
-        app.close()
+    with served_app(svc) as served:
+        yield {**served, "llm": llm}
 
 
 # --- the /ask API --------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ import csv
 import html
 import json
 import re
-import socket
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import served_app
 
 from rag.quiz import QuizItem, normalize
 from rag.settings import Settings
@@ -285,27 +285,15 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
 
 
 # --- the tab in the app ----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
-    from gradio_client import Client
-
     from rag.service import StudyService
-    from ui.app import launch
 
     llm = PassageLLM()
     svc = StudyService(corpus_settings, llm=llm)
     svc._embedder = embedder
-    app, url = launch(svc, host="127.0.0.1", port=_free_port(), block=False, quiet=True)
-    try:
-        yield {"service": svc, "llm": llm, "url": url, "client": Client(url, verbose=False), "app": app}
-    finally:
-        app.close()
+    with served_app(svc) as served:
+        yield {**served, "llm": llm}
 
 
 def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:

@@ -175,13 +175,20 @@ def _current(state: dict[str, Any]) -> tuple[int, QuizItem] | None:
     return i, QuizItem.from_json(items[i])
 
 
-def check_answer(service: Any, state: dict[str, Any], answer: Any) -> dict[str, Any]:
-    """Grade the current question (once); after the last question of the round the score is shown."""
+def _begin(state: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, QuizItem] | None]:
+    """A copy of the state with the error cleared, and its current question (None: "Start a quiz first.")."""
     st = dict(state)
     st["error"] = ""
     cur = _current(st)
     if cur is None:
         st["message"] = "Start a quiz first."
+    return st, cur
+
+
+def check_answer(service: Any, state: dict[str, Any], answer: Any) -> dict[str, Any]:
+    """Grade the current question (once); after the last question of the round the score is shown."""
+    st, cur = _begin(state)
+    if cur is None:
         return st
     i, item = cur
     results = list(st.get("results") or [None] * len(st["items"]))
@@ -206,11 +213,8 @@ def check_answer(service: Any, state: dict[str, Any], answer: Any) -> dict[str, 
 
 
 def next_question(state: dict[str, Any]) -> dict[str, Any]:
-    st = dict(state)
-    st["error"] = ""
-    cur = _current(st)
+    st, cur = _begin(state)
     if cur is None:
-        st["message"] = "Start a quiz first."
         return st
     i, _ = cur
     if (st.get("results") or [None])[i] is None:
