@@ -276,7 +276,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "question": _s(10, 180),
             "answer": _s(1, 90),
-            "distractors": {"type": "array", "items": _s(1, 90), "minItems": 3, "maxItems": 3},
+            # Four asked, three used: a small model often repeats the answer or itself in one of them.
+            "distractors": {"type": "array", "items": _s(1, 90), "minItems": 3, "maxItems": 4},
             "explanation": _s(10, 220),
         },
         "required": ["question", "answer", "distractors", "explanation"],
@@ -340,7 +341,7 @@ _BAD_OPTION = re.compile(r"^(?:all|none|both|neither) of (?:the )?(?:above|these
 def check_options(item: QuizItem) -> str | None:
     """Why the MCQ options are unusable (None when they are fine)."""
     if len(item.options) != 4:
-        return f"MCQ needs exactly 4 options, got {len(item.options)}"
+        return f"MCQ needs exactly 4 distinct options, got {len(item.options)}"
     norm = [normalize(o) for o in item.options]
     if any(not n for n in norm):
         return "an option is empty"
@@ -378,7 +379,11 @@ def parse_item(raw: str, qtype: str, chunk: Chunk, rng: random.Random) -> QuizIt
         distractors = data.get("distractors")
         if not isinstance(distractors, list):
             raise ValueError("no distractors list")
-        options = [answer, *(clean_field(d) for d in distractors)]
+        options = [answer]
+        for d in distractors:  # the first three that differ from the answer and from each other
+            text = clean_field(d)
+            if len(options) < 4 and normalize(text) not in {normalize(o) for o in options}:
+                options.append(text)
         rng.shuffle(options)
     return QuizItem(
         type=qtype,

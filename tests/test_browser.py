@@ -70,12 +70,12 @@ def test_an_uploaded_file_is_listed_and_answers_a_question(page: Any, real_app: 
 
 
 XSS_DOC = (
-    "# Stochastic weight averaging <img src=x onerror=\"window.__sbXss='title'\">\n\n"
+    "# Stochastic weight averaging <img src=x onerror=\"window.sbxss='title'\">\n\n"
     "Stochastic weight averaging (SWA) averages the weights that SGD visits late in training, which lands "
     "in a flatter region of the loss and generalises better. "
-    "<script>window.__sbXss = 'script'</script> "
-    "<img src=x onerror=\"window.__sbXss='img'\"> "
-    "<a href=\"javascript:window.__sbXss='link'\">click</a>\n"
+    "<script>window.sbxss = 'script'</script> "
+    "<img src=x onerror=\"window.sbxss='img'\"> "
+    "<a href=\"javascript:window.sbxss='link'\">click</a>\n"
 )
 
 
@@ -91,14 +91,13 @@ def test_a_document_with_an_xss_payload_shows_it_as_text(page: Any, real_app: di
     panel = page.locator("#sb-sources")
     swa = panel.locator(".sb-src", has_text="swa-notes.md")
     assert swa.count() >= 1, panel.inner_html()
-    swa.first.locator("summary").click()
-    shown = swa.first.inner_text()
-    assert "<script>window.__sbXss = 'script'</script>" in shown, shown
+    shown = swa.first.locator(".sb-passage").text_content() or ""  # the passage, as the page holds it
+    assert "<script>window.sbxss = 'script'</script>" in shown, shown
     assert "onerror=" in shown
     # Nothing of it became markup, and nothing ran.
     assert panel.locator("script, img[src='x'], a[href^='javascript:']").count() == 0
     assert page.locator("#sb-chatbot img[src='x'], #sb-chatbot script").count() == 0
-    assert page.evaluate("window.__sbXss") is None
+    assert page.evaluate("window.sbxss") is None
 
 
 def test_the_quiz_tab_asks_grades_with_the_cited_passage_and_scores(page: Any, real_app: dict[str, Any]) -> None:
@@ -109,9 +108,9 @@ def test_the_quiz_tab_asks_grades_with_the_cited_passage_and_scores(page: Any, r
     count.fill("1")
     count.press("Enter")
     page.locator("#sb-quiz-start").click()
-    question = page.locator("#sb-quiz-question")
-    question.filter(has_text="Question 1 of 1").wait_for(timeout=ANSWER_TIMEOUT_MS)
-    assert "regularization" in question.inner_text()
+    question = page.locator("#sb-quiz-question .sb-quiz-q")  # the rendered question, not the progress bar
+    question.wait_for(timeout=2 * ANSWER_TIMEOUT_MS)  # up to two model calls per question
+    assert "Question 1 of 1" in question.inner_text() and "regularization" in question.inner_text()
     assert "question" in page.locator("#sb-quiz-status").inner_text().lower()
     options = page.locator("#sb-quiz-options label")
     assert options.count() == 4

@@ -131,6 +131,14 @@ def test_bad_items_are_regenerated_or_dropped_and_counted(quiz_svc: Callable[...
     assert result.to_json()["dropped"] == 4
 
 
+def test_a_fourth_distractor_replaces_one_that_repeats_the_answer(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(lambda m: mcq(fact_of(m), [fact_of(m).upper() + "!", "Bananas", "bananas.", "Paris", "Rome"]))
+    result = svc.quiz("regularization", 1, "mcq", session=QuizSession(5))
+    assert result.dropped == 0 and len(result.items) == 1
+    item = result.items[0]
+    assert sorted(item.options) == sorted([item.answer, "Bananas", "Paris", "Rome"])
+
+
 def test_near_duplicate_questions_are_dropped(quiz_svc: Callable[..., Any]) -> None:
     same = "What does regularization add to the loss function of a model?"
     svc = quiz_svc(good("short", same), good("short", same + " "), good("short", "Why does L1 give sparse weights?"))
