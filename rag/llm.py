@@ -270,7 +270,9 @@ class LlamaCppLLM:
             from llama_cpp.llama_grammar import LlamaGrammar
 
             try:
-                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+                # The schema in its own key order: llama.cpp's converter keeps the properties' order, so
+                # the model writes e.g. the question before the answer (sorted keys would put "answer" first).
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
             except Exception as exc:
                 raise BackendError(
                     f"This JSON schema cannot be turned into a llama.cpp grammar ({exc})."

@@ -308,3 +308,13 @@ def test_scripted_llm_plays_back_replies_and_records_calls() -> None:
     assert fake.count_tokens("abcdefgh") == 3
     with pytest.raises(AssertionError, match="no reply queued"):
         fake.complete(SHORT, max_tokens=8)
+
+
+def test_json_schema_grammar_keeps_the_schemas_property_order(tmp_path: Path) -> None:
+    """The model must write the keys in the schema's order (a quiz question before its answer), not sorted."""
+    from rag.quiz import SCHEMAS
+
+    llm = LlamaCppLLM(tmp_path / "unused.gguf")
+    root = next(ln for ln in llm._grammar(SCHEMAS["mcq"])._grammar.splitlines() if ln.startswith("root ::="))
+    keys = ["question-kv", "answer-kv", "distractors-kv", "explanation-kv"]
+    assert [root.index(k) for k in keys] == sorted(root.index(k) for k in keys), root
