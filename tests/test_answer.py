@@ -363,7 +363,7 @@ def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # ty
     assert pipe.ask("What is dropout?").refusal_reason == "unsupported"  # without an embedder: refused
     pipe, _ = make_grounded(embedder, [reply])
     a = pipe.ask("What is dropout?")
-    assert a.timings["support"] < 0.5 and a.timings["semantic_support"] >= 0.55, a.timings
+    assert a.timings["support"] < 0.45 and a.timings["semantic_support"] >= 0.5, a.timings
     assert not a.refused and not a.uncited
     assert [c.n for c in a.citations] == [3] and a.auto_cited == 1 and a.answer.endswith("[3].")
 
@@ -371,7 +371,7 @@ def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # ty
 def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
     pipe, _ = make_grounded(embedder, ["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
     a = pipe.ask("What are the default betas of Adam?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.55
+    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.5
 
 
 def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedder) -> None:  # type: ignore[no-untyped-def]
