@@ -113,9 +113,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Chromium (Debian's, launched by Playwright); skipped where it is not installed."""
+    """A headless Chromium (Debian's, launched by Playwright); skipped where it is not installed. Module scope:
+    Playwright's sync API keeps an asyncio loop running in the main thread until it stops, and later tests
+    (Ragas) need ``asyncio.run``."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: `make browsers` (apt-get install chromium) installs it")
     sync_api = pytest.importorskip("playwright.sync_api")
