@@ -3,8 +3,6 @@ prompt injection in a document, and the OpenAI-compatible server backend."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MODELS_CACHE, free_port
 
 from evals.gold import GoldItem, is_relevant, load_gold
 from rag.prompts import REFUSAL
@@ -21,7 +20,6 @@ from rag.settings import Settings
 
 pytestmark = pytest.mark.llm
 
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 GOLD = {g.id: g for g in load_gold()}
 # Answerable gold questions that the default model answers with a citation of the right passage (checked on
 # the real model; the test asks one and falls back to the next when the first is not answered well, and
@@ -117,10 +115,6 @@ def test_an_instruction_inside_a_document_is_not_followed(corpus_settings: Setti
 
 
 # --- the OpenAI-compatible backend, against a real `python -m llama_cpp.server` -----------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +122,7 @@ def llama_server(real_service: StudyService, tmp_path_factory: pytest.TempPathFa
     from rag.models import resolve_gguf
 
     gguf = resolve_gguf(real_service.settings, show_progress=False)
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     log = log_path.open("w")
     proc = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import MODELS_CACHE, free_port
 
 from rag.errors import BackendError, ModelError, QueryError
 from rag.llm import LLM, LlamaCppLLM, OpenAICompatLLM, clear_llm_cache, get_llm
@@ -22,18 +22,10 @@ from rag.models import resolve_gguf
 from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
 
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
-
 SHORT = [
     {"role": "system", "content": "You are a concise assistant."},
     {"role": "user", "content": "Name three colours."},
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +172,7 @@ def test_a_missing_model_file_raises_model_error(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_server_raises_backend_error_with_the_fix() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     llm = OpenAICompatLLM(url, "studybot", timeout=5)
 
     with pytest.raises(BackendError) as info:
@@ -195,7 +187,7 @@ def test_an_unreachable_server_raises_backend_error_with_the_fix() -> None:
 
 @pytest.mark.llm
 def test_openai_client_streams_through_llama_cpp_server(default_gguf: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [

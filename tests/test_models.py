@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import MODELS_CACHE
 
 import rag.models as models
 from rag.errors import ModelError
@@ -20,8 +21,6 @@ from rag.models import (
     resolve_gguf,
 )
 from rag.settings import Settings
-
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ them, and a cited passage on the topic; then graded in the Quiz tab's flow."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MODELS_CACHE
 
 from rag.quiz import QuizSession, normalize
 from rag.service import StudyService
@@ -19,7 +19,6 @@ from ui.tab_quiz import check_answer, view
 
 pytestmark = pytest.mark.llm
 
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 ON_TOPIC = re.compile(r"regulari|\bl1\b|\bl2\b|ridge|lasso|penalt|weight decay|dropout|elastic ?net", re.I)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from evals.gold import load_gold
 from evals.retrieval import evaluate_retrieval
@@ -103,15 +103,9 @@ def test_cli_ingest_reports_failures(tmp_path: Path, capsys) -> None:
     assert out["added"] == ["good.md"] and set(out["failed"]) == {"bad.pdf", "empty.txt"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_chroma_server_mode(tmp_path: Path, embedder) -> None:
     chroma = shutil.which("chroma") or str(Path(__import__("sys").executable).parent / "chroma")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
