@@ -296,9 +296,16 @@ class AnswerPipeline:
         timings["support"] = round(grounded, 3)
         refused = is_refusal(mapped.text, bool(mapped.citations))
         reason = "model" if refused else None
+        groundings: dict[str, Any] = {}  # text -> its sentence grounding (embedded once per text)
+
+        def grounding_of(text: str) -> Any:
+            if text not in groundings:
+                groundings[text] = self._grounding(text, packed.passages)
+            return groundings[text]
+
         if not refused and grounded < self.min_support:
             # Few of its words are in the passages: a paraphrase of them, or the model's own memory?
-            grounding = self._grounding(mapped.text, packed.passages)
+            grounding = grounding_of(mapped.text)
             semantic = semantic_support(grounding) if grounding is not None else 0.0
             timings["semantic_support"] = round(semantic, 3)
             if semantic < self.min_semantic_support:
@@ -309,7 +316,7 @@ class AnswerPipeline:
         auto = 0
         if mapped.uncited and self.auto_cite:
             text, auto = attribute(mapped.text, packed.passages)
-            grounding = self._grounding(text, packed.passages)
+            grounding = grounding_of(text)  # the same text as above unless lexical attribution added markers
             if grounding:
                 text, more = semantic_attribute(text, grounding, self.min_attribution_similarity)
                 auto += more
