@@ -145,7 +145,8 @@ def _is_binary(prop: dict[str, Any]) -> bool:
 
 def constrain_schema(schema: dict[str, Any], max_items: int = MAX_LIST_ITEMS) -> dict[str, Any]:
     """A copy of a pydantic JSON schema, tightened for grammar decoding: integer 0/1 verdicts become
-    ``enum: [0, 1]`` and arrays get ``maxItems``. (No ``maxLength``: llama.cpp expands it into a huge grammar.)"""
+    ``enum: [0, 1]`` and arrays get ``minItems: 1`` and ``maxItems`` (an empty list of statements or
+    classifications makes the Ragas score NaN). (No ``maxLength``: llama.cpp expands it into a huge grammar.)"""
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
@@ -155,8 +156,9 @@ def constrain_schema(schema: dict[str, Any], max_items: int = MAX_LIST_ITEMS) ->
         out = {k: walk(v) for k, v in node.items()}
         if out.get("type") == "integer" and _is_binary(out):
             out["enum"] = [0, 1]
-        if out.get("type") == "array" and "maxItems" not in out:
-            out["maxItems"] = max_items
+        if out.get("type") == "array":
+            out.setdefault("minItems", 1)
+            out.setdefault("maxItems", max_items)
         return out
 
     return walk(json.loads(json.dumps(schema)))
@@ -302,7 +304,7 @@ class JudgeServer:
     """``python -m llama_cpp.server`` on 127.0.0.1 and a free port, for the length of a run."""
 
     def __init__(self, gguf: Path, *, model_alias: str, n_ctx: int, threads: int, log_path: Path,
-                 start_timeout: float = 180, port: int | None = None) -> None:
+                 start_timeout: float = 180, port: int | None = None, cache_bytes: int = 0) -> None:
         self.gguf = Path(gguf)
         self.model_alias = model_alias
         self.n_ctx = n_ctx
@@ -310,6 +312,7 @@ class JudgeServer:
         self.log_path = Path(log_path)
         self.start_timeout = start_timeout
         self.port = port or _free_port()
+        self.cache_bytes = cache_bytes
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -327,6 +330,8 @@ class JudgeServer:
             "--n_threads", str(self.threads),
             "--n_threads_batch", str(self.threads),
             "--verbose", "False",
+            *(["--cache", "True", "--cache_type", "ram", "--cache_size", str(self.cache_bytes)]
+              if self.cache_bytes > 0 else []),
         ]
 
     def start(self) -> JudgeServer:
@@ -428,7 +433,7 @@ def open_judge(settings: Settings, log_dir: Path) -> Iterator[JudgeEndpoint]:
     gguf = judge_gguf(settings)
     server = JudgeServer(gguf, model_alias=settings.judge_model, n_ctx=settings.judge_n_ctx,
                          threads=settings.threads, log_path=Path(log_dir) / "judge-server.log",
-                         start_timeout=settings.judge_start_timeout)
+                         start_timeout=settings.judge_start_timeout, cache_bytes=settings.judge_cache_bytes)
     with server:
         yield JudgeEndpoint(server.base_url, settings.judge_model, "not-needed", True,
                             f"local llama_cpp.server ({gguf.name}) at {server.base_url}")

@@ -57,6 +57,11 @@ def test_constrained_schemas_become_llama_cpp_grammars() -> None:
     verdict = nli["$defs"]["StatementFaithfulnessAnswer"]["properties"]["verdict"]
     assert verdict["enum"] == [0, 1]
     assert nli["properties"]["statements"]["maxItems"] >= 5
+    # an empty classification list makes context recall NaN (0/0): the grammar must ask for at least one
+    assert nli["properties"]["statements"]["minItems"] == 1
+    recall = constrain_schema(_ragas_output_models()[3].model_json_schema())
+    arrays = [p for p in recall["properties"].values() if p.get("type") == "array"]
+    assert arrays and all(p["minItems"] == 1 for p in arrays)
 
 
 def _judge(replies: list[Any]) -> tuple[RagasJudgeLLM, ScriptedLLM]:
