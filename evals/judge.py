@@ -304,7 +304,7 @@ class JudgeServer:
     """``python -m llama_cpp.server`` on 127.0.0.1 and a free port, for the length of a run."""
 
     def __init__(self, gguf: Path, *, model_alias: str, n_ctx: int, threads: int, log_path: Path,
-                 start_timeout: float = 180, port: int | None = None, cache_bytes: int = 0) -> None:
+                 start_timeout: float = 180, port: int | None = None) -> None:
         self.gguf = Path(gguf)
         self.model_alias = model_alias
         self.n_ctx = n_ctx
@@ -312,7 +312,6 @@ class JudgeServer:
         self.log_path = Path(log_path)
         self.start_timeout = start_timeout
         self.port = port or _free_port()
-        self.cache_bytes = cache_bytes
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -330,8 +329,6 @@ class JudgeServer:
             "--n_threads", str(self.threads),
             "--n_threads_batch", str(self.threads),
             "--verbose", "False",
-            *(["--cache", "True", "--cache_type", "ram", "--cache_size", str(self.cache_bytes)]
-              if self.cache_bytes > 0 else []),
         ]
 
     def start(self) -> JudgeServer:
@@ -433,7 +430,7 @@ def open_judge(settings: Settings, log_dir: Path) -> Iterator[JudgeEndpoint]:
     gguf = judge_gguf(settings)
     server = JudgeServer(gguf, model_alias=settings.judge_model, n_ctx=settings.judge_n_ctx,
                          threads=settings.threads, log_path=Path(log_dir) / "judge-server.log",
-                         start_timeout=settings.judge_start_timeout, cache_bytes=settings.judge_cache_bytes)
+                         start_timeout=settings.judge_start_timeout)
     with server:
         yield JudgeEndpoint(server.base_url, settings.judge_model, "not-needed", True,
                             f"local llama_cpp.server ({gguf.name}) at {server.base_url}")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.gold import GoldItem, is_relevant
+from rag.errors import BackendUnreachableError
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -211,6 +212,8 @@ def run_llm_metric(name: str, metric_obj: Any, kwargs: dict[str, Any], stats: An
             out = {"value": float(value)}
         else:
             out = {"value": None, "error": "NaN: the judge produced nothing to score (e.g. no statements)"}
+    except BackendUnreachableError:
+        raise  # the judge is gone (server died, endpoint down): stop the run, do not record it as a score
     except Exception as exc:  # a judge failure is a result to report, not a crash of the run
         out = {"value": None, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     out["seconds"] = round(time.perf_counter() - start, 2)
@@ -225,6 +228,13 @@ def run_llm_metric(name: str, metric_obj: Any, kwargs: dict[str, Any], stats: An
 # ------------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------------
+
+
+def _lost_judge(score: Any) -> bool:
+    """A score recorded when the judge was unreachable (by an older version): not a result, retry it."""
+    return isinstance(score, dict) and str(score.get("error", "")).startswith(
+        ("BackendError: Cannot reach", "BackendUnreachableError"))
+
 
 
 @dataclass
@@ -360,6 +370,8 @@ class Suite:
         try:
             ans = self.service.ask(item.question)
             answer = answer_record(ans, time.perf_counter() - start)
+        except BackendUnreachableError:
+            raise  # the model is unreachable: every later question would fail the same way
         except Exception as exc:  # the pipeline failing on one question is a result
             answer = {"answer": "", "refused": False, "error": f"{type(exc).__name__}: {exc}", "passages": [],
                       "citations": [], "seconds": round(time.perf_counter() - start, 3)}
@@ -376,8 +388,8 @@ class Suite:
                 scores[key] = value
                 changed = True
         for name in self.spec.metrics:
-            if name in scores:
-                continue  # cached (a failure is cached too: delete the item file to retry it)
+            if name in scores and not _lost_judge(scores[name]):
+                continue  # cached (a judge failure is cached too: delete the item file to retry it)
             if rec["answer"].get("error"):
                 scores[name] = {"skipped": "answer failed"}
             else:
@@ -386,7 +398,14 @@ class Suite:
                     scores[name] = {"skipped": inputs}
                 else:
                     judge = self._ensure_judge(stack)
-                    scores[name] = run_llm_metric(name, self._metrics[name], inputs, getattr(judge, "stats", None))
+                    try:
+                        scores[name] = run_llm_metric(name, self._metrics[name], inputs,
+                                                      getattr(judge, "stats", None))
+                    except BackendUnreachableError as exc:
+                        raise BackendUnreachableError(
+                            f"The judge stopped answering while scoring {name} for {item.id} ({exc}). Scores so "
+                            f"far are saved in {self.run_dir}: run the same `studybot eval` again to resume."
+                        ) from exc
             changed = True
             _write_json(self._item_path(item), rec)  # after every metric: a kill loses one metric at most
         if changed:

@@ -21,5 +21,9 @@ class BackendError(StudybotError):
     """The LLM backend (local or server) failed or cannot be reached."""
 
 
+class BackendUnreachableError(BackendError):
+    """The model server cannot be reached at all (down, crashed, wrong URL): every later call fails too."""
+
+
 class IngestError(StudybotError):
     """A file could not be ingested (the reason is one line)."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rag.errors import BackendError, ModelError, QueryError
+from rag.errors import BackendError, BackendUnreachableError, ModelError, QueryError
 from rag.settings import Settings
 
 __all__ = ["LLM", "LlamaCppLLM", "OpenAICompatLLM", "Usage", "clear_llm_cache", "get_llm"]
@@ -363,7 +363,7 @@ class OpenAICompatLLM:
         return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
 
     def _unreachable(self) -> BackendError:
-        return BackendError(
+        return BackendUnreachableError(
             f"Cannot reach the model server at {self.base_url}: start it (e.g. `python -m llama_cpp.server "
             "--model <gguf>`) or fix STUDYBOT_LLM_BASE_URL."
         )

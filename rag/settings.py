@@ -105,8 +105,6 @@ class Settings(BaseSettings):
     judge_timeout: float = Field(900, description="Seconds for one judge request.")
     judge_start_timeout: float = Field(180, description="Seconds to wait for the local judge server to start.")
     judge_relevancy_strictness: int = Field(2, description="Questions generated per answer relevancy score.")
-    judge_cache_bytes: int = Field(2 << 30, description="RAM for the local judge's prompt-state cache (llama.cpp "
-                                   "reuses the fixed instructions and examples of each Ragas prompt); 0 = off.")
     # --- end evals -----------------------------------------------------------------------------
 
     # --- derived paths -------------------------------------------------------------------------

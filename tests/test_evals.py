@@ -247,6 +247,35 @@ def test_suite_scores_reports_and_resumes(tmp_path: Path) -> None:
     assert "t2: JudgeParseError" in report
 
 
+def test_a_lost_judge_stops_the_run_and_resume_rescores(tmp_path: Path) -> None:
+    """A judge server that dies (OOM-killed, say) must stop the run: caching 'cannot reach' as the score of
+    every remaining question would silently empty the report. Resuming scores those questions."""
+    from rag.errors import BackendUnreachableError
+
+    settings = Settings(home=tmp_path / "home")
+    run_dir = tmp_path / "runs" / "r1"
+    gone = BackendUnreachableError("Cannot reach the model server at http://127.0.0.1:9/v1: start it.")
+    with scripted_judge_factory([*FAITHFUL_REPLIES, gone]) as (factory, _):
+        suite = Suite(FakeService(settings), RunSpec(list(ITEMS), ["faithfulness"], run_dir),
+                      judge_factory=factory, log=lambda m: None)
+        with pytest.raises(BackendUnreachableError, match="run the same `studybot eval` again to resume"):
+            suite.run()
+    assert json.loads((run_dir / "items" / "t1.json").read_text())["scores"]["faithfulness"]["value"] == 1.0
+    t2 = json.loads((run_dir / "items" / "t2.json").read_text())
+    assert "faithfulness" not in t2["scores"]  # not recorded as a failed score
+    assert not (run_dir / "results.json").exists()
+    # an item file written by an older version, with the unreachable judge recorded as its score
+    t2["scores"]["faithfulness"] = {"value": None, "error": "BackendError: Cannot reach the model server at x"}
+    (run_dir / "items" / "t2.json").write_text(json.dumps(t2))
+
+    svc = FakeService(settings)
+    with scripted_judge_factory(list(FAITHFUL_REPLIES)) as (factory, judge):
+        results = Suite(svc, RunSpec(list(ITEMS), ["faithfulness"], run_dir), judge_factory=factory,
+                        log=lambda m: None).run()
+    assert svc.asked == [ITEMS[2].question]  # t1 and t2 kept their answers
+    assert results["detail"]["faithfulness"]["n_scored"] == 2 and results["metrics"]["faithfulness"] == 1.0
+
+
 def test_llm_metrics_skip_refusals_and_unanswerable() -> None:
     rec = {"answer": {"answer": "x", "refused": True, "passages": [{"id": "c1", "source": "a.md", "text": "t"}]}}
     from evals.suite import llm_metric_inputs

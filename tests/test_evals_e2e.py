@@ -39,8 +39,7 @@ def judge(tmp_path_factory: pytest.TempPathFactory):
     settings = Settings(models_cache=MODELS_CACHE)
     log = tmp_path_factory.mktemp("judge") / "judge-server.log"
     with JudgeServer(_gguf(), model_alias=settings.judge_model, n_ctx=settings.judge_n_ctx,
-                     threads=settings.threads, log_path=log, start_timeout=300,
-                     cache_bytes=settings.judge_cache_bytes) as server:
+                     threads=settings.threads, log_path=log, start_timeout=300) as server:
         endpoint = JudgeEndpoint(server.base_url, settings.judge_model, "x", True, "test judge")
         yield judge_llm(endpoint, settings, JudgeStats())
 
