@@ -104,6 +104,7 @@ def kv_saving(bare: Bare, messages: list[dict[str, str]], prefix: int) -> dict[s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="questions (stratified sample; default: all)")
+    ap.add_argument("--ids", help="only these gold ids, comma-separated (e.g. to re-run the refused ones)")
     ap.add_argument("--bare-limit", type=int, default=8, help="questions also run on bare llama-cpp-python")
     ap.add_argument("--max-tokens", type=int, default=120)
     ap.add_argument("--json", action="store_true")
@@ -116,6 +117,9 @@ def main() -> int:
     settings = Settings()
     svc = StudyService(settings)
     items = sample(load_gold(), args.limit)
+    if args.ids:
+        wanted = {i.strip() for i in args.ids.split(",") if i.strip()}
+        items = [i for i in items if i.id in wanted]
     pipeline = svc.answer_pipeline
     llm = svc.llm
     bare = Bare(llm)
