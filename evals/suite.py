@@ -380,65 +380,85 @@ class Suite:
         _write_json(path, rec)
         return rec
 
-    def score(self, item: GoldItem, rec: dict[str, Any], stack: contextlib.ExitStack) -> dict[str, Any]:
+    def score_ids(self, item: GoldItem, rec: dict[str, Any]) -> dict[str, Any]:
+        """The non-LLM scores of one answered item (cheap; recomputed on every run)."""
         scores = rec.setdefault("scores", {})
         changed = False
         for key, value in id_scores(item, rec).items():
             if scores.get(key) != value:
                 scores[key] = value
                 changed = True
-        for name in self.spec.metrics:
-            if name in scores and not _lost_judge(scores[name]):
-                continue  # cached (a judge failure is cached too: delete the item file to retry it)
-            if rec["answer"].get("error"):
-                scores[name] = {"skipped": "answer failed"}
-            else:
-                inputs = llm_metric_inputs(item, rec, name)
-                if isinstance(inputs, str):
-                    scores[name] = {"skipped": inputs}
-                else:
-                    judge = self._ensure_judge(stack)
-                    try:
-                        scores[name] = run_llm_metric(name, self._metrics[name], inputs,
-                                                      getattr(judge, "stats", None))
-                    except BackendUnreachableError as exc:
-                        raise BackendUnreachableError(
-                            f"The judge stopped answering while scoring {name} for {item.id} ({exc}). Scores so "
-                            f"far are saved in {self.run_dir}: run the same `studybot eval` again to resume."
-                        ) from exc
-            changed = True
-            _write_json(self._item_path(item), rec)  # after every metric: a kill loses one metric at most
         if changed:
             _write_json(self._item_path(item), rec)
         return rec
 
+    def score_metric(self, item: GoldItem, rec: dict[str, Any], name: str, stack: contextlib.ExitStack) -> None:
+        """One LLM-judged metric on one item, cached in the item's file."""
+        scores = rec.setdefault("scores", {})
+        if name in scores and not _lost_judge(scores[name]):
+            return  # cached (a judge failure is cached too: delete the item file to retry it)
+        if rec["answer"].get("error"):
+            scores[name] = {"skipped": "answer failed"}
+        else:
+            inputs = llm_metric_inputs(item, rec, name)
+            if isinstance(inputs, str):
+                scores[name] = {"skipped": inputs}
+            else:
+                judge = self._ensure_judge(stack)
+                try:
+                    scores[name] = run_llm_metric(name, self._metrics[name], inputs, getattr(judge, "stats", None))
+                except BackendUnreachableError as exc:
+                    raise BackendUnreachableError(
+                        f"The judge stopped answering while scoring {name} for {item.id} ({exc}). Scores so "
+                        f"far are saved in {self.run_dir}: run the same `studybot eval` again to resume."
+                    ) from exc
+        _write_json(self._item_path(item), rec)  # after every metric: a kill loses one judge call at most
+
+    def score(self, item: GoldItem, rec: dict[str, Any], stack: contextlib.ExitStack) -> dict[str, Any]:
+        """All scores of one item."""
+        self.score_ids(item, rec)
+        for name in self.spec.metrics:
+            self.score_metric(item, rec, name, stack)
+        return rec
+
     def run(self) -> dict[str, Any]:
+        """Answer every question first, then score metric by metric: consecutive judge calls of one metric
+        share its long fixed prompt (instructions and examples), which llama.cpp then keeps in its KV cache
+        instead of evaluating it again for every call."""
         items = self.spec.items
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.write_meta()
         retrieval = self.retrieval()
         records: dict[str, dict[str, Any]] = {}
         bar = None
+        steps = len(items) * (1 + len(self.spec.metrics))
         if self.show_bar:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(items), unit="q", desc="eval", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=steps, unit="step", desc="eval", file=sys.stderr, dynamic_ncols=True)
+        done = 0
+
+        def step(msg: str, advance: bool) -> None:
+            nonlocal done
+            done += advance
+            if bar is not None:
+                bar.set_postfix_str(msg)
+                bar.update(int(advance))
+            if self.progress:
+                self.progress(done, steps, msg)
+
         t_run = time.perf_counter()
         try:
             with contextlib.ExitStack() as stack:
-                for n, item in enumerate(items, start=1):
-                    if bar is not None:
-                        bar.set_postfix_str(item.id)
-                    if self.progress:
-                        self.progress(n - 1, len(items), f"{item.id}: answering")
-                    rec = self.answer(item)
-                    if self.progress:
-                        self.progress(n - 1, len(items), f"{item.id}: scoring")
-                    records[item.id] = self.score(item, rec, stack)
-                    if bar is not None:
-                        bar.update(1)
-                    if self.progress:
-                        self.progress(n, len(items), f"{item.id}: done")
+                for item in items:
+                    step(f"{item.id}: answering", False)
+                    records[item.id] = self.score_ids(item, self.answer(item))
+                    step(f"{item.id}: answered", True)
+                for name in self.spec.metrics:
+                    for item in items:
+                        step(f"{name}: {item.id}", False)
+                        self.score_metric(item, records[item.id], name, stack)
+                        step(f"{name}: {item.id} done", True)
         finally:
             if bar is not None:
                 bar.close()

@@ -215,22 +215,25 @@ def test_suite_scores_reports_and_resumes(tmp_path: Path) -> None:
     svc = FakeService(settings, fail_on="learning rate")
     run_dir = tmp_path / "runs" / "r1"
     spec = RunSpec(list(ITEMS), ["faithfulness"], run_dir)
-    with scripted_judge_factory(list(FAITHFUL_REPLIES)) as (factory, judge):
+    with scripted_judge_factory([]) as (factory, judge):
         suite = Suite(svc, spec, judge_factory=factory, log=lambda m: None)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):  # killed while answering t2 (all answers come before scores)
             suite.run()
+    item1 = json.loads((run_dir / "items" / "t1.json").read_text())
+    assert item1["answer"]["answer"] == "MAE [1]." and "faithfulness" not in item1["scores"]
+    assert not (run_dir / "results.json").exists()
+
+    # rerun: t1 is not asked again; t1 is judged, then t2, whose judge reply is invalid twice (a counted failure)
+    svc2 = FakeService(settings)
+    with scripted_judge_factory([*FAITHFUL_REPLIES, '{"statements": ["x"]}', "garbage", "garbage"]) as (factory,
+                                                                                                       judge):
+        results = Suite(svc2, RunSpec(list(ITEMS), ["faithfulness"], run_dir), judge_factory=factory,
+                        log=lambda m: None).run()
+    assert [q for q in svc2.asked] == [ITEMS[1].question, ITEMS[2].question]
     item1 = json.loads((run_dir / "items" / "t1.json").read_text())
     assert item1["scores"]["faithfulness"]["value"] == 1.0
     trace = item1["scores"]["faithfulness"]["trace"]  # the judge's raw replies, kept for the report reader
     assert [t["output"] for t in trace] == ["StatementGeneratorOutput", "NLIStatementOutput"]
-    assert not (run_dir / "results.json").exists()
-
-    # rerun: t1 is neither asked nor judged again; t2's judge reply is invalid twice (a counted failure)
-    svc2 = FakeService(settings)
-    with scripted_judge_factory(['{"statements": ["x"]}', "garbage", "garbage"]) as (factory, judge):
-        results = Suite(svc2, RunSpec(list(ITEMS), ["faithfulness"], run_dir), judge_factory=factory,
-                        log=lambda m: None).run()
-    assert [q for q in svc2.asked] == [ITEMS[1].question, ITEMS[2].question]
     m, d = results["metrics"], results["detail"]
     assert m["faithfulness"] == 1.0  # the mean of what was scored...
     assert d["faithfulness"]["n_scored"] == 1 and d["faithfulness"]["n_failed"] == 1  # ...and what was not
@@ -272,7 +275,7 @@ def test_a_lost_judge_stops_the_run_and_resume_rescores(tmp_path: Path) -> None:
     with scripted_judge_factory(list(FAITHFUL_REPLIES)) as (factory, judge):
         results = Suite(svc, RunSpec(list(ITEMS), ["faithfulness"], run_dir), judge_factory=factory,
                         log=lambda m: None).run()
-    assert svc.asked == [ITEMS[2].question]  # t1 and t2 kept their answers
+    assert svc.asked == []  # every answer was kept
     assert results["detail"]["faithfulness"]["n_scored"] == 2 and results["metrics"]["faithfulness"] == 1.0
 
 

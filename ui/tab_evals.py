@@ -57,7 +57,7 @@ def _eta(done: int, total: int, started: float) -> str:
         return "estimating…"
     per = (time.monotonic() - started) / done
     left = per * (total - done)
-    return f"{per:.0f} s per question, about {left / 60:.1f} min left"
+    return f"{per:.0f} s per step (an answer, or one metric on one question), about {left / 60:.1f} min left"
 
 
 _ACTIVE: dict[str, Any] = {}  # the run in progress in this process (one at a time)
