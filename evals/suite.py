@@ -232,9 +232,7 @@ def run_llm_metric(name: str, metric_obj: Any, kwargs: dict[str, Any], stats: An
 
 def _lost_judge(score: Any) -> bool:
     """A score recorded when the judge was unreachable (by an older version): not a result, retry it."""
-    return isinstance(score, dict) and str(score.get("error", "")).startswith(
-        ("BackendError: Cannot reach", "BackendUnreachableError"))
-
+    return isinstance(score, dict) and str(score.get("error", "")).startswith("BackendError: Cannot reach")
 
 
 @dataclass
@@ -413,13 +411,6 @@ class Suite:
                         f"far are saved in {self.run_dir}: run the same `studybot eval` again to resume."
                     ) from exc
         _write_json(self._item_path(item), rec)  # after every metric: a kill loses one judge call at most
-
-    def score(self, item: GoldItem, rec: dict[str, Any], stack: contextlib.ExitStack) -> dict[str, Any]:
-        """All scores of one item."""
-        self.score_ids(item, rec)
-        for name in self.spec.metrics:
-            self.score_metric(item, rec, name, stack)
-        return rec
 
     def run(self) -> dict[str, Any]:
         """Answer every question first, then score metric by metric: consecutive judge calls of one metric
