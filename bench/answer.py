@@ -140,6 +140,10 @@ def main() -> int:
             "reason": a.refusal_reason,
             "evidence": t["evidence"],
             "support": t.get("support"),
+            "semantic": t.get("semantic_support"),
+            "second_look": a.second_look,
+            "second_look_s": t.get("second_look_s"),
+            "missing_terms": a.missing_terms,
             "cited": len(a.citations),
             "auto_cited": a.auto_cited,
             "cited_relevant": any(is_relevant(item, c.source, c.text) for c in a.citations)
@@ -171,6 +175,7 @@ def main() -> int:
         if dump is not None:
             dump.write(json.dumps({"id": item.id, "answerable": item.answerable, "question": a.question,
                                    "refused": a.refused, "reason": a.refusal_reason, "raw": a.raw,
+                                   "second_look": a.second_look, "missing_terms": a.missing_terms,
                                    "evidence": t["evidence"],
                                    "passages": [p.chunk.text for p in a.passages],
                                    "relevant": [is_relevant(item, p.chunk.source, p.chunk.text)
@@ -198,6 +203,11 @@ def main() -> int:
         "refused_by_evidence": sum(1 for r in rows if r["reason"] == "evidence"),
         "refused_by_model": sum(1 for r in rows if r["reason"] == "model"),
         "refused_unsupported": sum(1 for r in rows if r["reason"] == "unsupported"),
+        "refused_unknown_term": sum(1 for r in rows if r["reason"] == "unknown_term"),
+        "second_looks": sum(1 for r in rows if r["second_look"]),
+        "second_looks_answered": sum(1 for r in rows if r["second_look"] and not r["refused"]),
+        "mean_second_look_s": round(statistics.mean(r["second_look_s"] for r in rows if r["second_look"]), 2)
+        if any(r["second_look"] for r in rows) else None,
         "answerable_cited_relevant_pct": pct([r["cited_relevant"] for r in ans]),
         "answerable_given_relevant_pct": pct([r["given_relevant"] for r in ans]),
         "answered_uncited_pct": pct([r["cited"] == 0 for r in rows if not r["refused"]]),
@@ -216,7 +226,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"summary": summary, "rows": rows}, ensure_ascii=False))
         return 0
-    cols = ["id", "answerable", "refused", "reason", "evidence", "support", "cited", "cited_relevant",
+    cols = ["id", "answerable", "refused", "reason", "evidence", "support", "semantic", "second_look", "cited",
+            "cited_relevant",
             "prompt_tokens", "ttft_s", "llm_ttft_s", "decode_tps", "total_s", "bare_ttft_s", "bare_total_s",
             "overhead"]
     print(" | ".join(cols))

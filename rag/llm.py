@@ -105,6 +105,8 @@ class LlamaCppLLM:
     so a fixed system prompt at the start of every request is only evaluated once.
     """
 
+    supports_suppress = True  # stream(..., suppress=[...]) is honoured
+
     def __init__(
         self,
         model_path: str | Path,
@@ -195,7 +197,10 @@ class LlamaCppLLM:
         temperature: float = 0.1,
         stop: list[str] | None = None,
         json_schema: dict | None = None,
+        suppress: list[str] | None = None,
     ) -> Iterator[str]:
+        """Stream the reply's text pieces. ``suppress``: words the model may not generate (each word's
+        single-token forms, with and without a leading space, get a -100 logit bias)."""
         llama = self.load()
         start = time.perf_counter()
         prompt_tokens = self.count_prompt_tokens(messages)
@@ -206,6 +211,8 @@ class LlamaCppLLM:
             "stop": list(stop or []),
             "seed": self.seed,
         }
+        if suppress:
+            kwargs["logit_bias"] = {tok: -100.0 for tok in self._single_tokens(llama, suppress)}
         if json_schema is not None:
             # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
             # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
@@ -262,6 +269,16 @@ class LlamaCppLLM:
                 messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
             )
         )
+
+    @staticmethod
+    def _single_tokens(llama: Any, words: list[str]) -> set[int]:
+        ids: set[int] = set()
+        for word in words:
+            for form in (word, " " + word):
+                toks = llama.tokenize(form.encode("utf-8"), add_bos=False)
+                if len(toks) == 1:
+                    ids.add(int(toks[0]))
+        return ids
 
     def _grammar(self, schema: dict) -> Any:
         key = json.dumps(schema, sort_keys=True)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ingest.store import Index
 from rag.errors import IndexStateError, QueryError
+from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -80,6 +81,7 @@ class HybridRetriever:
         self._chunks: dict[str, Chunk] = {}
         self._ids: list[str] = []
         self._bm25: Any = None
+        self._vocabulary: tuple[str | None, Vocabulary] | None = None
 
     @classmethod
     def from_settings(cls, index: Index) -> HybridRetriever:
@@ -125,6 +127,15 @@ class HybridRetriever:
         if self._version is None:
             self.refresh()
         return self._chunks
+
+    def vocabulary(self) -> Vocabulary:
+        """Every word of the indexed handbooks (text, titles and section paths), for named-term checks."""
+        chunks = self.chunks
+        cached = self._vocabulary
+        if cached is None or cached[0] != self._version:
+            texts = [f"{c.title}\n{c.section}\n{c.text}" for c in chunks.values()]
+            cached = self._vocabulary = (self._version, Vocabulary(texts))
+        return cached[1]
 
     def check_question(self, question: str) -> str:
         q = (question or "").strip()

@@ -82,8 +82,13 @@ class Settings(BaseSettings):
     temperature: float = 0.1
     context_budget_tokens: int = Field(600, description="Token budget for the passages in an answer prompt "
                                        "(600: gold hit rate 86% vs 90% at 900, ~3 s less time to first token).")
-    min_evidence_similarity: float = Field(0.30, description="Refuse without calling the model when the best "
+    min_evidence_similarity: float = Field(0.20, description="Refuse without calling the model when the best "
                                            "dense similarity of the retrieved passages is below this.")
+    check_terms: bool = Field(True, description="Refuse without calling the model when the question names a "
+                              "term (a name or acronym such as 'Mahalanobis') that no handbook mentions.")
+    second_look: bool = Field(True, description="When the model replies with the refusal although the passages "
+                              "were retrieved, generate once more with the refusal's first word suppressed and "
+                              "let the grounding check decide (in-process llama.cpp backend only).")
     history_turns: int = 4
     max_question_chars: int = 2000
 

@@ -21,6 +21,7 @@ class ScriptedLLM:
     """
 
     name = "scripted"
+    supports_suppress = True  # records ``suppress`` in calls[i]; a scripted reply is played back regardless
 
     def __init__(
         self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096, piece_size: int = 4
@@ -62,10 +63,12 @@ class ScriptedLLM:
         temperature: float = 0.1,
         stop: list[str] | None = None,
         json_schema: dict | None = None,
+        suppress: list[str] | None = None,
     ) -> Iterator[str]:
         start = time.perf_counter()
+        extra = {"suppress": list(suppress)} if suppress else {}
         reply = self._pop(
-            messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
+            messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema, **extra
         )
         return self._pieces(messages, reply, start)
 

@@ -14,6 +14,7 @@ from rag.errors import QueryError
 from rag.prompts import REFUSAL
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
+from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
 
 TEXTS = [
@@ -35,6 +36,9 @@ class FakeRetriever:
         return HybridRetriever.check_question(self, question)  # type: ignore[arg-type]
 
     max_query_chars = 2000
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.texts)
 
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
         self.queries.append(question)
@@ -71,7 +75,7 @@ def test_answer_maps_citations_to_the_passages_given() -> None:
     d = a.to_json()
     assert set(d) >= {"answer", "refused", "citations", "timings"}
     assert set(d) <= {"answer", "refused", "citations", "timings", "uncited", "invalid_citations", "question",
-                      "auto_cited", "refusal_reason"}
+                      "auto_cited", "refusal_reason", "missing_terms", "second_look"}
     assert set(d["citations"][0]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
     assert {"retrieval_ms", "ttft_s", "total_s", "prompt_tokens", "completion_tokens"} <= set(d["timings"])
     json.dumps(d)
@@ -111,18 +115,65 @@ def test_the_fixed_instructions_come_first_and_are_identical_across_questions() 
 
 # -- refusal ----------------------------------------------------------------------------------------------
 def test_weak_retrieval_evidence_refuses_without_calling_the_model() -> None:
-    pipe, llm = make([], similarity=0.2)  # no reply queued: a model call would fail the test
+    pipe, llm = make([], similarity=0.1)  # no reply queued: a model call would fail the test
     a = pipe.ask("What is the airspeed of an unladen swallow?")
     assert a.refused and a.refusal_reason == "evidence"
     assert a.answer == REFUSAL and a.citations == [] and a.passages == []
     assert llm.calls == [] and a.timings["ttft_s"] is None
 
 
-def test_the_models_refusal_sentence_is_a_refusal() -> None:
-    pipe, _ = make([REFUSAL + " [1]"])
-    a = pipe.ask("What is the default beta1 of Adam?")
+def test_the_models_refusal_sentence_is_a_refusal_after_a_second_look() -> None:
+    pipe, llm = make([REFUSAL + " [1]", REFUSAL])
+    a = pipe.ask("What is the default beta1 of the adam optimizer?")
     assert a.refused and a.refusal_reason == "model" and a.answer == REFUSAL and a.citations == []
     assert len(a.passages) == 3  # the passages the model saw are still reported
+    assert a.second_look and len(llm.calls) == 2
+    assert "suppress" not in llm.calls[0] and llm.calls[1]["suppress"] == ["I"]  # the refusal's first word
+    assert llm.calls[1]["messages"] == llm.calls[0]["messages"]  # same prompt: the KV cache holds it
+
+
+def test_a_second_look_answer_grounded_in_the_passages_is_kept() -> None:
+    pipe, llm = make([REFUSAL, "L1 adds the absolute values of the weights to the loss and drives some weights "
+                               "to zero [1]."])
+    a = pipe.ask("Which penalty can zero out weights?")
+    assert not a.refused and a.refusal_reason is None and a.second_look
+    assert [c.chunk_id for c in a.citations] == ["c0"]
+    assert a.raw.startswith("L1") and "second_look_s" in a.timings
+
+
+def test_a_second_look_answer_from_memory_is_refused_as_unsupported() -> None:
+    pipe, _ = make([REFUSAL, "Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8, per Kingma [1]."])
+    a = pipe.ask("What are the default betas of the adam optimizer?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.second_look and a.citations == []
+
+
+def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> None:
+    pipe, llm = make([REFUSAL], second_look=False)
+    assert pipe.ask("What is the default beta1 of the adam optimizer?").refusal_reason == "model" and len(llm.calls) == 1
+
+    class NoSuppress(ScriptedLLM):
+        supports_suppress = False
+
+    llm2 = NoSuppress([REFUSAL])
+    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(context_budget_tokens=600))
+    a = pipe2.ask("What is the default beta1 of the adam optimizer?")
+    assert a.refusal_reason == "model" and not a.second_look and len(llm2.calls) == 1
+
+
+def test_a_term_no_handbook_mentions_is_refused_without_calling_the_model() -> None:
+    pipe, llm = make([])  # no reply queued: a model call would fail the test
+    a = pipe.ask("When should I use Mahalanobis distance instead of L2 regularization?")
+    assert a.refused and a.refusal_reason == "unknown_term" and a.missing_terms == ["Mahalanobis"]
+    assert a.answer == REFUSAL and a.passages == [] and llm.calls == []
+    assert a.to_json()["missing_terms"] == ["Mahalanobis"]
+
+
+def test_terms_the_handbooks_mention_pass_the_check() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1]."])
+    a = pipe.ask("Why does L1 zero out weights while L2 does not?")  # "L1", "L2" occur in the passages
+    assert not a.refused and a.missing_terms == [] and len(llm.calls) == 1
+    pipe, llm = make(["L1 drives some weights to zero [1]."], check_terms=False)
+    assert not pipe.ask("Is Mahalanobis like L1?").refused and len(llm.calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -141,7 +192,7 @@ def test_a_real_answer_is_not_a_refusal() -> None:
 
 def test_an_answer_from_memory_not_the_passages_is_refused() -> None:
     pipe, _ = make(["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
-    a = pipe.ask("What are the default betas of Adam?")
+    a = pipe.ask("What are the default betas of the adam optimizer?")
     assert a.refused and a.refusal_reason == "unsupported" and a.timings["support"] < 0.5
 
 
@@ -158,6 +209,28 @@ def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() 
     answer = rest[-1][1]
     assert answer.passages == passages and "".join(deltas).strip() == answer.answer
     assert "[5]" not in "".join(deltas) and answer.invalid_citations == 1
+
+
+def test_stream_never_shows_a_refusal_that_a_second_look_turns_into_an_answer() -> None:
+    answer = "L1 adds the absolute values of the weights to the loss [1]."
+    pipe, _ = make([REFUSAL, answer])
+    events = list(pipe.stream("Which penalty uses absolute values?"))
+    deltas = "".join(d for k, d in events if k == "delta")
+    assert deltas.strip() == answer and "find" not in deltas  # the held-back refusal never reached the user
+    assert events[-1][1].answer == answer
+
+
+def test_stream_of_a_refusal_yields_the_refusal_sentence_once() -> None:
+    pipe, _ = make([REFUSAL, REFUSAL])
+    events = list(pipe.stream("What is the default beta1 of the adam optimizer?"))
+    assert [d for k, d in events if k == "delta"] == [REFUSAL]
+    assert events[-1][1].refused
+
+
+def test_stream_shows_an_answer_that_only_starts_like_the_refusal() -> None:
+    pipe, llm = make(["I would add the absolute values of the weights, as L1 does [1]."])
+    deltas = "".join(d for k, d in pipe.stream("Which penalty uses absolute values?") if k == "delta")
+    assert deltas.startswith("I would") and len(llm.calls) == 1
 
 
 def test_stream_of_an_evidence_refusal() -> None:
@@ -324,6 +397,14 @@ def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch
     assert "[2] Doc 1" not in out
 
 
+def test_cli_ask_names_the_terms_no_handbook_mentions(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    llm = _scripted_service(monkeypatch, [])
+    code, out, _ = run_cli(capsys, "ask", "How does the Apriori algorithm compare with L1?")
+    assert code == 0 and llm.calls == []
+    assert REFUSAL in out and "(No handbook mentions Apriori.)" in out
+
+
 def test_cli_ask_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     llm = _scripted_service(monkeypatch, ["L2 shrinks weights [2]."])
     code, out, _ = run_cli(capsys, "ask", "--json", "--max-tokens", "40", "What does L2 do?")
@@ -370,7 +451,7 @@ def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # ty
 
 def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
     pipe, _ = make_grounded(embedder, ["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
-    a = pipe.ask("What are the default betas of Adam?")
+    a = pipe.ask("What are the default betas of the adam optimizer?")
     assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.5
 
 

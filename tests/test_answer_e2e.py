@@ -170,3 +170,27 @@ def test_the_openai_compatible_backend_answers_with_citations(real_service: Stud
     # The same facts as the local backend (whether the small model adds its [n] markers varies by backend).
     assert "singular value" in answer.answer.lower() or "svd" in answer.answer.lower(), answer.raw
     assert answer.passages and all(1 <= c.n <= len(answer.passages) for c in answer.citations)
+
+
+def test_a_question_naming_a_term_no_handbook_mentions_is_refused_before_the_model(
+    real_service: StudyService,
+) -> None:
+    gold = GOLD["u07"]  # "When should I use Mahalanobis distance instead of Euclidean distance ...?"
+    answer = real_service.ask(gold.question, max_tokens=48)
+    assert answer.refused and answer.refusal_reason == "unknown_term"
+    assert answer.missing_terms == ["Mahalanobis"] and answer.timings["prompt_tokens"] == 0
+
+
+def test_a_refusal_gets_a_second_look_that_answers_from_the_passages(real_service: StudyService) -> None:
+    # Gold questions the default model first refuses although a passage answers them (seen in bench runs);
+    # the second look must turn at least one into a grounded, cited answer.
+    tried = []
+    for gid in ["g54", "g69", "g21"]:
+        answer = real_service.ask(GOLD[gid].question, max_tokens=64)
+        tried.append((gid, answer.second_look, answer.refusal_reason, answer.raw[:100]))
+        if answer.second_look and not answer.refused:
+            break
+    else:
+        pytest.fail(f"no second look produced an answer: {tried}")
+    assert answer.citations and "second_look_s" in answer.timings
+    assert not answer.raw.lstrip().startswith("I ")  # the refusal's first word was suppressed

@@ -310,3 +310,12 @@ def test_json_schema_grammar_keeps_the_schemas_property_order(tmp_path: Path) ->
     root = next(ln for ln in llm._grammar(SCHEMAS["mcq"])._grammar.splitlines() if ln.startswith("root ::="))
     keys = ["question-kv", "answer-kv", "distractors-kv", "explanation-kv"]
     assert [root.index(k) for k in keys] == sorted(root.index(k) for k in keys), root
+
+
+@pytest.mark.llm
+def test_suppressed_words_are_never_generated(local_llm: LlamaCppLLM) -> None:
+    messages = [{"role": "user", "content": "Repeat exactly this sentence and nothing else: I like trains."}]
+    free = "".join(local_llm.stream(messages, max_tokens=8, temperature=0.0))
+    assert free.strip().startswith("I like")
+    held = "".join(local_llm.stream(messages, max_tokens=8, temperature=0.0, suppress=["I"]))
+    assert held.strip() and not held.strip().startswith("I ") and " I " not in f" {held} "

@@ -133,3 +133,20 @@ def test_chroma_server_mode(tmp_path: Path, embedder) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_vocabulary_holds_the_handbooks_words_and_follows_a_new_ingest(corpus_settings: Settings, embedder,
+                                                                         tmp_path: Path) -> None:
+    from rag.service import StudyService
+
+    svc = StudyService(corpus_settings)
+    svc._embedder = embedder
+    vocab = svc.retriever.vocabulary()
+    assert vocab.mentions("dropout") and vocab.mentions("XGBoost") and vocab.mentions("k-means")
+    assert not vocab.mentions("Mahalanobis") and not vocab.mentions("Zorblax")
+    assert svc.retriever.vocabulary() is vocab  # built once per index version
+    doc = tmp_path / "zorblax.md"
+    doc.write_text("# Notes\n\n## Zorblax\n\nThe Zorblax estimator averages bootstrap medians.\n", encoding="utf-8")
+    assert svc.add_files([("uploads/zorblax.md", doc)]).ok
+    svc.retriever.refresh()
+    assert svc.retriever.vocabulary().mentions("Zorblax")

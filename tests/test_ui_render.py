@@ -82,6 +82,8 @@ def test_refused_and_uncited_notes() -> None:
     assert uncited.endswith(render.UNCITED_NOTE)
     normal = render.answer_markdown("Cited [1].", valid=[1])
     assert render.UNCITED_NOTE not in normal and render.REFUSED_NOTE not in normal
+    named = render.answer_markdown("I can't find that.", refused=True, missing_terms=["Mahalanobis", "<b>X"])
+    assert "_No handbook mentions Mahalanobis, &lt;b&gt;X._" in named and "<b>" not in named
 
 
 def test_streaming_placeholder() -> None:

@@ -30,6 +30,8 @@ def source_line(c: Any) -> str:
 
 def print_sources(answer: Any) -> None:
     if answer.refused:
+        if getattr(answer, "missing_terms", None):
+            print(f"(No handbook mentions {', '.join(answer.missing_terms)}.)")
         return
     if answer.citations:
         print("\nSources:")

@@ -101,12 +101,16 @@ def answer_markdown(
     valid: Iterable[int] | None = None,
     links: bool = True,
     streaming: bool = False,
+    missing_terms: Iterable[str] = (),
 ) -> str:
     """The chat message for an answer (Markdown with escaped text) with its refused/uncited note."""
     body = link_citations(text.strip(), valid, links=links) if text and text.strip() else ""
     if streaming:
         return body + " ▌" if body else "_Thinking…_"
     if refused:
+        missing = [_md_escape_brackets(esc(t)) for t in missing_terms]
+        if missing:
+            body = f"{body}\n\n_No handbook mentions {', '.join(missing)}._"
         return f"{REFUSED_NOTE}\n\n{body}" if body else REFUSED_NOTE
     if uncited:
         return f"{body}\n\n{UNCITED_NOTE}" if body else UNCITED_NOTE

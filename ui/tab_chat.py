@@ -98,6 +98,7 @@ def _turn_messages(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
             content = render.answer_markdown(
                 t.get("answer", ""), refused=t.get("refused", False), uncited=t.get("uncited", False),
                 valid=[s["n"] for s in t.get("sources", [])], links=last,
+                missing_terms=t.get("missing_terms", ()),
             )
         messages.append({"role": "assistant", "content": content})
     return messages
@@ -158,7 +159,8 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> 
                 result = data.to_json()
                 turn.update(answer=result.get("answer", ""), refused=bool(result.get("refused")),
                             uncited=bool(result.get("uncited")), pending=False,
-                            timings=result.get("timings", {}))
+                            timings=result.get("timings", {}),
+                            missing_terms=result.get("missing_terms", []))
                 turn["sources"] = render.merge_citations(turn["sources"], result.get("citations", []))
     except StudybotError as exc:
         turn.update(error=str(exc), pending=False)

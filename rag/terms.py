@@ -1,0 +1,86 @@
+"""Named terms: the proper nouns and acronyms a question names ("Mahalanobis", "XGBoost", "SimCLR's",
+"E-step"), and whether a text mentions them.
+
+A question that names something the passages never mention is not answered by them, however close the
+passages are in embedding space: "When should I use Mahalanobis distance instead of Euclidean distance to
+flag outliers?" retrieves passages about outliers and distances, and a small model then answers from memory.
+:func:`missing_terms` is the check :mod:`rag.answer` makes before calling the model.
+
+A term is a word with a capital letter that is not just the capitalised first word of a sentence ("What",
+"How"), or a word with a capital letter after its first character ("ResNet", "GPUs") wherever it stands.
+"I" and single letters are not terms. Matching ignores case, hyphens and spaces inside the term ("E-step" =
+"E step", "KMeans" = "K-means"), possessives ("Cohen's") and a plural "s" ("GPUs" = "GPU").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[-'’/.][A-Za-z0-9]+)*")
+_SENTENCE_END = re.compile(r"[.!?:;]\s*$")
+_NOT_TERMS = {"i", "i'm", "i've", "i'd", "i'll", "ok", "okay"}
+_POSSESSIVE = re.compile(r"['’]s?$")
+_NORM = re.compile(r"[^a-z0-9]+")
+_JOINED = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)+")
+
+
+def _norm(text: str) -> str:
+    """Lower case, every run of other characters a single space."""
+    return " ".join(_NORM.sub(" ", text.lower()).split())
+
+
+def named_terms(question: str) -> list[str]:
+    """The named terms of a question, in order, without repeats (possessives removed)."""
+    out: list[str] = []
+    for m in _WORD.finditer(question):
+        word = _POSSESSIVE.sub("", m.group(0).replace("’s", "'s"))
+        if len(word) < 2 or word.lower() in _NOT_TERMS or not any(c.isupper() for c in word):
+            continue
+        sentence_start = not question[: m.start()].strip() or bool(_SENTENCE_END.search(question[: m.start()]))
+        inner_caps = any(c.isupper() for c in word[1:])
+        if sentence_start and not inner_caps:
+            continue  # "What", "How", "Does"
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def _variants(term: str) -> list[str]:
+    """Normalised forms that count as a mention of ``term``: as words, joined, and without a plural "s"."""
+    spaced = _norm(term)
+    forms = {spaced, spaced.replace(" ", "")}
+    acronym_plural = len(term) > 2 and term.endswith("s") and term[-2].isupper()  # "IDs", "GPUs"
+    for form in list(forms):
+        if form.endswith("s") and (acronym_plural or len(form) > 3):
+            forms.add(form[:-1])  # "gpus" -> "gpu", "ids" -> "id", "parquets" -> "parquet"
+    return sorted(f for f in forms if f)
+
+
+class Vocabulary:
+    """The words of some texts, for fast "does it mention this term?" checks."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        texts = list(texts)
+        self._text = " " + " | ".join(_norm(t) for t in texts) + " "
+        self._words = set(self._text.split())
+        for t in texts:  # "K-means" also as "kmeans", "A/B" as "ab"
+            self._words.update(_NORM.sub("", m.group(0).lower()) for m in _JOINED.finditer(t))
+
+    def mentions(self, term: str) -> bool:
+        for form in _variants(term):
+            if " " in form:
+                if f" {form} " in self._text or f" {form}s " in self._text:
+                    return True
+            elif form in self._words or f"{form}s" in self._words or f"{form}es" in self._words:
+                return True
+        return False
+
+
+def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
+    """The question's named terms that none of ``texts`` mentions."""
+    terms = named_terms(question)
+    if not terms:
+        return []
+    vocab = Vocabulary(texts)
+    return [t for t in terms if not vocab.mentions(t)]

@@ -1,0 +1,40 @@
+"""Named terms in questions and whether texts mention them (rag.terms; pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.terms import Vocabulary, missing_terms, named_terms
+
+
+@pytest.mark.parametrize(
+    ("question", "terms"),
+    [
+        ("When should I use Mahalanobis distance instead of Euclidean distance?", ["Mahalanobis", "Euclidean"]),
+        ("How do I compute Cohen's kappa?", ["Cohen"]),
+        ("How does SimCLR’s loss work?", ["SimCLR"]),
+        ("What happens in the E-step and M-step of EM?", ["E-step", "M-step", "EM"]),
+        ("XGBoost or a random forest: which is faster?", ["XGBoost"]),  # inner capitals count at the start
+        ("What does dropout do? Does it slow training?", []),  # capitalised sentence starts are not terms
+        ("Why do I need GPUs for CNNs, and can I train on a CPU?", ["GPUs", "CNNs", "CPU"]),
+        ("How does CUPED reduce variance in A/B tests?", ["CUPED", "A/B"]),
+        ("what is l1 regularization", []),
+    ],
+)
+def test_named_terms(question: str, terms: list[str]) -> None:
+    assert named_terms(question) == terms
+
+
+def test_mentions_ignore_case_hyphens_spaces_plurals_and_possessives() -> None:
+    vocab = Vocabulary(["K-means clustering on a GPU.", "Use mini batch gradient descent.", "Shapley values (SHAP)"])
+    assert vocab.mentions("k-means") and vocab.mentions("KMeans") and vocab.mentions("K means")
+    assert vocab.mentions("GPUs") and vocab.mentions("Mini-batch")
+    assert vocab.mentions("SHAP") and vocab.mentions("Shapley")
+    assert not vocab.mentions("Mahalanobis") and not vocab.mentions("Sha")  # whole words only
+
+
+def test_missing_terms_lists_only_the_unmentioned_ones() -> None:
+    texts = ["Euclidean distance measures straight-line distance.", "Outliers can be flagged with z-scores."]
+    q = "When should I use Mahalanobis distance instead of Euclidean distance to flag outliers?"
+    assert missing_terms(q, texts) == ["Mahalanobis"]
+    assert missing_terms("How are outliers flagged?", texts) == []
