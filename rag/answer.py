@@ -25,12 +25,16 @@ Refusal is decided from the retrieval evidence and the model's reply together, i
    A small model also says it for questions the passages do answer in other words, so on such a reply the
    pipeline takes a *second look* (``settings.second_look``): it generates once more from the same prompt
    (the KV cache holds it: about 1-3 s) with the refusal's first word suppressed, and the answer it gets goes
-   through the grounding check below. Only when that reply is a refusal too is the refusal the model's.
+   through the grounding check below. Only when that reply is a refusal too is the refusal the model's. There
+   is no second look when the question names a term the given passages do not mention (a forced answer
+   would come from memory).
    While the streamed reply could still be the refusal sentence it is held back, so a user never sees a
    refusal followed by an answer;
 4. ``unsupported``: the reply's content words mostly do not occur in the passages (``support`` below
-   ``min_support``) and its sentences are not close paraphrases of passage sentences either (mean embedding
-   similarity below ``min_semantic_support``): the model answered from memory.
+   ``min_support``) and either its sentences are not close paraphrases of passage sentences (mean embedding
+   similarity below ``min_semantic_support``) or the question names a term the passages do not mention
+   ("What learning rate was used to train GPT-4?" over passages on learning rates): the model answered from
+   memory.
 
 A small model often forgets its ``[n]`` markers: when a reply cites nothing, sentences whose content words
 clearly come from one passage, or that closely paraphrase one of its sentences (embedding similarity at
@@ -63,7 +67,7 @@ from rag.errors import QueryError
 from rag.llm import Usage
 from rag.prompts import REFUSAL
 from rag.settings import Settings
-from rag.terms import named_terms
+from rag.terms import missing_terms, named_terms
 from rag.types import Passage
 
 Event = tuple[str, Any]
@@ -283,7 +287,8 @@ class AnswerPipeline:
         llm = self.llm
         reply, ttft = yield from self._one_pass(s, llm, None)
         done: dict[str, Any] = {"reply": reply, "usage": llm.last_usage, "ttft_s": ttft}
-        if self.second_look and getattr(llm, "supports_suppress", False) and self._is_refusal(reply, s):
+        if (self.second_look and getattr(llm, "supports_suppress", False) and self._is_refusal(reply, s)
+                and not self._names_absent_from_passages(s)):
             first = llm.last_usage
             t = time.perf_counter()
             again, _ = yield from self._one_pass(s, llm, [REFUSAL.split()[0]])
@@ -298,6 +303,15 @@ class AnswerPipeline:
                             finish_reason=second.finish_reason),
             )
         yield ("done", done)
+
+    def _names_absent_from_passages(self, s: dict[str, Any]) -> list[str]:
+        """Named terms of the question that the given passages do not mention. The handbooks mention them
+        (else the question was refused before the model), but not where the model looked: a refusal then
+        stands, as a forced answer could only come from memory ("... to train GPT-4")."""
+        if not self.check_terms:
+            return []
+        texts = [f"{p.chunk.title}\n{p.chunk.section}\n{p.chunk.text}" for p in s["packed"].passages]
+        return missing_terms(s["question"], texts)
 
     @staticmethod
     def _is_refusal(reply: str, s: dict[str, Any]) -> bool:
@@ -383,7 +397,7 @@ class AnswerPipeline:
             grounding = grounding_of(mapped.text)
             semantic = semantic_support(grounding) if grounding is not None else 0.0
             timings["semantic_support"] = round(semantic, 3)
-            if semantic < self.min_semantic_support:
+            if semantic < self.min_semantic_support or self._names_absent_from_passages(s):
                 refused, reason = True, "unsupported"  # answered from the model's memory, not the passages
         if refused:
             return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=packed.passages,

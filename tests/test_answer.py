@@ -27,9 +27,10 @@ TEXTS = [
 class FakeRetriever:
     """Returns the same passages for every question (with a chosen dense similarity) and records queries."""
 
-    def __init__(self, similarity: float = 0.6, texts: list[str] = TEXTS) -> None:
+    def __init__(self, similarity: float = 0.6, texts: list[str] = TEXTS, elsewhere: tuple[str, ...] = ()) -> None:
         self.similarity = similarity
         self.texts = texts
+        self.elsewhere = list(elsewhere)  # indexed text that retrieval never returns
         self.queries: list[str] = []
 
     def check_question(self, question: str) -> str:
@@ -38,7 +39,7 @@ class FakeRetriever:
     max_query_chars = 2000
 
     def vocabulary(self) -> Vocabulary:
-        return Vocabulary(self.texts)
+        return Vocabulary(self.texts + self.elsewhere)
 
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
         self.queries.append(question)
@@ -158,6 +159,15 @@ def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> 
     pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(context_budget_tokens=600))
     a = pipe2.ask("What is the default beta1 of the adam optimizer?")
     assert a.refusal_reason == "model" and not a.second_look and len(llm2.calls) == 1
+
+
+def test_no_second_look_when_the_question_names_a_term_the_passages_do_not_mention() -> None:
+    llm = ScriptedLLM([REFUSAL])  # a second call would fail the test: nothing else is queued
+    retriever = FakeRetriever(elsewhere=("GPT-4 was trained by OpenAI.",))
+    pipe = AnswerPipeline(retriever, llm, Settings(context_budget_tokens=600))
+    a = pipe.ask("What learning rate was used to train GPT-4?")
+    assert a.refused and a.refusal_reason == "model" and not a.second_look and len(llm.calls) == 1
+    assert a.missing_terms == []  # the handbooks do mention it, just not in these passages
 
 
 def test_a_term_no_handbook_mentions_is_refused_without_calling_the_model() -> None:
@@ -453,6 +463,17 @@ def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> No
     pipe, _ = make_grounded(embedder, ["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
     a = pipe.ask("What are the default betas of the adam optimizer?")
     assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.5
+
+
+def test_a_loose_answer_about_a_term_the_passages_never_name_is_refused(embedder) -> None:  # type: ignore[no-untyped-def]
+    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
+    pipe, _ = make_grounded(embedder, [reply])  # the paraphrase that passes above, now about "AlexNet"
+    pipe.retriever.elsewhere = ["AlexNet won ImageNet in 2012."]  # type: ignore[attr-defined]
+    a = pipe.ask("How was dropout used in AlexNet?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] >= 0.4
+    pipe, _ = make_grounded(embedder, ["L1 regularization adds the absolute values of the weights to the loss [1]."])
+    pipe.retriever.elsewhere = ["AlexNet won ImageNet in 2012."]  # type: ignore[attr-defined]
+    assert not pipe.ask("Does AlexNet use L1 regularization?").refused  # well supported by its words: kept
 
 
 def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedder) -> None:  # type: ignore[no-untyped-def]
