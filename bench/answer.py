@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evals.gold import GoldItem, is_relevant, load_gold  # noqa: E402
+from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold  # noqa: E402
 from rag.answer import STOP, AnswerPipeline  # noqa: E402
 from rag.context import block  # noqa: E402
 from rag.service import StudyService  # noqa: E402
@@ -104,6 +104,8 @@ def kv_saving(bare: Bare, messages: list[dict[str, str]], prefix: int) -> dict[s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="questions (stratified sample; default: all)")
+    ap.add_argument("--gold", type=Path, default=GOLD_PATH,
+                    help="question set (JSONL, gold format): e.g. evals/holdout.jsonl, which no threshold was tuned on")
     ap.add_argument("--ids", help="only these gold ids, comma-separated (e.g. to re-run the refused ones)")
     ap.add_argument("--bare-limit", type=int, default=8, help="questions also run on bare llama-cpp-python")
     ap.add_argument("--max-tokens", type=int, default=120)
@@ -116,7 +118,7 @@ def main() -> int:
     apply_offline_env()
     settings = Settings()
     svc = StudyService(settings)
-    items = sample(load_gold(), args.limit)
+    items = sample(load_gold(args.gold), args.limit)
     if args.ids:
         wanted = {i.strip() for i in args.ids.split(",") if i.strip()}
         items = [i for i in items if i.id in wanted]
@@ -195,6 +197,7 @@ def main() -> int:
     called = [r for r in rows if r["prompt_tokens"]]
     with_bare = [r for r in rows if "overhead" in r]
     summary = {
+        "question_set": args.gold.name,
         "questions": len(rows),
         "answerable": len(ans),
         "unanswerable": len(una),
