@@ -57,10 +57,12 @@ from rag.citations import (
     CitationFilter,
     attribute,
     map_citations,
+    novel_words,
     semantic_attribute,
     semantic_support,
     sentence_grounding,
     support,
+    unsupported_numbers,
 )
 from rag.context import MIN_TAIL_TOKENS, Packed, pack
 from rag.errors import QueryError
@@ -392,6 +394,12 @@ class AnswerPipeline:
                 groundings[text] = self._grounding(text, packed.passages)
             return groundings[text]
 
+        if not refused:
+            numbers = unsupported_numbers(mapped.text, packed.passages, s["question"])
+            timings["unsupported_numbers"] = len(numbers)
+            if numbers or not novel_words(mapped.text, s["question"]):
+                # A number no passage states ("around 0.9"), or nothing beyond the question's own words.
+                refused, reason = True, "unsupported"
         if not refused and grounded < self.min_support:
             # Few of its words are in the passages: a paraphrase of them, or the model's own memory?
             grounding = grounding_of(mapped.text)

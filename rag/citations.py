@@ -203,6 +203,38 @@ def support(answer: str, passages: Sequence[Passage], question: str = "") -> flo
     return len(novel & bag) / len(novel)
 
 
+# A number as a claim: "0.9", "20%", "7 weeks", "2x" (not the digits of a name such as "L1", "GPT-4", "F1").
+_CLAIMED_NUMBER = re.compile(r"(?<![\w.\-/])\d+(?:[.,]\d+)?(?![\w.,]?\d)")
+_ANY_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_LIST_MARKER = re.compile(r"(?m)^\s*\d{1,2}[.)]\s")  # "1. Fit ...": an enumeration, not a claim
+
+
+def _number_value(text: str) -> float:
+    return float(text.replace(",", "") if "," in text and len(text.split(",")[-1]) == 3 else text.replace(",", "."))
+
+
+def unsupported_numbers(answer: str, passages: Sequence[Passage], question: str = "") -> list[str]:
+    """Numbers the answer states that neither the passages nor the question contain ("around 0.9", "7
+    weeks", "10-20%"): a small model that answers from memory gives itself away with them."""
+    body = _LIST_MARKER.sub(" ", CITATION.sub(" ", answer))
+    known: set[float] = set()
+    for text in [question, *(p.chunk.text + " " + p.chunk.title + " " + p.chunk.section for p in passages)]:
+        known.update(_number_value(m.group(0)) for m in _ANY_NUMBER.finditer(text))
+    out: list[str] = []
+    for m in _CLAIMED_NUMBER.finditer(body):
+        if _number_value(m.group(0)) not in known and m.group(0) not in out:
+            out.append(m.group(0))
+    return out
+
+
+def novel_words(answer: str, question: str) -> set[str]:
+    """The answer's content words that are not the question's (a word and its inflection, "disables" and
+    "disable", count as one): empty when the reply only restates the question."""
+    asked = content_tokens(question)
+    return {w for w in content_tokens(answer) - asked
+            if not any(len(w) >= 5 and len(q) >= 5 and w[:5] == q[:5] for q in asked)}
+
+
 # -- semantic grounding (paraphrases that share few words with the passage: "Sigma" for "Σ") -------------
 Embed = Callable[[list[str]], list[list[float]]]  # unit-length vectors (rag.embeddings.Embedder.embed)
 _MARKERLESS_MIN_WORDS = 3

@@ -206,6 +206,24 @@ def test_an_answer_from_memory_not_the_passages_is_refused() -> None:
     assert a.refused and a.refusal_reason == "unsupported" and a.timings["support"] < 0.5
 
 
+def test_an_answer_stating_a_number_no_passage_gives_is_refused() -> None:
+    # Well-worded, cited and topical, but the number comes from the model's memory.
+    pipe, _ = make(["L2 regularization shrinks the weights, usually with a penalty of 0.01 [2]."])
+    a = pipe.ask("How strong should the L2 penalty on the weights be?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.timings["unsupported_numbers"] == 1
+    pipe, _ = make(["L2 regularization adds the squared weights to the loss [2]."])
+    a = pipe.ask("How strong should the L2 penalty on the weights be?")
+    assert not a.refused and a.timings["unsupported_numbers"] == 0
+
+
+def test_a_reply_that_only_restates_the_question_is_refused() -> None:
+    pipe, _ = make(["Dropout randomly disables units during training [3]."])
+    a = pipe.ask("Why does dropout randomly disable units during training?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.citations == []
+    pipe, _ = make(["So the network cannot rely on any single unit [3]."])
+    assert not pipe.ask("Why does dropout randomly disable units during training?").refused
+
+
 # -- streaming --------------------------------------------------------------------------------------------
 def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() -> None:
     pipe, llm = make(["L1 drives some weights to zero [1][5], and L2 shrinks them [2]."])
@@ -460,7 +478,8 @@ def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # ty
 
 
 def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
-    pipe, _ = make_grounded(embedder, ["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
+    pipe, _ = make_grounded(embedder, ["Adam keeps running averages of the gradients and their squares, as Kingma "
+                                       "and Ba proposed [1]."])
     a = pipe.ask("What are the default betas of the adam optimizer?")
     assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.5
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import CitationFilter, attribute, clean, map_citations, numbers, support
+from rag.citations import (
+    CitationFilter,
+    attribute,
+    clean,
+    map_citations,
+    novel_words,
+    numbers,
+    support,
+    unsupported_numbers,
+)
 from rag.types import Chunk, Passage
 
 
@@ -83,3 +92,30 @@ def test_support_is_low_for_answers_from_memory() -> None:
     q = "What are the default beta values of Adam?"
     assert support("Adam uses beta1 0.9 and beta2 0.999 by default.", PASSAGES, q) < 0.5
     assert support("L1 regularization can zero some weights.", PASSAGES, "What does L1 do?") == 1.0
+
+
+def _passages_of(texts: list[str]) -> list[Passage]:
+    return [passage(i, t) for i, t in enumerate(texts)]
+
+
+def test_numbers_the_passages_do_not_state_are_found() -> None:
+    ps = _passages_of(["Use momentum 0.90 and an 80/20 split. ResNet-50 trains on 1,000 images; 95% intervals."])
+    assert unsupported_numbers("Momentum is usually around 0.9 [1].", ps) == []  # 0.9 == 0.90
+    assert unsupported_numbers("Split 80% / 20% and report a 95% interval [1].", ps) == []
+    assert unsupported_numbers("ResNet-50 needs 1000 images.", ps) == []
+    assert unsupported_numbers("Run it for at least 7 full weeks [1].", ps) == ["7"]
+    assert unsupported_numbers("Warm up for 10-20% of the steps; it is 2x faster.", ps) == ["10", "2"]
+    assert unsupported_numbers("Set k to 5.", ps, question="Is k = 5 a good choice?") == []  # from the question
+
+
+def test_names_with_digits_and_list_markers_are_not_claims() -> None:
+    ps = _passages_of(["Regularization penalises large weights."])
+    assert unsupported_numbers("L1 and L2 penalties differ; F1 and GPT-4 too [1].", ps) == []
+    assert unsupported_numbers("Steps:\n1. Fit the model.\n2. Score it.", ps) == []
+
+
+def test_novel_words_are_what_the_answer_adds_to_the_question() -> None:
+    question = "What is the closed-form KL divergence between two Gaussians used in the VAE loss?"
+    assert novel_words("The closed-form KL divergence between two Gaussians is used in the VAE loss [3].",
+                       question) == set()
+    assert novel_words("It is log(s2/s1) + (s1^2 + (m1-m2)^2)/(2 s2^2) - 1/2 [1].", question)
