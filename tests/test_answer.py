@@ -477,6 +477,15 @@ def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # ty
     assert [c.n for c in a.citations] == [3] and a.auto_cited == 1 and a.answer.endswith("[3].")
 
 
+def test_a_paraphrase_is_not_taken_when_retrieval_found_nothing_close(embedder) -> None:  # type: ignore[no-untyped-def]
+    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
+    pipe, _ = make_grounded(embedder, [reply])  # the paraphrase kept above, now over weak evidence
+    pipe.retriever.similarity = 0.3  # type: ignore[attr-defined]
+    a = pipe.ask("What is dropout?")
+    assert a.timings["evidence"] < 0.33 <= a.timings["semantic_support"]
+    assert a.refused and a.refusal_reason == "unsupported"
+
+
 def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
     pipe, _ = make_grounded(embedder, ["Adam keeps running averages of the gradients and their squares, as Kingma "
                                        "and Ba proposed [1]."])
