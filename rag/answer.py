@@ -32,7 +32,7 @@ Refusal is decided from the retrieval evidence and the model's reply together, i
    refusal followed by an answer;
 4. ``unsupported``: the model answered from memory. The reply states a number that neither the passages nor
    the question contain ("usually around 0.9"); or it adds no content word to the question's own (it only
-   restates it); or its content words mostly do not occur in the passages (``support`` below ``min_support``)
+   restates it); or it puts a citation marker where its content should be ("is given by the formula: [3]"); or its content words mostly do not occur in the passages (``support`` below ``min_support``)
    and it is not a paraphrase of them: its sentences are not close to passage sentences (mean embedding
    similarity below ``min_semantic_support``), or retrieval found nothing close (best dense similarity below
    ``min_paraphrase_evidence``), or the question names a term the passages do not mention ("What learning
@@ -60,6 +60,7 @@ from rag.citations import (
     attribute,
     map_citations,
     novel_words,
+    placeholder_markers,
     semantic_attribute,
     semantic_support,
     sentence_grounding,
@@ -405,8 +406,9 @@ class AnswerPipeline:
         if not refused:
             numbers = unsupported_numbers(mapped.text, packed.passages, s["question"])
             timings["unsupported_numbers"] = len(numbers)
-            if numbers or not novel_words(mapped.text, s["question"]):
-                # A number no passage states ("around 0.9"), or nothing beyond the question's own words.
+            if numbers or not novel_words(mapped.text, s["question"]) or placeholder_markers(reply):
+                # A number no passage states ("around 0.9"), nothing beyond the question's own words, or a
+                # marker where the content should be ("is given by the formula: [3]").
                 refused, reason = True, "unsupported"
         if not refused and grounded < self.min_support:
             # Few of its words are in the passages: a paraphrase of them, or the model's own memory?

@@ -227,6 +227,19 @@ def unsupported_numbers(answer: str, passages: Sequence[Passage], question: str 
     return out
 
 
+# A marker standing where the answer should be: "is given by the formula: [3]", "denoted as [1]", "has [1]
+# parameters", "the formula: [n]" (the small model cites instead of stating what it does not know).
+_PLACEHOLDER = re.compile(
+    r"(?:\b(?:is|are|was|were|be|by|as|has|have|of|equals)|[:=])\s*(?:" + CITATION.pattern + r"|\[\s*n\s*\])",
+    re.I,
+)
+
+
+def placeholder_markers(answer: str) -> int:
+    """How many citation markers stand in for content ("is given by [2]") rather than support a claim."""
+    return len(_PLACEHOLDER.findall(answer))
+
+
 def novel_words(answer: str, question: str) -> set[str]:
     """The answer's content words that are not the question's (a word and its inflection, "disables" and
     "disable", count as one): empty when the reply only restates the question."""

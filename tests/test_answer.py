@@ -224,6 +224,12 @@ def test_a_reply_that_only_restates_the_question_is_refused() -> None:
     assert not pipe.ask("Why does dropout randomly disable units during training?").refused
 
 
+def test_a_reply_citing_in_place_of_its_content_is_refused() -> None:
+    pipe, _ = make(["The strength of the L2 penalty on the weights is given by the formula: [2]"])
+    a = pipe.ask("How do I compute the L2 penalty?")
+    assert a.refused and a.refusal_reason == "unsupported" and a.citations == []
+
+
 # -- streaming --------------------------------------------------------------------------------------------
 def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() -> None:
     pipe, llm = make(["L1 drives some weights to zero [1][5], and L2 shrinks them [2]."])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import MODELS_CACHE, free_port
 
-from evals.gold import GoldItem, is_relevant, load_gold
+from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold
 from rag.prompts import REFUSAL
 from rag.service import StudyService
 from rag.settings import Settings
@@ -21,6 +21,7 @@ from rag.settings import Settings
 pytestmark = pytest.mark.llm
 
 GOLD = {g.id: g for g in load_gold()}
+HOLDOUT = GOLD_PATH.with_name("holdout.jsonl")
 # Answerable gold questions that the default model answers with a citation of the right passage (checked on
 # the real model; the test asks one and falls back to the next when the first is not answered well, and
 # fails when none is).
@@ -194,3 +195,20 @@ def test_a_refusal_gets_a_second_look_that_answers_from_the_passages(real_servic
         pytest.fail(f"no second look produced an answer: {tried}")
     assert answer.citations and "second_look_s" in answer.timings
     assert not answer.raw.lstrip().startswith("I ")  # the refusal's first word was suppressed
+
+
+def test_a_plain_word_question_next_to_the_handbooks_answered_from_memory_is_refused(
+    real_service: StudyService,
+) -> None:
+    # Held-out unanswerable questions with no name to catch: retrieval finds related passages and the model
+    # answers from memory ("usually around 0.9", "10-20%", "7 full weeks"); the grounding checks must refuse.
+    holdout = {g.id: g for g in load_gold(HOLDOUT)}
+    tried = []
+    for hid in ["x02", "x10", "x06"]:
+        answer = real_service.ask(holdout[hid].question, max_tokens=64)
+        tried.append((hid, answer.refusal_reason, answer.raw[:100]))
+        if answer.refused and answer.refusal_reason == "unsupported":
+            break
+    else:
+        pytest.fail(f"none of the memory answers was refused as unsupported: {tried}")
+    assert answer.answer == REFUSAL and answer.citations == [] and answer.timings["prompt_tokens"] > 0

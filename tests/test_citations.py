@@ -11,6 +11,7 @@ from rag.citations import (
     map_citations,
     novel_words,
     numbers,
+    placeholder_markers,
     support,
     unsupported_numbers,
 )
@@ -119,3 +120,12 @@ def test_novel_words_are_what_the_answer_adds_to_the_question() -> None:
     assert novel_words("The closed-form KL divergence between two Gaussians is used in the VAE loss [3].",
                        question) == set()
     assert novel_words("It is log(s2/s1) + (s1^2 + (m1-m2)^2)/(2 s2^2) - 1/2 [1].", question)
+
+
+def test_markers_standing_in_for_content_are_placeholders() -> None:
+    assert placeholder_markers("The learning rate is given by the formula: [3]") == 1
+    assert placeholder_markers("The derivative, denoted as [1], is given by [2].") == 2
+    assert placeholder_markers("It can be calculated using the formula: [n]") == 1
+    assert placeholder_markers("A layer has [1] parameters.") == 1
+    assert placeholder_markers("L1 drives some weights to zero [1]. L2 shrinks them [2][3].") == 0
+    assert placeholder_markers("Dropout is a regularizer [1], as is weight decay [2].") == 0
