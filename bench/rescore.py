@@ -40,7 +40,7 @@ def rescore(svc: StudyService, dump: Path, questions: Path) -> list[dict[str, An
                      "reason": answer.refusal_reason, "was_refused": d["refused"], "was_reason": d["reason"],
                      "support": answer.timings.get("support"), "semantic": answer.timings.get("semantic_support"),
                      "unsupported_numbers": answer.timings.get("unsupported_numbers"),
-                     "answer": answer.answer, "raw": d["raw"]})
+                     "raw": d["raw"]})
     return rows
 
 

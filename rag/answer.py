@@ -32,8 +32,9 @@ Refusal is decided from the retrieval evidence and the model's reply together, i
    refusal followed by an answer;
 4. ``unsupported``: the model answered from memory. The reply states a number that neither the passages nor
    the question contain ("usually around 0.9"); or it adds no content word to the question's own (it only
-   restates it); or it puts a citation marker where its content should be ("is given by the formula: [3]"); or its content words mostly do not occur in the passages (``support`` below ``min_support``)
-   and it is not a paraphrase of them: its sentences are not close to passage sentences (mean embedding
+   restates it); or it puts a citation marker where its content should be ("is given by the formula:
+   [3]"); or its content words mostly do not occur in the passages (``support`` below ``min_support``) and
+   it is not a paraphrase of them: its sentences are not close to passage sentences (mean embedding
    similarity below ``min_semantic_support``), or retrieval found nothing close (best dense similarity below
    ``min_paraphrase_evidence``), or the question names a term the passages do not mention ("What learning
    rate was used to train GPT-4?" over passages on learning rates).

@@ -191,6 +191,11 @@ def attribute(text: str, passages: Sequence[Passage], min_overlap: float = 0.6, 
     return "".join(out), added
 
 
+def _shown_text(p: Passage) -> str:
+    """Everything the model saw of a passage: its text and its title and section header."""
+    return p.chunk.text + " " + p.chunk.title + " " + p.chunk.section
+
+
 def support(answer: str, passages: Sequence[Passage], question: str = "") -> float:
     """Share of the answer's content words (beyond the question's) that occur in the passages: low values
     mean the model answered from its own memory rather than from the handbooks."""
@@ -199,7 +204,7 @@ def support(answer: str, passages: Sequence[Passage], question: str = "") -> flo
         return 1.0
     bag: set[str] = set()
     for p in passages:
-        bag |= content_tokens(p.chunk.text + " " + p.chunk.title + " " + p.chunk.section)
+        bag |= content_tokens(_shown_text(p))
     return len(novel & bag) / len(novel)
 
 
@@ -218,7 +223,7 @@ def unsupported_numbers(answer: str, passages: Sequence[Passage], question: str 
     weeks", "10-20%"): a small model that answers from memory gives itself away with them."""
     body = _LIST_MARKER.sub(" ", CITATION.sub(" ", answer))
     known: set[float] = set()
-    for text in [question, *(p.chunk.text + " " + p.chunk.title + " " + p.chunk.section for p in passages)]:
+    for text in [question, *map(_shown_text, passages)]:
         known.update(_number_value(m.group(0)) for m in _ANY_NUMBER.finditer(text))
     out: list[str] = []
     for m in _CLAIMED_NUMBER.finditer(body):
