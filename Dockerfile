@@ -1,7 +1,8 @@
 # studybot: offline RAG study chatbot. Multi-stage: build wheels (llama-cpp-python compiles) -> slim runtime.
 # Build:  docker build -t studybot .
-# Run:    docker run -p 7860:7860 -v studybot-data:/data studybot
-#         (the app binds 0.0.0.0 inside the container and therefore requires --auth, or --no-auth on purpose)
+# Run:    docker run -p 7860:7860 -v studybot-data:/data -e STUDYBOT_AUTH=user:password studybot
+#         (the app binds 0.0.0.0 inside the container, so it refuses to start without STUDYBOT_AUTH unless
+#         STUDYBOT_ALLOW_NO_AUTH=true says so on purpose)
 
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git \
@@ -12,9 +13,13 @@ COPY ingest ingest
 COPY rag rag
 COPY ui ui
 COPY evals evals
+# llama-cpp-python with the portable x86-64-v3 flags (AVX2/FMA/F16C, no -march=native, no AMX): the image runs
+# on CPUs other than the one that built it (rag/llama_build.py; `python -m rag.llama_build args` prints them).
+ENV STUDYBOT_LLAMA_CPU=portable
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip \
     && /opt/venv/bin/pip install "torch==2.13.0" \
+    && /opt/venv/bin/python -m rag.llama_build install --python /opt/venv/bin/python \
     && /opt/venv/bin/pip install .
 
 FROM python:3.11-slim
@@ -32,6 +37,7 @@ USER studybot
 WORKDIR /app
 VOLUME ["/data"]
 EXPOSE 7860
-# Assemble + verify the default model and ingest the corpus into the volume on first start, then serve.
-# Set STUDYBOT_AUTH=user:password to require a login (recommended whenever the port is reachable by others).
-CMD ["sh", "-c", "studybot doctor --fix >/dev/null; studybot ingest || true; if [ -n \"$STUDYBOT_AUTH\" ]; then exec studybot serve --host 0.0.0.0 --port 7860 --auth \"$STUDYBOT_AUTH\"; else exec studybot serve --host 0.0.0.0 --port 7860 --no-auth; fi"]
+# On every start: check the login (STUDYBOT_AUTH=user:password, or STUDYBOT_ALLOW_NO_AUTH=true; without either
+# it exits with one line), assemble + verify the model, bring the index in the volume in line with the corpus
+# and the uploads (uploads survive restarts), check the llama.cpp runtime once per build, then serve.
+CMD ["studybot", "serve", "--prepare", "--host", "0.0.0.0", "--port", "7860"]

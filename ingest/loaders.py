@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 from rag.errors import IngestError
 
@@ -161,15 +162,61 @@ def _pdf_title(path: Path, data: bytes) -> str | None:
     return title or None
 
 
-def discover(root: Path) -> list[tuple[str, Path]]:
-    """All files below ``root`` (hidden ones skipped), as (source name, path), sorted."""
+@dataclass
+class Discovery:
+    """The files found below a folder, and the entries skipped with a one-line reason each."""
+
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (source name, path), sorted by name
+    skipped: dict[str, str] = field(default_factory=dict)  # source name -> reason
+
+
+def discover(root: Path, *, follow_links: bool = False) -> Discovery:
+    """All files below ``root`` (hidden ones skipped), as (source name, path).
+
+    A symbolic link (to a file or a folder) whose target is outside ``root`` is skipped with a reason unless
+    ``follow_links``; a link to a folder inside ``root`` is not walked (its files are found under their own
+    names), and a broken link is skipped with a reason.
+    """
+    root = Path(root)
     if root.is_file():
-        return [(root.name, root)]
-    found: list[tuple[str, Path]] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file():
-            found.append((rel.as_posix(), path))
+        return Discovery([(root.name, root)])
+    found = Discovery()
+    real_root = root.resolve()
+    walked = {real_root}
+
+    def walk(folder: Path, rel: PurePosixPath) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            found.skipped[rel.as_posix() or "."] = f"{rel.as_posix() or root}: cannot list it ({exc.strerror or exc})"
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            name = (rel / entry.name).as_posix()
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    found.skipped[name] = f"{name}: a broken symbolic link; skipped"
+                    continue
+                inside = target == real_root or real_root in target.parents
+                if not inside and not follow_links:
+                    what = "folder" if target.is_dir() else "file"
+                    found.skipped[name] = (f"{name}: a symbolic link to a {what} outside the corpus folder "
+                                           f"({target}); skipped (set STUDYBOT_FOLLOW_SYMLINKS=true to index it)")
+                    continue
+                if target.is_dir():
+                    if not inside and target not in walked:  # followed on purpose; each real folder once
+                        walked.add(target)
+                        walk(path, rel / entry.name)
+                    continue
+                found.files.append((name, path))
+            elif entry.is_dir(follow_symlinks=False):
+                walk(path, rel / entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                found.files.append((name, path))
+
+    walk(root, PurePosixPath())
+    found.files.sort()
     return found

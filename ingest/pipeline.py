@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,10 @@ class IngestSummary:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # source -> one-line reason
+    failed: dict[str, str] = field(default_factory=dict)  # source -> one-line reason (previous chunks kept)
+    skipped: dict[str, str] = field(default_factory=dict)  # source -> one-line reason (links out of the folder)
+    duplicates: dict[str, str] = field(default_factory=dict)  # source -> the source indexed with the same bytes
+    notes: list[str] = field(default_factory=list)  # e.g. where a broken index was kept aside
     chunks_total: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
@@ -36,13 +41,17 @@ class IngestSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.skipped
 
     def lines(self) -> list[str]:
-        out = [f"  failed   {src}: {why}" for src, why in sorted(self.failed.items())]
+        out = [f"  failed    {why}" for _, why in sorted(self.failed.items())]
+        out += [f"  skipped   {why}" for _, why in sorted(self.skipped.items())]
+        out += [f"  duplicate {src}: same content as {orig}; indexed once, as {orig}"
+                for src, orig in sorted(self.duplicates.items())]
+        out += [f"  note      {note}" for note in self.notes]
         out.append(
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
-            f"unchanged {len(self.unchanged)}, failed {len(self.failed)} files; "
+            f"unchanged {len(self.unchanged)}, failed {len(self.failed) + len(self.skipped)} files; "
             f"{self.chunks_total} chunks ({self.chunks_embedded} embedded, {self.chunks_reused} reused) "
             f"in {self.seconds:.2f} s"
         )
@@ -55,6 +64,9 @@ class IngestSummary:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "failed": self.failed,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "notes": self.notes,
             "chunks_total": self.chunks_total,
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
@@ -63,9 +75,35 @@ class IngestSummary:
         }
 
 
+@dataclass(frozen=True)
+class IngestPlan:
+    """What an ingest is about to embed, told before the long part starts."""
+
+    files: list[tuple[str, int]]  # (source, chunks it makes) for the new and changed files
+    chunks: int  # chunks to embed (chunks whose content is unchanged reuse their vectors)
+    windows: int  # sentence windows embedded with them
+    eta_s: float | None  # from the rate the last ingest measured on this machine; None when unknown
+
+    @property
+    def texts(self) -> int:
+        return self.chunks + self.windows
+
+
+PlanFn = Callable[[IngestPlan], None]
+RATE_FILE = "embed-rate.json"  # texts embedded per second by the last ingest here (for the up-front ETA)
+
+
 def chunk_params(index: Index) -> dict[str, object]:
     s = index.settings
     return {"chunk_size": s.chunk_size, "chunk_min": s.chunk_min, "embedder": index.embedder.path.name, "schema": 2}
+
+
+def _too_big(path: Path, source: str, max_file_mb: float) -> str | None:
+    size = path.stat().st_size
+    if size <= max_file_mb * 1024 * 1024:
+        return None
+    return (f"{source}: {size / 1024 / 1024:.1f} MB is over the {max_file_mb:g} MB file limit; split it, or raise "
+            f"the limit with --max-file-mb {int(size / 1024 / 1024) + 1} (STUDYBOT_MAX_FILE_MB)")
 
 
 def ingest_paths(
@@ -76,34 +114,84 @@ def ingest_paths(
     prune: bool = True,
     progress: ProgressFn | None = None,
     show_progress: bool = False,
+    on_plan: PlanFn | None = None,
+    max_file_mb: float | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> IngestSummary:
     """Bring the index in line with ``files`` (source name, path).
 
-    ``prune``: sources in the index but not in ``files`` are removed (a full-corpus ingest); with
-    ``prune=False`` they are kept (adding single uploaded files). Files that fail to load keep their previous
-    chunks, if any, and are reported in ``failed``.
+    ``prune``: sources in the index but not in ``files`` are removed (a full-library ingest); with
+    ``prune=False`` they are kept (adding single files). Files that fail to load, or are over ``max_file_mb``
+    (default: the setting), keep their previous chunks, if any, and are reported in ``failed``. Files with the
+    same bytes as another are indexed once (``duplicates``). ``skipped`` (reasons from discovery) is reported
+    as is. ``rebuild`` writes a fresh index folder (local mode) and switches to it only when it is complete,
+    so it recovers from a corrupt index and a killed rebuild changes nothing.
     """
     t0 = time.perf_counter()
-    summary = IngestSummary()
-    manifest = Manifest() if rebuild else index.manifest()
+    summary = IngestSummary(skipped=dict(skipped or {}))
+    limit = index.settings.max_file_mb if max_file_mb is None else max_file_mb
+    fresh = index.begin_fresh() if rebuild else None
+    try:
+        manifest = Manifest() if rebuild else index.manifest()
+        summary = _ingest(index, files, manifest, summary, rebuild=rebuild, prune=prune, progress=progress,
+                          show_progress=show_progress, on_plan=on_plan, limit=limit)
+        if fresh is not None:
+            note = index.commit_fresh(fresh)
+            if note:
+                summary.notes.append(note)
+    except BaseException:
+        if fresh is not None:
+            index.abort_fresh(fresh)
+        raise
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, summary: IngestSummary, *,
+            rebuild: bool, prune: bool, progress: ProgressFn | None, show_progress: bool, on_plan: PlanFn | None,
+            limit: float) -> IngestSummary:
     params = chunk_params(index)
     same_params = manifest.params == params
     old = manifest.files if same_params else {}
 
     loaded: dict[str, LoadedDocument] = {}
-    keep: dict[str, FileRecord] = {}
-    seen: set[str] = set()
-    for source, path in files:
-        seen.add(source)
+    keep: dict[str, FileRecord] = {}  # sources whose indexed chunks are copied as they are
+    dups: dict[str, FileRecord] = {}  # sources recorded as duplicates of another (no chunks of their own)
+    seen = {source for source, _ in files}
+    # Whoever holds some content keeps it: files kept from the index (not in this run) first, then the files
+    # that are primary in the index now, then the rest by name.
+    owner: dict[str, str] = {}  # file hash -> source indexed with it
+    if not prune:
+        for source, record in manifest.files.items():
+            if source not in seen and not record.duplicate_of:
+                owner.setdefault(record.hash, source)
+    order = sorted(files, key=lambda f: (not (f[0] in old and not old[f[0]].duplicate_of), f[0]))
+    for source, path in order:
         try:
-            digest = file_sha256(path)
+            too_big = _too_big(path, source, limit)
+            digest = None if too_big else file_sha256(path)
         except OSError as exc:
-            summary.failed[source] = f"{source}: cannot read it ({exc.strerror or exc})"
-            if source in manifest.files:
-                keep[source] = manifest.files[source]
+            too_big, digest = f"{source}: cannot read it ({exc.strerror or exc})", None
+        if too_big or digest is None:
+            summary.failed[source] = too_big or f"{source}: cannot read it"
+            if source in manifest.files:  # a bad new version never loses the good old one
+                (dups if manifest.files[source].duplicate_of else keep)[source] = manifest.files[source]
+                if not manifest.files[source].duplicate_of:
+                    owner.setdefault(manifest.files[source].hash, source)
             continue
         prev = old.get(source)
-        if prev is not None and prev.hash == digest:
+        holder = owner.setdefault(digest, source)
+        if holder != source:
+            summary.duplicates[source] = holder
+            if prev is not None and prev.hash == digest and prev.duplicate_of == holder:
+                dups[source] = prev
+            else:
+                title = old[holder].title if holder in old else ""
+                dups[source] = FileRecord(digest, title, 0, time.time(), path.suffix.lower().lstrip("."), holder)
+                if prev is not None and not prev.duplicate_of:
+                    summary.updated.append(source)  # its own chunks go: the content is indexed under holder
+            continue
+        if prev is not None and prev.hash == digest and not prev.duplicate_of:
             keep[source] = prev
             summary.unchanged.append(source)
             continue
@@ -111,23 +199,34 @@ def ingest_paths(
             loaded[source] = load_file(path, source)
         except IngestError as exc:
             summary.failed[source] = str(exc)
-            if source in manifest.files:  # a bad new version never loses the good old one
+            owner.pop(digest, None)
+            if source in manifest.files and not manifest.files[source].duplicate_of:
                 keep[source] = manifest.files[source]
             continue
-        (summary.updated if source in manifest.files else summary.added).append(source)
+        (summary.updated if source in manifest.files and not manifest.files[source].duplicate_of
+         else summary.added).append(source)
 
     for source, record in manifest.files.items():
         if source not in seen:
             if prune:
-                summary.removed.append(source)
+                if not record.duplicate_of:
+                    summary.removed.append(source)
+            elif record.duplicate_of:
+                dups[source] = record
             else:
                 keep[source] = record
                 summary.unchanged.append(source)
+    # a duplicate whose holder is no longer indexed is not a duplicate any more: the next ingest loads it
+    held = set(keep) | set(loaded)
+    dups = {s: r for s, r in dups.items() if r.duplicate_of in held}
+    dup_changed = {s: r.duplicate_of for s, r in dups.items()} != {
+        s: r.duplicate_of for s, r in manifest.files.items() if r.duplicate_of}
 
     if not summary.changed and same_params and manifest.collection and not rebuild:
-        summary.chunks_total = sum(r.chunks for r in manifest.files.values())
+        if dup_changed:  # only the duplicate records changed: same collection, new manifest
+            index.write_manifest(Manifest(manifest.collection, manifest.version, params, {**keep, **dups}))
+        summary.chunks_total = sum(r.chunks for r in keep.values())
         summary.collection = manifest.collection
-        summary.seconds = time.perf_counter() - t0
         return summary
 
     # --- build the next version -----------------------------------------------------------------
@@ -139,7 +238,7 @@ def ingest_paths(
             old_collection = None
     new_version = manifest.version + 1
     collection = index.new_collection(new_version)
-    records: dict[str, FileRecord] = {}
+    records: dict[str, FileRecord] = dict(dups)
 
     # unchanged (and kept) files: copy chunks and windows with their embeddings
     reuse: dict[str, Any] = {}
@@ -161,10 +260,12 @@ def ingest_paths(
 
     # new and changed files: chunk, embed what is new (chunks whose content is unchanged keep their vectors)
     new_chunks: list[Chunk] = []
+    planned: list[tuple[str, int]] = []
     for source, doc in loaded.items():
         chunks = chunk_document(doc, index.settings.chunk_size, index.settings.chunk_min)
         new_chunks.extend(chunks)
         records[source] = FileRecord(doc.file_hash, doc.title, len(chunks), time.time(), doc.kind)
+        planned.append((source, len(chunks)))
     reused = [c for c in new_chunks if c.content_hash in reuse]
     to_embed = [c for c in new_chunks if c.content_hash not in reuse]
     if reused:
@@ -172,7 +273,15 @@ def ingest_paths(
                          [reuse[c.content_hash][1] for c in reused])
         summary.chunks_reused += len(reused)
     if to_embed:
+        n_windows = sum(len(windows(c)) for c in to_embed)
+        rate = _last_rate(index)
+        plan = IngestPlan(sorted(planned), len(to_embed), n_windows,
+                          (len(to_embed) + n_windows) / rate if rate else None)
+        if on_plan:
+            on_plan(plan)
+        started = time.perf_counter()
         _embed_and_add(index, collection, to_embed, progress, show_progress)
+        _save_rate(index, plan.texts / max(time.perf_counter() - started, 1e-6))
         summary.chunks_embedded = len(to_embed)
 
     new_manifest = Manifest(collection=collection.name, version=new_version, params=params, files=records)
@@ -180,8 +289,22 @@ def ingest_paths(
     index.drop_orphans(keep=collection.name)
     summary.collection = collection.name
     summary.chunks_total = sum(r.chunks for r in records.values())
-    summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _last_rate(index: Index) -> float | None:
+    try:
+        rate = float(json.loads((index.settings.index_dir / RATE_FILE).read_text())["texts_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rate if rate > 0 else None
+
+
+def _save_rate(index: Index, rate: float) -> None:
+    with contextlib.suppress(OSError):
+        path = index.settings.index_dir / RATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"texts_per_s": round(rate, 2), "measured_at": time.time()}))
 
 
 def _embed_and_add(
@@ -204,11 +327,12 @@ def _embed_and_add(
                 progress("embedding", min(i + batch, len(chunks)), len(chunks))
 
 
-def ingest_corpus(index: Index, root: Path, **kwargs: object) -> IngestSummary:
+def ingest_corpus(index: Index, root: Path, **kwargs: Any) -> IngestSummary:
+    """Index exactly the files below ``root`` (a folder or one file)."""
     if not root.exists():
         raise IngestError(f"No such file or folder: {root}")
-    files = discover(root)
-    return ingest_paths(index, files, **kwargs)  # type: ignore[arg-type]
+    found = discover(root, follow_links=index.settings.follow_symlinks)
+    return ingest_paths(index, found.files, skipped=found.skipped, **kwargs)
 
 
 def remove_sources(index: Index, sources: list[str]) -> IngestSummary:

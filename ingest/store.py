@@ -9,10 +9,13 @@ complete and queryable; the orphan it leaves behind is removed by the next inges
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rag.embeddings import Embedder
@@ -21,6 +24,19 @@ from rag.settings import Settings, apply_offline_env
 from rag.types import Chunk
 
 _BATCH = 512
+CURRENT_FILE = "CURRENT"
+DEFAULT_DIR = "chroma"
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+@dataclass(frozen=True)
+class FreshIndex:
+    old: Path  # the folder that was current
+    new: Path  # the folder being built
+    old_healthy: bool  # whether the old folder's manifest could be read
 
 
 def _chroma_settings() -> Any:
@@ -74,6 +90,7 @@ class FileRecord:
     chunks: int
     ingested_at: float
     kind: str = ""
+    duplicate_of: str = ""  # another source with the same bytes: indexed once, under that source
 
 
 @dataclass
@@ -114,6 +131,7 @@ class Index:
         self.name = settings.collection
         self._client: Any = None
         self._ef: Any = None
+        self._dir_override: str | None = None
 
     # -- client ----------------------------------------------------------------------------------
     @property
@@ -127,18 +145,79 @@ class Index:
                     self._client = chromadb.HttpClient(host=s.chroma_host, port=s.chroma_port, settings=_chroma_settings())
                     self._client.heartbeat()
                 else:
-                    path = s.index_dir / "chroma"
+                    path = self.chroma_dir
                     path.mkdir(parents=True, exist_ok=True)
                     self._client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
             except Exception as exc:  # noqa: BLE001 - chroma raises many types
                 self._client = None
-                where = f"the Chroma server at {s.chroma_host}:{s.chroma_port}" if s.chroma_host else f"{s.index_dir}"
+                where = f"the Chroma server at {s.chroma_host}:{s.chroma_port}" if s.chroma_host else f"{self.where}"
                 raise IndexStateError(
-                    f"Cannot open the index at {where} ({type(exc).__name__}: {exc}). "
+                    f"Cannot open the index at {where} ({type(exc).__name__}: {_short(exc)}). "
                     + ("Start it with `chroma run --path DIR --host ... --port ...` or unset STUDYBOT_CHROMA_HOST."
-                       if s.chroma_host else "Run `studybot ingest corpus --rebuild` to rebuild it.")
+                       if s.chroma_host else self.rebuild_advice())
                 ) from exc
         return self._client
+
+    def rebuild_advice(self) -> str:
+        """The fix for a broken index, valid from any working directory (names the configured library)."""
+        return (f"Run `studybot ingest --rebuild` to rebuild it from {self.settings.corpus_dir} and your uploads "
+                "(the broken index is kept aside).")
+
+    # -- index folders (local mode) --------------------------------------------------------------
+    # ``<index_dir>/CURRENT`` names the Chroma folder in use (default ``chroma``). A rebuild writes a fresh
+    # folder and switches CURRENT with one atomic rename, so it recovers from any corruption of the old folder
+    # (which is kept aside as ``broken-<time>`` for inspection) and a killed rebuild changes nothing.
+    @property
+    def chroma_dir(self) -> Path:
+        return self.settings.index_dir / (self._dir_override or self._current_dir_name())
+
+    def _current_dir_name(self) -> str:
+        try:
+            name = (self.settings.index_dir / CURRENT_FILE).read_text().strip()
+        except OSError:
+            return DEFAULT_DIR
+        return name if name and "/" not in name and not name.startswith(".") else DEFAULT_DIR
+
+    def begin_fresh(self) -> FreshIndex | None:
+        """Point this index at a new, empty folder (local mode; None for a Chroma server): the old folder stays
+        current on disk until :meth:`commit_fresh`."""
+        if self.settings.chroma_host:
+            return None
+        old = self.settings.index_dir / self._current_dir_name()
+        try:
+            self.manifest()
+            healthy = True
+        except IndexStateError:
+            healthy = False
+        name = f"chroma-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._client = None
+        self._dir_override = name
+        return FreshIndex(old=old, new=self.settings.index_dir / name, old_healthy=healthy)
+
+    def commit_fresh(self, fresh: FreshIndex) -> str | None:
+        """Make the fresh folder current (atomic); remove the old folder, or keep it aside when it was broken.
+        Returns a note for the user when something was kept aside."""
+        index_dir = self.settings.index_dir
+        tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}"
+        tmp.write_text(fresh.new.name + "\n")
+        os.replace(tmp, index_dir / CURRENT_FILE)
+        self._dir_override = None
+        for stale in index_dir.glob("chroma-*"):  # folders of rebuilds that were killed half-way
+            if stale.is_dir() and stale != fresh.new and stale != fresh.old:
+                shutil.rmtree(stale, ignore_errors=True)
+        if not fresh.old.exists():
+            return None
+        if fresh.old_healthy:
+            shutil.rmtree(fresh.old, ignore_errors=True)
+            return None
+        aside = index_dir / f"broken-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(fresh.old, aside)
+        return f"the old index was unreadable; it is kept aside at {aside}"
+
+    def abort_fresh(self, fresh: FreshIndex) -> None:
+        self._client = None
+        self._dir_override = None
+        shutil.rmtree(fresh.new, ignore_errors=True)
 
     @property
     def embedding_function(self) -> Any:
@@ -149,7 +228,7 @@ class Index:
     @property
     def where(self) -> str:
         s = self.settings
-        return f"chroma://{s.chroma_host}:{s.chroma_port}" if s.chroma_host else str(s.index_dir / "chroma")
+        return f"chroma://{s.chroma_host}:{s.chroma_port}" if s.chroma_host else str(self.chroma_dir)
 
     # -- manifest (the pointer) ------------------------------------------------------------------
     def _meta(self) -> Any:
@@ -162,8 +241,8 @@ class Index:
             raise
         except Exception as exc:  # noqa: BLE001
             raise IndexStateError(
-                f"The index at {self.where} is unreadable ({type(exc).__name__}: {exc}); "
-                "run `studybot ingest corpus --rebuild`."
+                f"The index at {self.where} is unreadable ({type(exc).__name__}: {_short(exc)}). "
+                + self.rebuild_advice()
             ) from exc
         docs = got.get("documents") or []
         if not docs or not docs[0]:
@@ -171,9 +250,7 @@ class Index:
         try:
             return Manifest.from_json(docs[0])
         except (ValueError, TypeError, KeyError) as exc:
-            raise IndexStateError(
-                f"The index manifest at {self.where} is corrupt; run `studybot ingest corpus --rebuild`."
-            ) from exc
+            raise IndexStateError(f"The index manifest at {self.where} is corrupt. " + self.rebuild_advice()) from exc
 
     def write_manifest(self, manifest: Manifest) -> None:
         self._meta().upsert(ids=["manifest"], documents=[manifest.to_json()], embeddings=[[1.0]])
@@ -192,15 +269,14 @@ class Index:
             return self.client.get_collection(name, embedding_function=self.embedding_function)
         except Exception as exc:  # noqa: BLE001
             raise IndexStateError(
-                f"The index points at a collection that is missing or broken ({name}); "
-                "run `studybot ingest corpus --rebuild`."
+                f"The index points at a collection that is missing or broken ({name}). " + self.rebuild_advice()
             ) from exc
 
     def current(self) -> Any:
         """The current collection; a clear error if nothing has been ingested yet."""
         manifest = self.manifest()
         if not manifest.collection:
-            raise IndexStateError("The index is empty: run `studybot ingest corpus` (or `make run`) first.")
+            raise IndexStateError("The index is empty: run `studybot ingest` (or `make run`) first.")
         return self.open_collection(manifest.collection)
 
     def drop_orphans(self, keep: str | None) -> list[str]:

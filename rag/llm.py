@@ -26,7 +26,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -114,8 +114,12 @@ class LlamaCppLLM:
         n_threads: int = 2,
         n_gpu_layers: int = 0,
         seed: int = 0,
+        preflight: Callable[[Path], object] | None = None,
     ) -> None:
+        """``preflight(model_path)`` runs before the model is loaded in process (the runtime check: a build that
+        would crash the process raises a one-sentence error there instead)."""
         self.model_path = Path(model_path)
+        self.preflight = preflight
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
@@ -147,6 +151,8 @@ class LlamaCppLLM:
                 raise ModelError(
                     f"No model file at {path}: fix STUDYBOT_LLM_MODEL or unset it to use the default model."
                 )
+            if self.preflight is not None:
+                self.preflight(path)
             start = time.perf_counter()
             try:
                 llama = llama_cpp.Llama(
@@ -578,11 +584,20 @@ def _build(settings: Settings) -> LLM:
         )
     from rag.models import resolve_gguf
 
+    preflight = None
+    if settings.runtime_check:
+        from rag.runtime_check import ensure_runtime
+
+        def preflight(path: Path) -> object:
+            return ensure_runtime(path, settings.models_dir, n_threads=settings.threads,
+                                  n_gpu_layers=settings.n_gpu_layers)
+
     return LlamaCppLLM(
         resolve_gguf(settings),
         n_ctx=settings.n_ctx,
         n_threads=settings.threads,
         n_gpu_layers=settings.n_gpu_layers,
+        preflight=preflight,
     )
 
 

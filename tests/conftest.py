@@ -21,6 +21,24 @@ apply_offline_env()
 MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The llama.cpp runtime check before any test (cached per build and model after it passes once): a build
+    that crashes on this CPU stops the run here with its one-sentence cause and fix, instead of killing pytest
+    half-way through with "Fatal Python error: Illegal instruction"."""
+    from rag.errors import StudybotError
+    from rag.models import ensure_default_gguf
+    from rag.runtime_check import check_runtime
+
+    settings = Settings(models_cache=MODELS_CACHE, llm_model=None)
+    try:
+        gguf = ensure_default_gguf(settings, show_progress=False)
+        verdict = check_runtime(gguf, settings.models_dir, n_threads=settings.threads)
+    except StudybotError as exc:
+        pytest.exit(str(exc), returncode=3)
+    if not verdict.ok:
+        pytest.exit(verdict.message, returncode=3)
+
+
 @pytest.fixture(autouse=True)
 def studybot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own STUDYBOT_HOME; no test reads or writes the user's real state."""

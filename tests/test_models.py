@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -146,10 +147,41 @@ def test_resolve_gguf_accepts_a_user_gguf(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     user_model = tmp_path / "mine.gguf"
-    user_model.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 32)
+    user_model.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 291, 26) + b"\x00" * 32)
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(user_model))
 
     assert resolve_gguf(Settings()) == user_model
+
+
+@pytest.mark.parametrize(("head", "why"), [
+    (None, "is not a GGUF file"),
+    (b"GGUF" + struct.pack("<IQQ", 7, 291, 26), "GGUF version 7"),
+    (b"GGUF" + struct.pack("<IQQ", 3, 0, 26), "corrupt GGUF header"),
+    (b"GGUF\x03\x00", "truncated"),
+])
+def test_doctor_does_not_call_a_bad_model_file_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   head: bytes | None, why: str) -> None:
+    from rag.service import StudyService
+
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(head if head is not None else os.urandom(4096))
+    monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
+    rows = {check: (ok, detail) for check, ok, detail in StudyService(Settings()).doctor(runtime=False)}
+    ok, detail = rows["llm"]
+    assert not ok and why in detail and "\n" not in detail
+
+
+def test_doctor_loads_a_plausible_but_broken_model_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header fine, content garbage: only the runtime check's real load (in a child process) tells."""
+    from rag.service import StudyService
+
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 291, 26) + os.urandom(65536))
+    monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
+    rows = {check: (ok, detail) for check, ok, detail in StudyService(Settings()).doctor()}
+    assert rows["llm"][0]
+    ok, detail = rows["llama.cpp runtime"]
+    assert not ok and "could not load model.gguf" in detail
 
 
 def test_ensure_default_gguf_assembles_once_then_trusts_the_stamp(settings: Settings) -> None:

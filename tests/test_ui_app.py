@@ -25,7 +25,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
     from rag.service import StudyService
 
     llm = ScriptedLLM()
-    svc = StudyService(corpus_settings.model_copy(update={"upload_max_mb": 1}), llm=llm)
+    svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=llm)
     svc._embedder = embedder
     with served_app(svc) as served:
         yield {**served, "llm": llm}
@@ -97,7 +97,7 @@ def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: An
     from rag.service import StudyService
     from ui.tab_library import upload_files
 
-    svc = StudyService(corpus_settings.model_copy(update={"upload_max_mb": 1}), llm=ScriptedLLM())
+    svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=ScriptedLLM())
     svc._embedder = embedder
     exe = tmp_path / "setup.exe"
     exe.write_bytes(b"MZ" + b"\x00" * 100)
@@ -112,7 +112,7 @@ def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: An
     results = upload_files(svc, [exe, big, empty, binary, good])
     by_name = {r.name: r for r in results}
     assert not by_name["setup.exe"].ok and "unsupported file type '.exe'" in by_name["setup.exe"].message
-    assert not by_name["big.md"].ok and "over the 1 MB upload limit" in by_name["big.md"].message
+    assert not by_name["big.md"].ok and "over the 1 MB file limit" in by_name["big.md"].message
     assert not by_name["empty.txt"].ok and "empty" in by_name["empty.txt"].message
     assert not by_name["fake.md"].ok and "binary" in by_name["fake.md"].message
     assert by_name["ok.txt"].ok
@@ -136,7 +136,7 @@ def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: 
     n_docs = len(svc.documents())
     lines = reindex(svc)  # nothing changed on disk: nothing re-embedded, uploads kept
     assert len(svc.documents()) == n_docs and any("0 embedded" in ln for ln in lines)
-    assert delete_document(svc, "uploads/note.md") == "deleted uploads/note.md"
+    assert delete_document(svc, "uploads/note.md") == "removed uploads/note.md"
     assert "uploads/note.md" not in {d.source for d in svc.documents()}
     assert not (Path(svc.settings.uploads_dir) / "note.md").exists()
     with pytest.raises(IngestError):
@@ -159,14 +159,14 @@ def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: 
     ],
 )
 def test_sanitize_filename(raw: str, safe: str) -> None:
-    from ui.tab_library import sanitize_filename
+    from ingest.library import sanitize_filename
 
     assert sanitize_filename(raw) == safe
 
 
 @pytest.mark.parametrize("raw", ["tool.exe", "archive.md.exe", "noext", "..", ".md", "/", "", "....pdf"])
 def test_sanitize_filename_rejects(raw: str) -> None:
-    from ui.tab_library import sanitize_filename
+    from ingest.library import sanitize_filename
 
     with pytest.raises(IngestError):
         sanitize_filename(raw)
@@ -195,6 +195,25 @@ def test_serve_refuses_public_bind_without_auth(capsys: pytest.CaptureFixture[st
     assert main(["serve", "--host", "0.0.0.0", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert "--auth user:password" in err and "--no-auth" in err and "Traceback" not in err
+    assert "STUDYBOT_AUTH=user:password" in err  # what the Docker image's user sets
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_takes_the_login_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.cli_serve import check_bind, login
+
+    monkeypatch.setenv("STUDYBOT_AUTH", "ada:lovelace")
+    auth, no_auth = login(None, False, Settings())
+    assert auth == ("ada", "lovelace") and not no_auth
+    check_bind("0.0.0.0", auth, no_auth)
+    assert login("bob:pw", False, Settings())[0] == ("bob", "pw")  # the flag wins
+    monkeypatch.delenv("STUDYBOT_AUTH")
+    assert login(None, False, Settings()) == (None, False)
+    with pytest.raises(StudybotError, match="STUDYBOT_AUTH"):
+        check_bind("0.0.0.0", *login(None, False, Settings()))
+    monkeypatch.setenv("STUDYBOT_ALLOW_NO_AUTH", "true")
+    assert login(None, False, Settings()) == (None, True)
+    check_bind("0.0.0.0", *login(None, False, Settings()))
 
 
 def test_app_queue_limit_is_settings_concurrency(corpus_service: Any) -> None:

@@ -129,7 +129,7 @@ def launch(
         share=False,
         inbrowser=False,
         show_error=False,
-        max_file_size=f"{settings.upload_max_mb}mb",
+        max_file_size=f"{settings.max_file_mb:g}mb",
         ssr_mode=False,
         footer_links=["api"],
         run_history=False,

@@ -40,14 +40,45 @@ def _err(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 @command("ingest")
 def cmd_ingest(args: argparse.Namespace, svc: Any) -> int:
-    path = Path(args.path) if args.path else svc.settings.corpus_dir
-    summary = svc.ingest(path, rebuild=args.rebuild, show_progress=not args.json and sys.stderr.isatty())
+    from ui.console import IngestConsole
+
+    console = None if args.json else IngestConsole()
+    path = Path(args.path).expanduser() if args.path else None
+    summary = svc.ingest(path, rebuild=args.rebuild, progress=console, on_plan=console.plan if console else None,
+                         max_file_mb=args.max_file_mb)
     if args.json:
         print(json.dumps(summary.to_json()))
     else:
         for line in summary.lines():
             print(line)
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+@command("add")
+def cmd_add(args: argparse.Namespace, svc: Any) -> int:
+    from ui.console import IngestConsole
+
+    console = None if args.json else IngestConsole()
+    results = svc.add_documents([Path(f).expanduser() for f in args.files], on_plan=console.plan if console else None,
+                                max_file_mb=args.max_file_mb)
+    if args.json:
+        print(json.dumps([{"name": r.name, "ok": r.ok, "message": r.message, "source": r.source} for r in results]))
+    else:
+        for r in results:
+            print(r.message if r.ok else f"  failed    {r.message}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+@command("remove")
+def cmd_remove(args: argparse.Namespace, svc: Any) -> int:
+    status = EXIT_OK
+    for name in args.names:
+        try:
+            print(svc.remove_document(name))
+        except StudybotError as exc:
+            _err(str(exc))
+            status = EXIT_FAILED
+    return status
 
 
 def _print_passages(passages: list[Any]) -> None:
@@ -82,17 +113,49 @@ def cmd_retrieve(args: argparse.Namespace, svc: Any) -> int:
 
 @command("doctor")
 def cmd_doctor(args: argparse.Namespace, svc: Any) -> int:
-    if args.fix and svc.settings.llm_model is None and svc.settings.llm_backend == "llama_cpp":
-        from rag.models import ensure_default_gguf
-
-        ensure_default_gguf(svc.settings, show_progress=True)
-    rows = svc.doctor()
+    if args.fix:
+        prepare(svc)
+    rows = svc.doctor(runtime=not args.no_runtime)
     if args.json:
         print(json.dumps([{"check": c, "ok": ok, "detail": d} for c, ok, d in rows]))
     else:
         for check, ok, detail in rows:
             print(f"{'ok  ' if ok else 'FIX '} {check:<18} {detail}")
     return EXIT_OK if all(ok for _, ok, _ in rows) else EXIT_FAILED
+
+
+def prepare(svc: Any) -> bool:
+    """`doctor --fix` and `serve --prepare`: assemble + verify the default model, then bring the index in line
+    with the library (built when empty, rebuilt in a fresh folder when it cannot be read). Prints what it did
+    to stderr; False when something could not be fixed (the reason is printed)."""
+    from rag.errors import IndexStateError
+    from ui.console import IngestConsole
+
+    s = svc.settings
+    ok = True
+    if s.llm_model is None and s.llm_backend == "llama_cpp":
+        from rag.models import ensure_default_gguf
+
+        try:
+            ensure_default_gguf(s, show_progress=sys.stderr.isatty())
+        except StudybotError as exc:
+            _err(str(exc))
+            ok = False
+    try:
+        svc.index.manifest()
+        broken = False
+    except IndexStateError as exc:
+        broken = True
+        print(f"rebuilding the index: {exc}", file=sys.stderr)
+    console = IngestConsole()
+    try:
+        summary = svc.ingest(rebuild=broken, progress=console, on_plan=console.plan)
+        for line in summary.lines():
+            print(line, file=sys.stderr)
+    except StudybotError as exc:
+        _err(str(exc))
+        ok = False
+    return ok
 
 
 @command("eval")
@@ -125,10 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="studybot", description="Offline study chatbot over ML interview handbooks.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("ingest", help="ingest a folder or file into the index (incremental)")
-    s.add_argument("path", nargs="?", help="folder or file (default: the bundled corpus)")
-    s.add_argument("--rebuild", action="store_true", help="start the index over")
+    s = sub.add_parser("ingest", help="bring the index in line with the library: the corpus folder and the files "
+                       "added with `studybot add` (incremental)")
+    s.add_argument("path", nargs="?", help="a folder or file to index instead of the configured corpus folder for "
+                   "this run (added files are always kept)")
+    s.add_argument("--rebuild", action="store_true",
+                   help="build the index again in a fresh folder (recovers a corrupt index; the old one is kept aside)")
+    s.add_argument("--max-file-mb", type=float, default=None, help="refuse files larger than this (default: "
+                   "STUDYBOT_MAX_FILE_MB, 20)")
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("add", help="add files to the library (saved into the uploads folder, indexed incrementally)")
+    s.add_argument("files", nargs="+", metavar="FILE", help=".md, .txt or .pdf files")
+    s.add_argument("--max-file-mb", type=float, default=None, help="refuse files larger than this (default 20)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("remove", help="remove documents from the library (and added files from the uploads folder)")
+    s.add_argument("names", nargs="+", metavar="NAME", help="a source as listed (uploads/notes.md) or an added "
+                   "file's name (notes.md)")
 
     s = sub.add_parser("retrieve", help="print the passages retrieved for a question")
     s.add_argument("question", nargs="?", help="the question; without it, read one question per line from stdin")
@@ -137,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("doctor", help="report what is installed, verified and indexed")
-    s.add_argument("--fix", action="store_true", help="assemble and verify the default model")
+    s.add_argument("--fix", action="store_true", help="assemble and verify the default model; bring the index in "
+                   "line with the library (rebuilt in a fresh folder if it cannot be read)")
+    s.add_argument("--no-runtime", action="store_true", help="skip the llama.cpp runtime check (a real model load "
+                   "and prefill in a child process)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("eval", help="evaluate retrieval (and answers) on the gold set")

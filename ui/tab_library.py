@@ -1,172 +1,36 @@
 """The Library tab: what is indexed, upload (.md/.txt/.pdf) with incremental ingest, delete, re-index.
 
-Uploads are validated here (type, size, a safe file name) and saved into ``settings.uploads_dir``; their
-source name in the index is ``uploads/<name>``. Everything else goes through :class:`StudyService`.
+What the library is (corpus folder + uploads), the checks on an upload and where it is saved live in
+:mod:`ingest.library`, behind :class:`StudyService`; this tab only shows them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import shutil
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from rag.errors import IngestError, StudybotError
+from rag.errors import StudybotError
 from ui import render
 
-UPLOAD_SUFFIXES = (".md", ".markdown", ".txt", ".pdf")
-UPLOAD_PREFIX = "uploads/"
-MAX_NAME = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 TABLE_HEADERS = ["title", "file", "kind", "chunks", "last ingested"]
 
 
-# --- validation (pure functions; tested directly) --------------------------------------------------
-def sanitize_filename(name: str) -> str:
-    """A safe file name from an uploaded one: basename only, safe characters, no dotfile, no traversal.
-
-    Raises :class:`IngestError` when nothing usable is left or the type is not supported.
-    """
-    raw = str(name or "")
-    base = re.split(r"[\\/]", raw)[-1]  # basename for both / and \ separators
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    base = _UNSAFE.sub("_", base).strip(" .")
-    base = re.sub(r"_+", "_", base)
-    base = re.sub(r"\.{2,}", ".", base)
-    base = base.lstrip("._- ")
-    stem, dot, suffix = base.rpartition(".")
-    if not dot:
-        stem, suffix = base, ""
-    suffix = suffix.lower()
-    shown = raw.replace("\n", " ")[:80] or "(no name)"
-    if "." + suffix not in UPLOAD_SUFFIXES:
-        got = f".{suffix}" if dot and suffix else "(none)"
-        raise IngestError(f"{shown}: unsupported file type '{got}'; upload .md, .txt or .pdf")
-    stem = stem.strip(" ._-")[: MAX_NAME - len(suffix) - 1].strip(" ._-")
-    if not stem:
-        raise IngestError(f"{shown}: the file name has no usable characters; rename it and upload again")
-    if stem.lower() in _WINDOWS_RESERVED:
-        stem = f"{stem}_file"
-    return f"{stem}.{suffix}"
-
-
-def validate_upload(path: Path, name: str | None, max_mb: float) -> str:
-    """Check an uploaded file (type, size) and return its sanitised name; :class:`IngestError` if unusable."""
-    safe = sanitize_filename(name if name is not None else path.name)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise IngestError(f"{safe}: cannot read the upload ({exc.strerror or exc})") from exc
-    if size == 0:
-        raise IngestError(f"{safe}: the file is empty")
-    if size > max_mb * 1024 * 1024:
-        raise IngestError(f"{safe}: {size / 1024 / 1024:.1f} MB is over the {max_mb:g} MB upload limit")
-    return safe
-
-
-@dataclass
-class UploadResult:
-    name: str  # the name shown to the user (sanitised when it got that far)
-    ok: bool
-    message: str
-
-
-def _inside(root: Path, name: str) -> Path:
-    target = (root / name).resolve()
-    if target.parent != root.resolve():
-        raise IngestError(f"{name}: not a plain file name")
-    return target
-
-
 def upload_files(service: Any, paths: list[Path], progress: Callable[[str, int, int], None] | None = None
-                 ) -> list[UploadResult]:
-    """Validate, save and ingest uploaded files one by one; a bad file never stops the others."""
-    settings = service.settings
-    uploads = Path(settings.uploads_dir)
-    incoming = uploads / ".incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    results: list[UploadResult] = []
-    total = len(paths)
-    for i, path in enumerate(paths):
-        shown = Path(str(path)).name
-        try:
-            safe = validate_upload(Path(path), None, settings.upload_max_mb)
-            shown = safe
-            final = _inside(uploads, safe)
-            staged = _inside(incoming, safe)
-            shutil.copyfile(path, staged)
-            source = UPLOAD_PREFIX + safe
-
-            def step(stage: str, done: int, n: int, _i: int = i, _name: str = safe) -> None:
-                if progress:
-                    progress(f"{_name}: {stage}", _i * 100 + int(100 * done / max(n, 1)), total * 100)
-
-            if progress:
-                progress(f"{safe}: loading", i * 100, total * 100)
-            summary = service.add_files([(source, staged)], progress=step)
-            if source in summary.failed:
-                staged.unlink(missing_ok=True)
-                results.append(UploadResult(safe, False, summary.failed[source]))
-                continue
-            os.replace(staged, final)
-            verb = "updated" if source in summary.updated else "unchanged" if source in summary.unchanged else "added"
-            chunks = next((d.chunks for d in service.documents() if d.source == source), 0)
-            results.append(UploadResult(safe, True, f"{safe}: {verb} ({chunks} chunks)"))
-        except StudybotError as exc:
-            results.append(UploadResult(shown, False, str(exc)))
-        except OSError as exc:
-            results.append(UploadResult(shown, False, f"{shown}: could not save it ({exc.strerror or exc})"))
-    if progress:
-        progress("done", total * 100, total * 100)
-    return results
+                 ) -> list[Any]:
+    """Add uploaded files to the library (checked, saved, indexed); one :class:`AddResult` per file."""
+    return list(service.add_documents([Path(str(p)) for p in paths], progress=progress))
 
 
 def delete_document(service: Any, source: str) -> str:
-    if not source:
-        raise IngestError("choose a document to delete")
-    summary = service.remove_documents([source])
-    if source not in summary.removed:
-        raise IngestError(f"{source}: not in the index")
-    note = ""
-    if source.startswith(UPLOAD_PREFIX):
-        with contextlib.suppress(IngestError, OSError):
-            _inside(Path(service.settings.uploads_dir), source[len(UPLOAD_PREFIX):]).unlink(missing_ok=True)
-    else:
-        note = " (it is still in the corpus folder: re-indexing brings it back)"
-    return f"deleted {source}{note}"
-
-
-def corpus_files(service: Any) -> list[tuple[str, Path]]:
-    """The corpus folder plus the saved uploads, as (source, path)."""
-    from ingest.loaders import discover  # a file walker only (no index access)
-
-    settings = service.settings
-    files = discover(Path(settings.corpus_dir)) if Path(settings.corpus_dir).exists() else []
-    uploads = Path(settings.uploads_dir)
-    if uploads.exists():
-        files += [(UPLOAD_PREFIX + src, p) for src, p in discover(uploads)]
-    return files
+    return str(service.remove_document(source))
 
 
 def reindex(service: Any, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
     """Bring the index in line with the corpus folder and the uploads (unchanged files are not re-embedded)."""
-    files = corpus_files(service)
-    summary = service.add_files(files, progress=progress)
-    wanted = {src for src, _ in files}
-    gone = [d.source for d in service.documents() if d.source not in wanted]
-    lines = list(summary.lines())
-    if gone:
-        removed = service.remove_documents(gone)
-        lines.append(f"removed {len(removed.removed)} documents no longer on disk: {', '.join(removed.removed)}")
-    return lines
+    return list(service.ingest(progress=progress).lines())
 
 
 # --- the tab -----------------------------------------------------------------------------------------
@@ -227,7 +91,7 @@ def build_library_tab(service: Any) -> dict[str, Any]:
 
     with gr.Tab("Library", id="library"):
         gr.Markdown(
-            f"Documents in the index. Upload `.md`, `.txt` or `.pdf` files (up to {settings.upload_max_mb} MB "
+            f"Documents in the index. Upload `.md`, `.txt` or `.pdf` files (up to {settings.max_file_mb:g} MB "
             "each): they are added to the index without re-embedding the rest."
         )
         table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,
