@@ -1,19 +1,25 @@
-"""How llama-cpp-python is compiled here: portable CPU flags, a wheel cache keyed by them, the rebuild command.
+"""How llama-cpp-python is compiled here: never with AMX, never ``-march=native`` for an image, a wheel cache keyed
+by the flags, and the rebuild command.
 
 llama.cpp's default build (``GGML_NATIVE=ON``, i.e. ``-march=native``) compiled AMX kernels on one of our
-machines whose CPU advertises AMX but faults on it: SIGILL (``tilezero`` in libggml-cpu) on the first prefill.
-llama.cpp's runtime CPU dispatch (``GGML_BACKEND_DL`` + ``GGML_CPU_ALL_VARIANTS``) does not avoid it: its
-variant score reads the CPUID bit alone (``ggml-cpu/arch/x86/cpu-feats.cpp``: ``if (!is.AMX_INT8()) return 0``)
-and would pick the AMX variant on that machine. So the build never uses ``-march=native`` and never AMX:
+machines whose CPU advertises AMX: SIGILL (``tilezero`` in libggml-cpu) on the first prefill. AMX is the one
+x86 feature Linux hands out per process (its tile state needs an ``arch_prctl`` permission request and the
+hypervisor's support), so "advertised" does not mean "usable". llama.cpp's runtime CPU dispatch
+(``GGML_BACKEND_DL`` + ``GGML_CPU_ALL_VARIANTS``) does not avoid it: its variant score reads the CPUID bit alone
+(``ggml-cpu/arch/x86/cpu-feats.cpp``: ``if (!is.AMX_INT8()) return 0``) and would pick the AMX variant there.
 
-* ``auto`` (``make install``): ``GGML_NATIVE=OFF`` and the x86-64 features this machine's kernel reports in
-  ``/proc/cpuinfo`` (AVX2/FMA/F16C/BMI2, AVX-VNNI, the AVX-512 family), AMX always off;
-* ``portable`` (the Docker image, ``STUDYBOT_LLAMA_CPU=portable``): the x86-64-v3 baseline only (AVX2, FMA,
-  F16C, BMI2), for an image that runs on CPUs other than the one that built it.
+* ``auto`` (``make install``): native minus AMX. ``GGML_NATIVE=ON`` with ``-mno-amx-tile -mno-amx-int8
+  -mno-amx-bf16`` (explicit ``-mno-`` flags win over ``-march=native`` in GCC and Clang whatever their order;
+  ggml's AMX code is compiled only under ``__AMX_INT8__``). On our AVX2 machine it runs as fast as native and
+  as the x86-64-v3 build below (``bench/llama_build.py``, README); on a newer CPU it keeps what that CPU has
+  beyond x86-64-v3 (AVX-512, VNNI on the AMX machine), which a fixed baseline gives up. The build key
+  includes this CPU's identity, so a wheel cached for one CPU is never installed on another.
+* ``portable`` (the Docker image, ``STUDYBOT_LLAMA_CPU=portable``): ``GGML_NATIVE=OFF`` and the x86-64-v3
+  baseline (AVX2, FMA, F16C, BMI2), for an image that runs on CPUs other than the one that built it.
 
 pip's wheel cache does not key on ``CMAKE_ARGS``, so the wheel is built with ``--no-cache-dir`` into a cache
-folder of our own named by a hash of (version, flags): a changed flag builds a new wheel, the same flags reuse
-the old one. The installed build is recorded in ``<venv>/.llama-build.json``.
+folder of our own named by a hash of (version, flags, CPU for native builds): a changed flag builds a new
+wheel, the same flags reuse the old one. The installed build is recorded in ``<venv>/.llama-build.json``.
 
 Standard library only: the Makefile runs ``python -m rag.llama_build`` before anything else is installed.
 """
@@ -32,69 +38,56 @@ import tempfile
 from pathlib import Path
 
 LLAMA_VERSION = "0.3.36"  # keep equal to the llama-cpp-python pin in pyproject.toml (a test checks)
-PACKAGE = f"llama-cpp-python[server]=={LLAMA_VERSION}"
 
-# x86-64-v3: what every machine we run on has (llama.cpp's own non-native defaults).
-BASELINE = ["-DGGML_NATIVE=OFF", "-DGGML_SSE42=ON", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
-            "-DGGML_F16C=ON", "-DGGML_BMI2=ON"]
+NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # all three: -mno-amx-tile alone leaves the others on
 NO_AMX = ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
-# cpuinfo flags (all of them needed) -> the ggml option they allow. AVX512 is ggml's F+CD+VL+DQ+BW bundle.
-OPTIONAL = [
-    (("avx_vnni",), "GGML_AVX_VNNI"),
-    (("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"), "GGML_AVX512"),
-    (("avx512vbmi",), "GGML_AVX512_VBMI"),
-    (("avx512_vnni",), "GGML_AVX512_VNNI"),
-    (("avx512_bf16",), "GGML_AVX512_BF16"),
-]
-BASELINE_FLAGS = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}
+NATIVE_NO_AMX = ["-DGGML_NATIVE=ON", *NO_AMX, f"-DCMAKE_C_FLAGS={NO_AMX_FLAGS}", f"-DCMAKE_CXX_FLAGS={NO_AMX_FLAGS}"]
+# x86-64-v3: what every machine we run on has (llama.cpp's own non-native defaults, spelled out).
+PORTABLE = ["-DGGML_NATIVE=OFF", "-DGGML_SSE42=ON", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
+            "-DGGML_F16C=ON", "-DGGML_BMI2=ON", *NO_AMX]
 BUILD_RECORD = ".llama-build.json"
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The feature flags the kernel reports (first CPU of /proc/cpuinfo); empty where there is none."""
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The first CPU's model name and feature flags from /proc/cpuinfo (what ``-march=native`` compiles for)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return set()
+            return platform.processor() or platform.machine()
+    model, flags = "", ""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+        key = key.strip()
+        if key in ("model name", "CPU part") and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = " ".join(sorted(value.split()))
+        if model and flags:
+            break
+    return f"{model}|{flags}"
 
 
-def cmake_args(cpu: str = "auto", flags: set[str] | None = None, machine: str | None = None,
-               extra: str = "") -> list[str]:
-    """The CMake arguments for a llama.cpp CPU build: ``cpu`` is ``auto`` or ``portable``; ``extra`` is
-    appended verbatim (e.g. ``-DGGML_CUDA=on`` for a GPU build)."""
+def cmake_args(cpu: str = "auto", machine: str | None = None, extra: str = "") -> list[str]:
+    """The CMake arguments for a llama.cpp build: ``cpu`` is ``auto`` (this machine, minus AMX) or ``portable``
+    (x86-64-v3); ``extra`` is appended verbatim (e.g. ``-DGGML_CUDA=on`` for a GPU build)."""
     if cpu not in ("auto", "portable"):
         raise ValueError(f"unknown CPU target {cpu!r}: use auto or portable")
     machine = (machine or platform.machine()).lower()
-    if machine not in ("x86_64", "amd64"):
-        # ARM & co: -mcpu=native has not faulted anywhere; an image for other CPUs uses ggml's generic flags.
+    if machine in ("x86_64", "amd64"):
+        args = list(NATIVE_NO_AMX if cpu == "auto" else PORTABLE)
+    else:  # ARM & co: no AMX; an image for other CPUs uses ggml's generic flags
         args = ["-DGGML_NATIVE=ON"] if cpu == "auto" else ["-DGGML_NATIVE=OFF"]
-    else:
-        args = list(BASELINE)
-        have = cpu_flags() if flags is None else flags
-        if cpu == "auto" and have:
-            missing = BASELINE_FLAGS - have
-            if missing:  # an older CPU: drop what it lacks (llama.cpp still runs, more slowly)
-                drop = {"avx2": "GGML_AVX2", "fma": "GGML_FMA", "f16c": "GGML_F16C", "bmi2": "GGML_BMI2",
-                        "avx": "GGML_AVX", "sse4_2": "GGML_SSE42"}
-                for flag in missing:
-                    args = [a if not a.startswith(f"-D{drop[flag]}=") else f"-D{drop[flag]}=OFF" for a in args]
-            for needs, option in OPTIONAL:
-                if all(f in have for f in needs):
-                    args.append(f"-D{option}=ON")
-        args += NO_AMX
     if extra.strip():
         args += shlex.split(extra)
     return args
 
 
-def build_key(args: list[str], version: str = LLAMA_VERSION) -> str:
-    return hashlib.sha256(json.dumps([version, args]).encode()).hexdigest()[:16]
+def build_key(args: list[str], version: str = LLAMA_VERSION, cpu: str | None = None) -> str:
+    """The wheel's cache key: version and flags, and for a native build the CPU it is native to."""
+    native = "-DGGML_NATIVE=ON" in args
+    ident = (cpu if cpu is not None else cpu_identity()) if native else ""
+    return hashlib.sha256(json.dumps([version, args, ident]).encode()).hexdigest()[:16]
 
 
 def wheel_cache() -> Path:
@@ -141,8 +134,8 @@ def install(python: Path, args: list[str], force: bool = False) -> Path:
     if force or not wheels:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{key}-") as tmp:
-            env = {**os.environ, "CMAKE_ARGS": " ".join(args), "FORCE_CMAKE": "1"}
-            print(f"building llama-cpp-python {LLAMA_VERSION} with CMAKE_ARGS={' '.join(args)} "
+            env = {**os.environ, "CMAKE_ARGS": shlex.join(args), "FORCE_CMAKE": "1"}
+            print(f"building llama-cpp-python {LLAMA_VERSION} with CMAKE_ARGS={shlex.join(args)} "
                   "(about 7 minutes on 2 cores)", file=sys.stderr, flush=True)
             _run([str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary",
                   "llama-cpp-python", "--wheel-dir", tmp, f"llama-cpp-python=={LLAMA_VERSION}"], env=env)
@@ -158,7 +151,7 @@ def install(python: Path, args: list[str], force: bool = False) -> Path:
     _run([str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-cache-dir", str(wheel)])
     record_path = Path(python).parent.parent / BUILD_RECORD
     record_path.write_text(json.dumps({"version": LLAMA_VERSION, "key": key, "cmake_args": args,
-                                       "wheel": str(wheel)}, indent=1) + "\n")
+                                       "cpu": cpu_identity().split("|")[0], "wheel": str(wheel)}, indent=1) + "\n")
     return wheel
 
 
@@ -173,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     args = selected_args()
     if ns.cmd == "args":
-        print(" ".join(args))
+        print(shlex.join(args))
     elif ns.cmd == "key":
         print(build_key(args))
     else:

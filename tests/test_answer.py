@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -391,7 +392,8 @@ def test_cli_missing_gguf(corpus_settings: Settings, monkeypatch: pytest.MonkeyP
 def test_cli_corrupt_gguf(corpus_settings: Settings, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 4096)
+    # a plausible header (v3, 291 tensors, 26 keys) over zeros: only a real load (the runtime check's child) tells
+    bad.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 291, 26) + b"\x00" * 4096)
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
     code, _, err = run_cli(capsys, "ask", QUESTION)
     assert_one_clear_error(code, err, "could not load")

@@ -175,3 +175,18 @@ def test_an_upload_identical_to_a_corpus_file_is_noted(small_corpus: Path, tmp_p
     code, out, _ = _run(capsys, "ingest")
     assert code == 0 and "added 0, updated 0, removed 0" in out
 
+
+
+def test_doctor_fix_builds_an_empty_index_and_rebuilds_a_broken_one(small_corpus: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """What `make run` (serve --prepare) and the Docker image do on every start."""
+    code, out, err = _run(capsys, "doctor", "--fix", "--no-runtime")
+    assert code == 0, out + err
+    assert "added 2" in err and next(ln for ln in out.splitlines() if " index " in ln).startswith("ok")
+    sqlite = Path(os.environ["STUDYBOT_HOME"]) / "index" / "chroma" / "chroma.sqlite3"
+    with sqlite.open("r+b") as fh:
+        fh.write(os.urandom(8192))
+    code, out, err = _run(capsys, "doctor", "--fix", "--no-runtime")
+    assert code == 0, out + err
+    assert "rebuilding the index" in err and "kept aside" in err
+    assert _sources(capsys, "which optimizer keeps moment estimates?", 1) == ["beta.md"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -17,9 +18,9 @@ from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SAPPHIRE_RAPIDS = ("flags : fpu sse4_2 avx avx2 fma f16c bmi2 avx512f avx512cd avx512vl avx512dq avx512bw "
-                   "avx512vbmi avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16 avx_vnni\n")
-ZEN3 = "flags : fpu sse4_2 avx avx2 fma f16c bmi2 sha_ni vaes\n"
+SAPPHIRE_RAPIDS = ("model name : Intel(R) Xeon(R) Platinum 8480+\nflags : fpu sse4_2 avx avx2 fma f16c bmi2 "
+                   "avx512f avx512_vnni amx_tile amx_int8 amx_bf16\n")
+ZEN3 = "model name : AMD EPYC 7B13\nflags : fpu sse4_2 avx avx2 fma f16c bmi2 sha_ni vaes\n"
 
 
 # --- build flags ------------------------------------------------------------------------------------
@@ -29,33 +30,53 @@ def test_llama_version_matches_the_pin() -> None:
     assert pin and pin.group(1) == llama_build.LLAMA_VERSION
 
 
-def test_flags_never_native_and_never_amx_even_where_the_cpu_advertises_it() -> None:
-    flags = llama_build.cpu_flags(SAPPHIRE_RAPIDS)
-    assert {"amx_tile", "amx_int8"} <= flags
-    args = llama_build.cmake_args("auto", flags=flags, machine="x86_64")
-    assert "-DGGML_NATIVE=OFF" in args and "-DGGML_NATIVE=ON" not in args
+def test_auto_is_native_minus_amx() -> None:
+    args = llama_build.cmake_args("auto", machine="x86_64")
+    assert "-DGGML_NATIVE=ON" in args
     assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(args)
+    for var in ("CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS"):
+        flags = next(a for a in args if a.startswith(f"-D{var}=")).split("=", 1)[1].split()
+        assert {"-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16"} <= set(flags)
     assert not any("AMX" in a and a.endswith("=ON") for a in args)
-    # what the machine does have is used: the AVX-512 family and VNNI
-    assert {"-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX_VNNI=ON"} <= set(args)
+    # CMAKE_ARGS is shlex-split by scikit-build-core: the flags must survive the round trip
+    assert shlex.split(shlex.join(args)) == args
 
 
-def test_portable_is_the_baseline_whatever_the_build_machine() -> None:
-    portable = llama_build.cmake_args("portable", flags=llama_build.cpu_flags(SAPPHIRE_RAPIDS), machine="x86_64")
-    assert not any("AVX512" in a or "VNNI" in a for a in portable)
-    assert "-DGGML_AVX2=ON" in portable and "-DGGML_NATIVE=OFF" in portable
-    zen3 = llama_build.cmake_args("auto", flags=llama_build.cpu_flags(ZEN3), machine="x86_64")
-    assert zen3 == portable  # nothing beyond the baseline to add on an AVX2-only CPU
+def test_no_amx_flags_win_over_march_native_in_the_compiler(tmp_path: Path) -> None:
+    """-march=sapphirerapids stands in for -march=native on an AMX machine: the -mno-amx flags must leave no
+    AMX macro defined (ggml compiles its AMX kernels only under __AMX_INT8__), in either order."""
+    import shutil
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    for order in (["-march=sapphirerapids", *llama_build.NO_AMX_FLAGS.split()],
+                  [*llama_build.NO_AMX_FLAGS.split(), "-march=sapphirerapids"]):
+        macros = subprocess.run([cc, *order, "-dM", "-E", "-"], input="", capture_output=True, text=True,
+                                check=True).stdout
+        assert "__AVX512F__" in macros  # the rest of the machine's features stay
+        assert "__AMX" not in macros, order
 
 
-def test_an_older_cpu_drops_what_it_lacks() -> None:
-    args = llama_build.cmake_args("auto", flags={"sse4_2", "avx"}, machine="x86_64")
-    assert "-DGGML_AVX2=OFF" in args and "-DGGML_FMA=OFF" in args and "-DGGML_AVX=ON" in args
+def test_portable_never_uses_the_build_machine() -> None:
+    portable = llama_build.cmake_args("portable", machine="x86_64")
+    assert "-DGGML_NATIVE=OFF" in portable and "-DGGML_NATIVE=ON" not in portable
+    assert "-DGGML_AVX2=ON" in portable and not any("AVX512" in a for a in portable)
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF"} <= set(portable)
+    # the same key on every machine: an image's wheel does not depend on the CPU that built it
+    assert llama_build.build_key(portable, cpu="a") == llama_build.build_key(portable, cpu="b")
+
+
+def test_a_native_wheel_is_keyed_to_its_cpu() -> None:
+    auto = llama_build.cmake_args("auto", machine="x86_64")
+    spr, zen3 = llama_build.cpu_identity(SAPPHIRE_RAPIDS), llama_build.cpu_identity(ZEN3)
+    assert spr.startswith("Intel(R) Xeon(R) Platinum 8480+|") and "amx_int8" in spr
+    assert llama_build.build_key(auto, cpu=spr) != llama_build.build_key(auto, cpu=zen3)
 
 
 def test_build_key_changes_with_any_flag() -> None:
-    base = llama_build.cmake_args("portable", machine="x86_64")
-    cuda = llama_build.cmake_args("portable", machine="x86_64", extra="-DGGML_CUDA=on")
+    base = llama_build.cmake_args("auto", machine="x86_64")
+    cuda = llama_build.cmake_args("auto", machine="x86_64", extra="-DGGML_CUDA=on")
     assert cuda[-1] == "-DGGML_CUDA=on"
     assert llama_build.build_key(base) != llama_build.build_key(cuda)
     assert llama_build.build_key(base) == llama_build.build_key(list(base))
@@ -148,3 +169,32 @@ def test_the_test_suite_stops_with_the_sentence_when_the_runtime_crashes(tmp_pat
     assert proc.returncode != 0, out
     assert "illegal instruction (SIGILL)" in out and "make rebuild-llama" in out, out
     assert " passed" not in out and "Fatal Python error" not in out
+
+
+AMX_MNEMONICS = re.compile(r"\t(tilezero|tileloadd|tileloaddt1|tilestored|tilerelease|ldtilecfg|sttilecfg|"
+                           r"tdpbssd|tdpbsud|tdpbusd|tdpbuud|tdpbf16ps|tdpfp16ps)\b")
+
+
+def test_the_installed_llama_cpp_has_no_amx_instructions() -> None:
+    """What crashed the AMX machine was AMX code in libggml-cpu: the installed build must contain none."""
+    import importlib.util
+    import shutil
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    spec = importlib.util.find_spec("llama_cpp")
+    assert spec is not None and spec.submodule_search_locations
+    libs = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("libggml-cpu*.so"))
+    assert libs, "no libggml-cpu in the installed llama_cpp"
+    for lib in libs:
+        asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                             check=True).stdout
+        assert "vfmadd" in asm  # the disassembly is real (FMA kernels are there)
+        found = sorted(set(AMX_MNEMONICS.findall(asm)))
+        assert not found, f"{lib.name} contains AMX instructions {found}: rebuild with `make rebuild-llama`"
+    record = llama_build.installed_record(Path(sys.executable))
+    if record is not None:  # installed by `make install`: the recorded flags switch AMX off
+        args = list(record["cmake_args"])  # type: ignore[call-overload]
+        assert "-DGGML_AMX_INT8=OFF" in args
+        assert "-DGGML_NATIVE=OFF" in args or any("-mno-amx-int8" in a for a in args)
