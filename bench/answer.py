@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold  # noqa: E402
 from rag.answer import STOP, AnswerPipeline  # noqa: E402
 from rag.context import block  # noqa: E402
-from rag.service import StudyService  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
+from ui.service import StudyService  # noqa: E402
 
 
 def sample(items: list[GoldItem], limit: int) -> list[GoldItem]:
@@ -166,7 +166,7 @@ def main() -> int:
             messages = AnswerPipeline.messages("\n".join(block(n, p) for n, p in enumerate(a.passages, 1)),
                                                a.question)
             bare.keep_prefix(prefix)  # same cache state the pipeline call had: only the fixed prefix
-            b = bare.run(messages, args.max_tokens, settings.temperature)
+            b = bare.run(messages, args.max_tokens, settings.llm.temperature)
             row["bare_ttft_s"] = b["ttft_s"]
             row["bare_total_s"] = b["total_s"]
             row["overhead"] = round(t["total_s"] / (t["retrieval_ms"] / 1000 + b["total_s"]), 3)
@@ -221,7 +221,7 @@ def main() -> int:
         if any(r["decode_tps"] for r in called) else None,
         "mean_overhead": round(statistics.mean(r["overhead"] for r in with_bare), 3) if with_bare else None,
         "kv_prefix": kv,
-        "context_budget_tokens": settings.context_budget_tokens,
+        "context_budget_tokens": settings.answer.context_budget_tokens,
         "min_evidence_similarity": pipeline.min_similarity,
         "min_support": pipeline.min_support,
         "wall_s": round(time.perf_counter() - t_start, 1),

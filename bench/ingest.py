@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.gold import load_gold  # noqa: E402
 from ingest.pipeline import ingest_corpus  # noqa: E402
-from ingest.store import Index  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
 from rag.retrieval import HybridRetriever  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
+from rag.store import Index  # noqa: E402
 
 WORDS = ["gradient", "loss", "model", "feature", "variance", "bias", "tree", "forest", "boosting", "kernel", "margin", "embedding", "token", "attention", "layer", "dropout", "batch", "norm", "learning", "rate", "optimizer", "momentum", "precision", "recall", "threshold", "cluster", "centroid", "distance", "sample", "bootstrap", "label", "noise", "drift", "latency", "serving", "pipeline", "metric", "baseline", "regularization", "penalty", "sparse", "dense", "convolution", "pooling", "recurrent", "sequence", "transformer", "encoder", "decoder", "softmax", "logit"]
 
@@ -42,7 +42,7 @@ def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:
 
 def measure(name: str, corpus: Path, questions: list[str], n_queries: int) -> dict[str, float | str | int]:
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home))
+        settings = Settings(storage={"home": Path(home)})
         index = Index(settings, Embedder.from_settings(settings))
         index.embedder.embed(["warm up"])
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ Each session is its own ``gradio_client.Client``; all of them submit at the same
 each asks ``--per-session`` distinct gold questions in turn (mostly answerable, every fourth unanswerable).
 Per request: wall latency (submit -> result), queue wait (submit -> the job's first PROCESSING status,
 from the client's status updates), the server's queue rank on joining, and the service's own ``total_s``.
-Requests queue behind the single model (the app's queue, concurrency limit ``settings.concurrency``)
+Requests queue behind the single model (the app's queue, concurrency limit ``settings.ui.concurrency``)
 instead of failing. Prints requests, answered, errored, refused, p50/p95/max latency, p50/p95 queue wait,
 mean service total_s, throughput and wall time (``--json``: one JSON object). Exit code 1 if any request
 errored or was not answered.
@@ -220,8 +220,8 @@ def run_sessions(url: str, questions: list[GoldItem], sessions: int, per_session
 # --- the in-process app -------------------------------------------------------------------------------
 def start_app(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any], Path | None]:
     """Real service + app on a free loopback port; returns (app, url, setup figures, temp home to remove)."""
-    from rag.service import StudyService
     from ui.app import launch
+    from ui.service import StudyService
 
     base = Settings()
     temp_home: Path | None = None
@@ -232,14 +232,14 @@ def start_app(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any], Path 
     else:
         temp_home = home = Path(tempfile.mkdtemp(prefix="studybot-load-"))
     # Another home reuses the default home's model cache instead of assembling 1.1 GB again.
-    settings = Settings(home=home, max_tokens=args.max_tokens, models_cache=base.models_dir)
+    settings = Settings(storage={"home": home, "models_cache": base.models_dir}, llm={"max_tokens": args.max_tokens})
     svc = StudyService(settings)
-    setup: dict[str, Any] = {"home": str(home), "concurrency_limit": settings.concurrency,
-                             "max_tokens": settings.max_tokens, "n_threads": settings.threads}
+    setup: dict[str, Any] = {"home": str(home), "concurrency_limit": settings.ui.concurrency,
+                             "max_tokens": settings.llm.max_tokens, "n_threads": settings.llm.threads}
     t0 = time.perf_counter()
     if svc.needs_ingest():
-        print(f"ingesting {settings.corpus_dir} into {home} ...", file=sys.stderr, flush=True)
-        summary = svc.ingest(settings.corpus_dir)
+        print(f"ingesting {settings.storage.corpus_dir} into {home} ...", file=sys.stderr, flush=True)
+        summary = svc.ingest(settings.storage.corpus_dir)
         if summary.failed:
             print(f"ingest: {len(summary.failed)} file(s) failed: {summary.failed}", file=sys.stderr)
         setup["ingest_s"] = round(time.perf_counter() - t0, 1)

@@ -34,8 +34,8 @@ from rag.quiz import (  # noqa: E402
     section_key,
     support_scores,
 )
-from rag.service import StudyService  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
+from ui.service import StudyService  # noqa: E402
 
 TOPICS = ["regularization", "gradient descent", "random forests"]
 

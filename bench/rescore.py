@@ -22,8 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.gold import GOLD_PATH, load_gold  # noqa: E402
-from rag.service import StudyService  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
+from ui.service import StudyService  # noqa: E402
 
 
 def rescore(svc: StudyService, dump: Path, questions: Path) -> list[dict[str, Any]]:

@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evals.gold import load_gold  # noqa: E402
 from evals.retrieval import evaluate_retrieval  # noqa: E402
 from ingest.pipeline import ingest_corpus  # noqa: E402
-from ingest.store import Index  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
 from rag.retrieval import HybridRetriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.store import Index  # noqa: E402
 
 
 class CachingEmbedder(Embedder):
@@ -44,9 +44,9 @@ def main() -> None:
     emb = CachingEmbedder(Path(str(Embedder.from_settings(base).path)))
     for size, minimum in itertools.product(map(int, args.sizes.split(",")), map(int, args.mins.split(","))):
         with tempfile.TemporaryDirectory() as home:
-            s = Settings(home=Path(home), chunk_size=size, chunk_min=minimum)
+            s = Settings(storage={"home": Path(home)}, ingest={"chunk_size": size, "chunk_min": minimum})
             index = Index(s, emb)
-            ingest_corpus(index, s.corpus_dir)
+            ingest_corpus(index, s.storage.corpus_dir)
             for dw, bw, rk in itertools.product((1.0,), (0.7, 1.0, 1.4), (10, 30, 60)):
                 r = HybridRetriever(index, fetch_k=30, rrf_k=rk, dense_weight=dw, bm25_weight=bw)
                 m = evaluate_retrieval(r, items, modes=("hybrid",))["modes"]["hybrid"]

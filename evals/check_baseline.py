@@ -78,12 +78,15 @@ def measure(modes: Sequence[str] = ("dense", "bm25", "hybrid")) -> dict[str, Any
     """Retrieval metrics on the full gold set with the index under the current settings."""
     from evals.gold import load_gold
     from evals.retrieval import evaluate_retrieval
-    from rag.service import StudyService
+    from rag.embeddings import shared_embedder
+    from rag.retrieval import HybridRetriever
     from rag.settings import Settings, apply_offline_env
+    from rag.store import Index
 
     apply_offline_env()
-    svc = StudyService(Settings())
-    return evaluate_retrieval(svc.retriever, load_gold(), modes=tuple(modes))  # type: ignore[arg-type]
+    settings = Settings()
+    retriever = HybridRetriever.from_settings(Index(settings, shared_embedder(settings)))
+    return evaluate_retrieval(retriever, load_gold(), modes=tuple(modes))  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ Why not ``ragas.llms.llm_factory``: it wraps the client with instructor in ``Mod
 ``response_format={"type": "json_object"}`` - llama_cpp.server then constrains the reply to *any* JSON, not to
 the metric's schema, and a 1.5B judge often returns objects with the wrong keys (instructor retries hide
 this). :class:`RagasJudgeLLM` instead sends the pydantic output model's JSON schema (tightened: 0/1 verdicts
-become ``enum: [0, 1]``) through :class:`rag.llm.OpenAICompatLLM`, which uses the OpenAI ``json_schema``
+become ``enum: [0, 1]``) through :class:`rag.llm_openai.OpenAICompatLLM`, which uses the OpenAI ``json_schema``
 response format or llama_cpp.server's ``{"type": "json_object", "schema": ...}`` - so llama.cpp decodes with a
 grammar built from the schema. Every reply that still fails to validate is counted per metric
 (:class:`JudgeStats`); none is silently dropped.
@@ -401,16 +401,16 @@ class JudgeEndpoint:
 
 def judge_llm(endpoint: JudgeEndpoint, settings: Settings, stats: JudgeStats | None = None) -> RagasJudgeLLM:
     """A :class:`RagasJudgeLLM` talking to ``endpoint``."""
-    from rag.llm import OpenAICompatLLM
+    from rag.llm_openai import OpenAICompatLLM
 
-    llm = OpenAICompatLLM(endpoint.base_url, endpoint.model, endpoint.api_key, timeout=settings.judge_timeout,
-                          n_ctx=settings.judge_n_ctx)
-    return RagasJudgeLLM(llm, max_tokens=settings.judge_max_tokens, retries=settings.judge_retries, stats=stats)
+    llm = OpenAICompatLLM(endpoint.base_url, endpoint.model, endpoint.api_key, timeout=settings.judge.timeout,
+                          n_ctx=settings.judge.n_ctx)
+    return RagasJudgeLLM(llm, max_tokens=settings.judge.max_tokens, retries=settings.judge.retries, stats=stats)
 
 
 def judge_gguf(settings: Settings) -> Path:
-    if settings.judge_gguf is not None:
-        path = Path(settings.judge_gguf).expanduser()
+    if settings.judge.gguf is not None:
+        path = Path(settings.judge.gguf).expanduser()
         if not path.is_file():
             raise BackendError(f"No judge model at {path}: fix STUDYBOT_JUDGE_GGUF or unset it.")
         return path
@@ -421,16 +421,16 @@ def judge_gguf(settings: Settings) -> Path:
 
 @contextlib.contextmanager
 def open_judge(settings: Settings, log_dir: Path) -> Iterator[JudgeEndpoint]:
-    """The judge endpoint for a run: ``settings.judge_base_url`` if set, else a local llama_cpp.server on the
+    """The judge endpoint for a run: ``settings.judge.base_url`` if set, else a local llama_cpp.server on the
     judge GGUF, started here and stopped when the block ends."""
-    if settings.judge_base_url:
-        url = settings.judge_base_url.rstrip("/")
-        yield JudgeEndpoint(url, settings.judge_model, settings.judge_api_key, False, f"OpenAI-compatible {url}")
+    if settings.judge.base_url:
+        url = settings.judge.base_url.rstrip("/")
+        yield JudgeEndpoint(url, settings.judge.model, settings.judge.api_key, False, f"OpenAI-compatible {url}")
         return
     gguf = judge_gguf(settings)
-    server = JudgeServer(gguf, model_alias=settings.judge_model, n_ctx=settings.judge_n_ctx,
-                         threads=settings.threads, log_path=Path(log_dir) / "judge-server.log",
-                         start_timeout=settings.judge_start_timeout)
+    server = JudgeServer(gguf, model_alias=settings.judge.model, n_ctx=settings.judge.n_ctx,
+                         threads=settings.llm.threads, log_path=Path(log_dir) / "judge-server.log",
+                         start_timeout=settings.judge.start_timeout)
     with server:
-        yield JudgeEndpoint(server.base_url, settings.judge_model, "not-needed", True,
+        yield JudgeEndpoint(server.base_url, settings.judge.model, "not-needed", True,
                             f"local llama_cpp.server ({gguf.name}) at {server.base_url}")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from evals.gold import GoldItem, is_relevant
-from rag.retrieval import HybridRetriever, Mode
-from rag.types import Passage
+from rag.retrieval import Mode, Retriever
+from rag.types import Passage, Progress
 
 MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
 
@@ -40,11 +40,11 @@ def score_rankings(items: Sequence[GoldItem], ranked: Sequence[Sequence[Passage]
 
 
 def evaluate_retrieval(
-    retriever: HybridRetriever,
+    retriever: Retriever,
     items: Sequence[GoldItem],
     modes: Sequence[Mode] = MODES,
     k: int = 5,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics for each mode over the answerable items; also the ranks per item (for reports)."""
     answerable = [i for i in items if i.answerable]
@@ -57,7 +57,7 @@ def evaluate_retrieval(
             ranked.append(retriever.retrieve(item.question, k, mode))
             done += 1
             if progress:
-                progress(done, total)
+                progress(f"retrieval ({mode})", done, total)
         out["modes"][mode] = score_rankings(answerable, ranked)
         out["per_item"][mode] = {
             i.id: {"rank": first_relevant_rank(i, ps), "ids": [p.id for p in ps]}

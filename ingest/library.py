@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.loaders import SUPPORTED_SUFFIXES, Discovery, discover
-from ingest.pipeline import IngestSummary, PlanFn, ProgressFn, ingest_paths, remove_sources
-from ingest.store import Index
+from ingest.pipeline import IngestSummary, PlanFn, ingest_paths, remove_sources
 from rag.errors import IngestError, StudybotError
+from rag.store import Index
+from rag.types import Progress
 
 UPLOAD_PREFIX = "uploads/"
 MAX_NAME = 120
@@ -71,7 +72,7 @@ def validate_file(path: Path, name: str | None, max_mb: float) -> str:
         raise IngestError(f"{safe}: the file is empty")
     if size > max_mb * 1024 * 1024:
         raise IngestError(f"{safe}: {size / 1024 / 1024:.1f} MB is over the {max_mb:g} MB file limit; split it, "
-                          "or raise the limit (STUDYBOT_MAX_FILE_MB)")
+                          "or raise the limit (STUDYBOT_INGEST_MAX_FILE_MB)")
     return safe
 
 
@@ -99,18 +100,18 @@ class Library:
 
     @property
     def corpus_dir(self) -> Path:
-        return Path(self.settings.corpus_dir)
+        return Path(self.settings.storage.corpus_dir)
 
     @property
     def uploads_dir(self) -> Path:
-        return Path(self.settings.uploads_dir)
+        return Path(self.settings.storage.uploads_dir)
 
     # -- what the library holds -----------------------------------------------------------------------
     def files(self, corpus: Path | None = None) -> Discovery:
         """The corpus folder's files (or ``corpus``'s) and the uploads, as (source, path); skipped entries with
         their reasons."""
         root = Path(corpus) if corpus is not None else self.corpus_dir
-        follow = self.settings.follow_symlinks
+        follow = self.settings.ingest.follow_symlinks
         found = discover(root, follow_links=follow) if root.exists() else Discovery()
         if self.uploads_dir.exists():
             uploads = discover(self.uploads_dir, follow_links=follow)
@@ -118,9 +119,8 @@ class Library:
             found.skipped.update({UPLOAD_PREFIX + src: why for src, why in uploads.skipped.items()})
         return found
 
-    def sync(self, corpus: Path | None = None, *, rebuild: bool = False, progress: ProgressFn | None = None,
-             on_plan: PlanFn | None = None, show_progress: bool = False,
-             max_file_mb: float | None = None) -> IngestSummary:
+    def sync(self, corpus: Path | None = None, *, rebuild: bool = False, progress: Progress | None = None,
+             on_plan: PlanFn | None = None, max_file_mb: float | None = None) -> IngestSummary:
         """Bring the index in line with the library: new and changed files are indexed, files gone from disk
         are removed, unchanged ones are not re-embedded. ``corpus`` replaces the corpus folder for this run
         (the uploads are always kept)."""
@@ -129,24 +129,22 @@ class Library:
             raise IngestError(f"No such file or folder: {root}")
         found = self.files(root)
         return ingest_paths(self.index, found.files, skipped=found.skipped, rebuild=rebuild, prune=True,
-                            progress=progress, on_plan=on_plan, show_progress=show_progress,
-                            max_file_mb=max_file_mb)
+                            progress=progress, on_plan=on_plan, max_file_mb=max_file_mb)
 
     # -- adding and removing documents -----------------------------------------------------------------
-    def add(self, paths: list[Path], *, names: list[str] | None = None,
-            progress: ProgressFn | None = None, on_plan: PlanFn | None = None,
+    def add(self, paths: list[Path], *, progress: Progress | None = None, on_plan: PlanFn | None = None,
             max_file_mb: float | None = None) -> list[AddResult]:
-        """Check, save into the uploads folder and index each file; a bad file never stops the others.
-        ``names``: the names to save under (default: each path's own name)."""
-        limit = self.settings.max_file_mb if max_file_mb is None else max_file_mb
+        """Check, save into the uploads folder (under the file's sanitised name) and index each file; a bad
+        file never stops the others."""
+        limit = self.settings.ingest.max_file_mb if max_file_mb is None else max_file_mb
         incoming = self.uploads_dir / ".incoming"
         results: list[AddResult] = []
         total = len(paths)
         for i, path in enumerate(paths):
             path = Path(path)
-            shown = (names[i] if names else None) or path.name
+            shown = path.name
             try:
-                safe = validate_file(path, names[i] if names else None, limit)
+                safe = validate_file(path, None, limit)
                 shown = safe
                 incoming.mkdir(parents=True, exist_ok=True)
                 final = _inside(self.uploads_dir, safe)

@@ -204,7 +204,7 @@ def discover(root: Path, *, follow_links: bool = False) -> Discovery:
                 if not inside and not follow_links:
                     what = "folder" if target.is_dir() else "file"
                     found.skipped[name] = (f"{name}: a symbolic link to a {what} outside the corpus folder "
-                                           f"({target}); skipped (set STUDYBOT_FOLLOW_SYMLINKS=true to index it)")
+                                           f"({target}); skipped (set STUDYBOT_INGEST_FOLLOW_SYMLINKS=true to index it)")
                     continue
                 if target.is_dir():
                     if not inside and target not in walked:  # followed on purpose; each real folder once

@@ -12,11 +12,9 @@ from typing import Any
 
 from ingest.chunking import chunk_document, windows
 from ingest.loaders import LoadedDocument, discover, file_sha256, load_file
-from ingest.store import FileRecord, Index, Manifest
 from rag.errors import IngestError
-from rag.types import Chunk
-
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+from rag.store import FileRecord, Index, Manifest
+from rag.types import Chunk, Progress
 
 
 @dataclass
@@ -95,7 +93,8 @@ RATE_FILE = "embed-rate.json"  # texts embedded per second by the last ingest he
 
 def chunk_params(index: Index) -> dict[str, object]:
     s = index.settings
-    return {"chunk_size": s.chunk_size, "chunk_min": s.chunk_min, "embedder": index.embedder.path.name, "schema": 2}
+    return {"chunk_size": s.ingest.chunk_size, "chunk_min": s.ingest.chunk_min, "embedder": index.embedder.name,
+            "schema": 2}
 
 
 def _too_big(path: Path, source: str, max_file_mb: float) -> str | None:
@@ -103,7 +102,7 @@ def _too_big(path: Path, source: str, max_file_mb: float) -> str | None:
     if size <= max_file_mb * 1024 * 1024:
         return None
     return (f"{source}: {size / 1024 / 1024:.1f} MB is over the {max_file_mb:g} MB file limit; split it, or raise "
-            f"the limit with --max-file-mb {int(size / 1024 / 1024) + 1} (STUDYBOT_MAX_FILE_MB)")
+            f"the limit with --max-file-mb {int(size / 1024 / 1024) + 1} (STUDYBOT_INGEST_MAX_FILE_MB)")
 
 
 def ingest_paths(
@@ -112,8 +111,7 @@ def ingest_paths(
     *,
     rebuild: bool = False,
     prune: bool = True,
-    progress: ProgressFn | None = None,
-    show_progress: bool = False,
+    progress: Progress | None = None,
     on_plan: PlanFn | None = None,
     max_file_mb: float | None = None,
     skipped: dict[str, str] | None = None,
@@ -129,12 +127,12 @@ def ingest_paths(
     """
     t0 = time.perf_counter()
     summary = IngestSummary(skipped=dict(skipped or {}))
-    limit = index.settings.max_file_mb if max_file_mb is None else max_file_mb
+    limit = index.settings.ingest.max_file_mb if max_file_mb is None else max_file_mb
     fresh = index.begin_fresh() if rebuild else None
     try:
         manifest = Manifest() if rebuild else index.manifest()
         summary = _ingest(index, files, manifest, summary, rebuild=rebuild, prune=prune, progress=progress,
-                          show_progress=show_progress, on_plan=on_plan, limit=limit)
+                          on_plan=on_plan, limit=limit)
         if fresh is not None:
             note = index.commit_fresh(fresh)
             if note:
@@ -148,8 +146,8 @@ def ingest_paths(
 
 
 def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, summary: IngestSummary, *,
-            rebuild: bool, prune: bool, progress: ProgressFn | None, show_progress: bool, on_plan: PlanFn | None,
-            limit: float) -> IngestSummary:
+            rebuild: bool, prune: bool, progress: Progress | None, on_plan: PlanFn | None, limit: float
+            ) -> IngestSummary:
     params = chunk_params(index)
     same_params = manifest.params == params
     old = manifest.files if same_params else {}
@@ -262,7 +260,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
     new_chunks: list[Chunk] = []
     planned: list[tuple[str, int]] = []
     for source, doc in loaded.items():
-        chunks = chunk_document(doc, index.settings.chunk_size, index.settings.chunk_min)
+        chunks = chunk_document(doc, index.settings.ingest.chunk_size, index.settings.ingest.chunk_min)
         new_chunks.extend(chunks)
         records[source] = FileRecord(doc.file_hash, doc.title, len(chunks), time.time(), doc.kind)
         planned.append((source, len(chunks)))
@@ -280,7 +278,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
         if on_plan:
             on_plan(plan)
         started = time.perf_counter()
-        _embed_and_add(index, collection, to_embed, progress, show_progress)
+        _embed_and_add(index, collection, to_embed, progress)
         _save_rate(index, plan.texts / max(time.perf_counter() - started, 1e-6))
         summary.chunks_embedded = len(to_embed)
 
@@ -294,7 +292,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
 
 def _last_rate(index: Index) -> float | None:
     try:
-        rate = float(json.loads((index.settings.index_dir / RATE_FILE).read_text())["texts_per_s"])
+        rate = float(json.loads((index.settings.storage.index_dir / RATE_FILE).read_text())["texts_per_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return rate if rate > 0 else None
@@ -302,36 +300,30 @@ def _last_rate(index: Index) -> float | None:
 
 def _save_rate(index: Index, rate: float) -> None:
     with contextlib.suppress(OSError):
-        path = index.settings.index_dir / RATE_FILE
+        path = index.settings.storage.index_dir / RATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"texts_per_s": round(rate, 2), "measured_at": time.time()}))
 
 
-def _embed_and_add(
-    index: Index, collection: object, chunks: list[Chunk], progress: ProgressFn | None, show_progress: bool
-) -> None:
-    from tqdm import tqdm
-
-    batch = max(8, index.settings.embed_batch_size)
-    with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not show_progress) as bar:
-        for i in range(0, len(chunks), batch):
-            part = chunks[i : i + batch]
-            wins = [windows(c) for c in part]
-            flat = [c.embed_text() for c in part] + [w for ws in wins for w in ws]
-            vectors = index.embedder.embed(flat)
-            chunk_vecs, rest = vectors[: len(part)], iter(vectors[len(part) :])
-            win_pairs = [[(w, next(rest)) for w in ws] for ws in wins]
-            Index.add_chunks(collection, part, chunk_vecs, win_pairs)
-            bar.update(len(part))
-            if progress:
-                progress("embedding", min(i + batch, len(chunks)), len(chunks))
+def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
+    batch = max(8, index.settings.embed.batch_size)
+    for i in range(0, len(chunks), batch):
+        part = chunks[i : i + batch]
+        wins = [windows(c) for c in part]
+        flat = [c.embed_text() for c in part] + [w for ws in wins for w in ws]
+        vectors = index.embedder.embed(flat)
+        chunk_vecs, rest = vectors[: len(part)], iter(vectors[len(part) :])
+        win_pairs = [[(w, next(rest)) for w in ws] for ws in wins]
+        Index.add_chunks(collection, part, chunk_vecs, win_pairs)
+        if progress:
+            progress("embedding", min(i + batch, len(chunks)), len(chunks))
 
 
 def ingest_corpus(index: Index, root: Path, **kwargs: Any) -> IngestSummary:
     """Index exactly the files below ``root`` (a folder or one file)."""
     if not root.exists():
         raise IngestError(f"No such file or folder: {root}")
-    found = discover(root, follow_links=index.settings.follow_symlinks)
+    found = discover(root, follow_links=index.settings.ingest.follow_symlinks)
     return ingest_paths(index, found.files, skipped=found.skipped, **kwargs)
 
 

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag import prompts
-from rag.answer import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline, Event
+from rag.answer import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline
+from rag.citations import CITATION
+from rag.events import AnswerEvent, Condensed, Finished
 
 HISTORY_ANSWER_CHARS = 300
+_MARKER = re.compile(r"\s*" + CITATION.pattern, re.I)
 _PREFIX = re.compile(r"^\s*(standalone question|rewritten question|question)\s*:\s*", re.I)
 
 
@@ -41,11 +44,11 @@ def clean_condensed(text: str, fallback: str) -> str:
 
 
 class ChatSession:
-    """One conversation. Keeps the last ``settings.history_turns`` turns."""
+    """One conversation. Keeps the last ``settings.answer.history_turns`` turns."""
 
     def __init__(self, pipeline: AnswerPipeline, history_turns: int | None = None) -> None:
         self.pipeline = pipeline
-        turns = history_turns if history_turns is not None else pipeline.settings.history_turns
+        turns = history_turns if history_turns is not None else pipeline.settings.answer.history_turns
         self.history: deque[Turn] = deque(maxlen=max(0, turns))
         self.last_condense_s: float | None = None
 
@@ -55,7 +58,7 @@ class ChatSession:
     def history_text(self) -> str:
         lines = []
         for t in self.history:
-            answer = re.sub(r"\s*\[[\d,;\s-]+\]", "", t.answer)
+            answer = _MARKER.sub("", t.answer)
             if len(answer) > HISTORY_ANSWER_CHARS:
                 answer = answer[:HISTORY_ANSWER_CHARS].rsplit(" ", 1)[0] + " …"
             lines.append(f"User: {t.standalone}\nAssistant: {answer}")
@@ -87,16 +90,17 @@ class ChatSession:
         self._remember(question, answer)
         return answer
 
-    def ask_stream(self, question: str, *, k: int | None = None, max_tokens: int | None = None) -> Iterator[Event]:
-        """Like :meth:`AnswerPipeline.stream`, preceded by ``("question", standalone)`` for follow-ups."""
+    def ask_stream(self, question: str, *, k: int | None = None, max_tokens: int | None = None
+                   ) -> Iterator[AnswerEvent]:
+        """Like :meth:`AnswerPipeline.stream`, preceded by :class:`Condensed` for a rewritten follow-up."""
         standalone = self.condense(question)
         if standalone != question.strip():
-            yield ("question", standalone)
-        for kind, data in self.pipeline.stream(standalone, k=k, max_tokens=max_tokens):
-            if kind == "answer":
-                self._annotate(data)
-                self._remember(question, data)
-            yield (kind, data)
+            yield Condensed(standalone)
+        for event in self.pipeline.stream(standalone, k=k, max_tokens=max_tokens):
+            if isinstance(event, Finished):
+                self._annotate(event.answer)
+                self._remember(question, event.answer)
+            yield event
 
     def _annotate(self, answer: Answer) -> None:
         if self.last_condense_s is not None:

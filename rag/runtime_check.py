@@ -191,38 +191,16 @@ def ensure_runtime(model: Path, cache_dir: Path, *, n_threads: int = 2, n_gpu_la
     return verdict
 
 
-# --- the child --------------------------------------------------------------------------------------
-def _child(model: str, n_threads: int, n_gpu_layers: int) -> dict[str, object]:
-    try:
-        import llama_cpp
-    except ImportError:
-        return {"ok": False, "error": "llama-cpp-python is not installed: run `make install` (or `make run`)."}
-    try:
-        llama = llama_cpp.Llama(model_path=model, n_ctx=1024, n_batch=512, n_threads=n_threads,
-                                n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - llama-cpp raises ValueError/RuntimeError with little detail
-        return {"ok": False, "error": f"llama.cpp could not load {Path(model).name} ({exc}): it is not a complete "
-                "GGUF file this llama.cpp can read; point STUDYBOT_LLM_MODEL at a .gguf or unset it to use the "
-                "verified default."}
-    tokens = llama.tokenize(_TEXT.encode(), add_bos=True)
-    while len(tokens) < PREFILL_TOKENS:
-        tokens += llama.tokenize(_TEXT.encode(), add_bos=False)
-    tokens = tokens[:PREFILL_TOKENS]
-    start = time.perf_counter()
-    llama.eval(tokens)
-    prefill_s = time.perf_counter() - start
-    token = llama.sample(temp=0.0)
-    llama.eval([token])
-    return {"ok": True, "prefill_tokens": len(tokens), "prefill_tok_s": round(len(tokens) / prefill_s, 1)}
-
-
+# --- the child (its llama.cpp work is rag.llm_llama_cpp.smoke) -------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="(internal) the child process of the llama.cpp runtime check")
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--gpu-layers", type=int, default=0)
     ns = p.parse_args(argv)
-    report = _child(ns.model, ns.threads, ns.gpu_layers)
+    from rag.llm_llama_cpp import smoke
+
+    report = smoke(ns.model, ns.threads, ns.gpu_layers, PREFILL_TOKENS, _TEXT)
     print(json.dumps(report), flush=True)
     return 0 if report.get("ok") else 1
 

@@ -17,17 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag.text import norm
+
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[-'’/.][A-Za-z0-9]+)*")
 _SENTENCE_END = re.compile(r"[.!?:;]\s*$")
 _NOT_TERMS = {"i", "i'm", "i've", "i'd", "i'll", "ok", "okay"}
 _POSSESSIVE = re.compile(r"['’]s?$")
-_NORM = re.compile(r"[^a-z0-9]+")
 _JOINED = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)+")
-
-
-def _norm(text: str) -> str:
-    """Lower case, every run of other characters a single space."""
-    return " ".join(_NORM.sub(" ", text.lower()).split())
 
 
 def named_terms(question: str) -> list[str]:
@@ -48,7 +44,7 @@ def named_terms(question: str) -> list[str]:
 
 def _variants(term: str) -> list[str]:
     """Normalised forms that count as a mention of ``term``: as words, joined, and without a plural "s"."""
-    spaced = _norm(term)
+    spaced = norm(term)
     forms = {spaced, spaced.replace(" ", "")}
     acronym_plural = len(term) > 2 and term.endswith("s") and term[-2].isupper()  # "IDs", "GPUs"
     for form in list(forms):
@@ -62,10 +58,10 @@ class Vocabulary:
 
     def __init__(self, texts: Iterable[str]) -> None:
         texts = list(texts)
-        self._text = " " + " | ".join(_norm(t) for t in texts) + " "
+        self._text = " " + " | ".join(norm(t) for t in texts) + " "
         self._words = set(self._text.split())
         for t in texts:  # "K-means" also as "kmeans", "A/B" as "ab"
-            self._words.update(_NORM.sub("", m.group(0).lower()) for m in _JOINED.finditer(t))
+            self._words.update(norm(m.group(0)).replace(" ", "") for m in _JOINED.finditer(t))
 
     def mentions(self, term: str) -> bool:
         for form in _variants(term):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# How long work reports how far it got: (what it is doing, done, total). One signature for ingest, quizzes,
+# evals and the UI's progress bars.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -82,5 +87,31 @@ class Passage:
         }
 
 
-def as_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
+@dataclass(frozen=True)
+class Citation:
+    """A passage an answer, a quiz item or a study guide cites: what the UI shows and the exports write.
+    ``n`` is the number of its ``[n]`` marker (1 for a quiz item's single passage)."""
+
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    section: str
+    page: int | None
+    text: str
+
+    @classmethod
+    def of(cls, n: int, chunk: Chunk) -> Citation:
+        return cls(n=n, chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
+                   page=chunk.page, text=chunk.text)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Citation:
+        page = data.get("page")
+        return cls(n=int(data.get("n") or 1), chunk_id=str(data.get("chunk_id") or ""),
+                   source=str(data.get("source") or ""), title=str(data.get("title") or ""),
+                   section=str(data.get("section") or ""), page=int(page) if page else None,
+                   text=str(data.get("text") or ""))

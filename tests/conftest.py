@@ -29,10 +29,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from rag.models import ensure_default_gguf
     from rag.runtime_check import check_runtime
 
-    settings = Settings(models_cache=MODELS_CACHE, llm_model=None)
+    settings = Settings(storage={"models_cache": MODELS_CACHE}, llm={"model": None})
     try:
         gguf = ensure_default_gguf(settings, show_progress=False)
-        verdict = check_runtime(gguf, settings.models_dir, n_threads=settings.threads)
+        verdict = check_runtime(gguf, settings.storage.models_dir, n_threads=settings.llm.threads)
     except StudybotError as exc:
         pytest.exit(str(exc), returncode=3)
     if not verdict.ok:
@@ -66,10 +66,10 @@ def embedder():
 def corpus_home(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, embedder) -> Path:
     """A home with the real corpus ingested once per test session (tests must not modify it)."""
     from ingest.pipeline import ingest_corpus
-    from ingest.store import Index
+    from rag.store import Index
 
     home = tmp_path_factory.mktemp("corpus-home")
-    settings = Settings(home=home, models_cache=MODELS_CACHE)
+    settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE})
     summary = ingest_corpus(Index(settings, embedder), corpus_dir)
     assert summary.ok and summary.chunks_total > 100
     return home
@@ -81,15 +81,15 @@ def corpus_settings(corpus_home: Path, tmp_path: Path, monkeypatch: pytest.Monke
     home = tmp_path / "home-copy"
     shutil.copytree(corpus_home, home)
     monkeypatch.setenv("STUDYBOT_HOME", str(home))
-    return Settings(home=home, models_cache=MODELS_CACHE)
+    return Settings(storage={"home": home, "models_cache": MODELS_CACHE})
 
 
 @pytest.fixture(scope="session")
 def corpus_service(corpus_home: Path, embedder):
     """A read-only service over the session's ingested corpus (shared: do not ingest through it)."""
-    from rag.service import StudyService
+    from ui.service import StudyService
 
-    svc = StudyService(Settings(home=corpus_home, models_cache=MODELS_CACHE))
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}))
     svc._embedder = embedder
     return svc
 
@@ -149,11 +149,11 @@ def chromium():
 def real_app(tmp_path_factory: pytest.TempPathFactory, corpus_home: Path, embedder):
     """The whole app on a free loopback port around a real service: a private copy of the ingested corpus
     and the real default GGUF (short answers)."""
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(corpus_home, home)
-    settings = Settings(home=home, models_cache=MODELS_CACHE, max_tokens=72, temperature=0.0)
+    settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE}, llm={"max_tokens": 72, "temperature": 0.0})
     svc = StudyService(settings)
     svc._embedder = embedder
     with served_app(svc) as served:

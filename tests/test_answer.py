@@ -59,7 +59,7 @@ class FakeRetriever:
 
 def make(replies: list[str] | None = None, similarity: float = 0.6, **kw) -> tuple[AnswerPipeline, ScriptedLLM]:
     llm = ScriptedLLM(replies or [], **{k: v for k, v in kw.items() if k == "n_ctx"})
-    settings = Settings(context_budget_tokens=600)
+    settings = Settings(answer={"context_budget_tokens": 600})
     pipe = AnswerPipeline(FakeRetriever(similarity), llm, settings,
                           **{k: v for k, v in kw.items() if k != "n_ctx"})
     return pipe, llm
@@ -157,7 +157,7 @@ def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> 
         supports_suppress = False
 
     llm2 = NoSuppress([REFUSAL])
-    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(context_budget_tokens=600))
+    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(answer={"context_budget_tokens": 600}))
     a = pipe2.ask("What is the default beta1 of the adam optimizer?")
     assert a.refusal_reason == "model" and not a.second_look and len(llm2.calls) == 1
 
@@ -165,7 +165,7 @@ def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> 
 def test_no_second_look_when_the_question_names_a_term_the_passages_do_not_mention() -> None:
     llm = ScriptedLLM([REFUSAL])  # a second call would fail the test: nothing else is queued
     retriever = FakeRetriever(elsewhere=("GPT-4 was trained by OpenAI.",))
-    pipe = AnswerPipeline(retriever, llm, Settings(context_budget_tokens=600))
+    pipe = AnswerPipeline(retriever, llm, Settings(answer={"context_budget_tokens": 600}))
     a = pipe.ask("What learning rate was used to train GPT-4?")
     assert a.refused and a.refusal_reason == "model" and not a.second_look and len(llm.calls) == 1
     assert a.missing_terms == []  # the handbooks do mention it, just not in these passages
@@ -410,7 +410,7 @@ def test_cli_unreachable_server(corpus_settings: Settings, monkeypatch: pytest.M
 
 
 def _scripted_service(monkeypatch: pytest.MonkeyPatch, replies: list[str], similarity: float = 0.6) -> ScriptedLLM:
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     llm = ScriptedLLM(replies)
 
@@ -527,10 +527,10 @@ def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedde
 
 def test_warm_up_evaluates_the_fixed_prompt_once_and_swallows_model_errors(tmp_path: Path) -> None:
     from rag.errors import ModelError
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     llm = ScriptedLLM(["x", ModelError("no model")])
-    svc = StudyService(Settings(home=tmp_path), llm=llm)
+    svc = StudyService(Settings(storage={"home": tmp_path}), llm=llm)
     svc.warm_up()
     fixed = AnswerPipeline.messages("", "q")
     assert len(llm.calls) == 1 and llm.calls[0]["max_tokens"] == 1

@@ -15,8 +15,8 @@ from conftest import MODELS_CACHE, free_port
 
 from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold
 from rag.prompts import REFUSAL
-from rag.service import StudyService
 from rag.settings import Settings
+from ui.service import StudyService
 
 pytestmark = pytest.mark.llm
 
@@ -31,7 +31,7 @@ UNANSWERABLE_IDS = [g.id for g in GOLD.values() if not g.answerable]
 
 @pytest.fixture(scope="module")
 def real_service(corpus_home: Path, embedder: Any) -> StudyService:
-    svc = StudyService(Settings(home=corpus_home, models_cache=MODELS_CACHE, temperature=0.0))
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}, llm={"temperature": 0.0}))
     svc._embedder = embedder
     return svc
 

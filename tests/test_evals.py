@@ -14,6 +14,7 @@ import pytest
 from fakes import ScriptedLLM
 
 from evals import check_baseline
+from evals.cli import run_cli
 from evals.gold import GoldItem
 from evals.judge import (
     JudgeParseError,
@@ -25,7 +26,9 @@ from evals.judge import (
     metric_scope,
 )
 from evals.report import compare_runs, format_compare, load_results
-from evals.suite import RunSpec, Suite, aggregate, id_scores, resolve_run_dir, run_cli
+from evals.runs import RunSpec, resolve_run_dir
+from evals.scoring import aggregate, id_scores
+from evals.suite import Suite
 from rag.settings import Settings
 from rag.types import Chunk, Passage
 
@@ -211,7 +214,7 @@ def scripted_judge_factory(replies: list[Any]):
 
 
 def test_suite_scores_reports_and_resumes(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(storage={"home": tmp_path / "home"})
     svc = FakeService(settings, fail_on="learning rate")
     run_dir = tmp_path / "runs" / "r1"
     spec = RunSpec(list(ITEMS), ["faithfulness"], run_dir)
@@ -255,7 +258,7 @@ def test_a_lost_judge_stops_the_run_and_resume_rescores(tmp_path: Path) -> None:
     every remaining question would silently empty the report. Resuming scores those questions."""
     from rag.errors import BackendUnreachableError
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(storage={"home": tmp_path / "home"})
     run_dir = tmp_path / "runs" / "r1"
     gone = BackendUnreachableError("Cannot reach the model server at http://127.0.0.1:9/v1: start it.")
     with scripted_judge_factory([*FAITHFUL_REPLIES, gone]) as (factory, _):
@@ -281,7 +284,7 @@ def test_a_lost_judge_stops_the_run_and_resume_rescores(tmp_path: Path) -> None:
 
 def test_llm_metrics_skip_refusals_and_unanswerable() -> None:
     rec = {"answer": {"answer": "x", "refused": True, "passages": [{"id": "c1", "source": "a.md", "text": "t"}]}}
-    from evals.suite import llm_metric_inputs
+    from evals.scoring import llm_metric_inputs
 
     assert llm_metric_inputs(ITEMS[0], rec, "faithfulness") == "refused"
     assert llm_metric_inputs(ITEMS[0], rec, "answer_relevancy") == "refused"
@@ -332,7 +335,7 @@ def test_compare_runs_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     from ui.cli import build_parser
 
     args = build_parser().parse_args(["eval", "--compare", str(a), str(b), "--json"])
-    assert run_cli(args, FakeService(Settings(home=tmp_path)), []) == 0
+    assert run_cli(args, FakeService(Settings(storage={"home": tmp_path})), []) == 0
     assert json.loads(capsys.readouterr().out)["metrics"]["faithfulness"]["b"] == 0.75
 
 
@@ -340,7 +343,7 @@ def test_cli_no_judge_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     from ui.cli import build_parser
 
     args = build_parser().parse_args(["eval", "--no-judge", "--json", "--out", str(tmp_path / "runs")])
-    assert run_cli(args, FakeService(Settings(home=tmp_path)), list(ITEMS)) == 0
+    assert run_cli(args, FakeService(Settings(storage={"home": tmp_path})), list(ITEMS)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["hit@5"] == 1.0 and out["refusal_rate"] == 1.0 and "faithfulness" not in out
     run_dir = Path(out["run_dir"])
@@ -409,8 +412,8 @@ def test_evals_tab_builds_and_lists_runs(tmp_path: Path) -> None:
     gr = pytest.importorskip("gradio")
     from ui import tab_evals
 
-    svc = FakeService(Settings(home=tmp_path / "home"))
-    run = svc.settings.evals_dir / "20240101-000000"
+    svc = FakeService(Settings(storage={"home": tmp_path / "home"}))
+    run = svc.settings.storage.evals_dir / "20240101-000000"
     run.mkdir(parents=True)
     (run / "run.json").write_text("{}")
     (run / "results.json").write_text(json.dumps(_results(run.name, faithfulness=0.5)))

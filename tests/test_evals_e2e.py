@@ -27,7 +27,7 @@ def _gguf() -> Path:
         from rag.models import ensure_default_gguf
         from rag.settings import Settings
 
-        ensure_default_gguf(Settings(models_cache=MODELS_CACHE), show_progress=False)
+        ensure_default_gguf(Settings(storage={"models_cache": MODELS_CACHE}), show_progress=False)
     return path
 
 
@@ -36,11 +36,11 @@ def judge(tmp_path_factory: pytest.TempPathFactory):
     from evals.judge import JudgeEndpoint, JudgeServer, JudgeStats, judge_llm
     from rag.settings import Settings
 
-    settings = Settings(models_cache=MODELS_CACHE)
+    settings = Settings(storage={"models_cache": MODELS_CACHE})
     log = tmp_path_factory.mktemp("judge") / "judge-server.log"
-    with JudgeServer(_gguf(), model_alias=settings.judge_model, n_ctx=settings.judge_n_ctx,
-                     threads=settings.threads, log_path=log, start_timeout=300) as server:
-        endpoint = JudgeEndpoint(server.base_url, settings.judge_model, "x", True, "test judge")
+    with JudgeServer(_gguf(), model_alias=settings.judge.model, n_ctx=settings.judge.n_ctx,
+                     threads=settings.llm.threads, log_path=log, start_timeout=300) as server:
+        endpoint = JudgeEndpoint(server.base_url, settings.judge.model, "x", True, "test judge")
         yield judge_llm(endpoint, settings, JudgeStats())
 
 
@@ -51,7 +51,7 @@ def _item(gold_id: str = GOLD_ID):
 
 
 def test_judge_rates_faithful_above_fabricated(judge, corpus_service) -> None:
-    from evals.suite import run_judge_sanity, sanity_pairs
+    from evals.scoring import run_judge_sanity, sanity_pairs
 
     pairs = sanity_pairs(corpus_service, [_item()] + [i for i in _load_all() if i.id != GOLD_ID], 1)
     assert pairs and pairs[0]["id"] == GOLD_ID
@@ -70,8 +70,9 @@ def _load_all():
 def test_eval_one_gold_item_end_to_end(judge, corpus_settings, tmp_path: Path) -> None:
     """Answer one gold question with the real pipeline and model, score faithfulness with Ragas + the real
     judge, write the report."""
-    from evals.suite import RunSpec, Suite
-    from rag.service import StudyService
+    from evals.runs import RunSpec
+    from evals.suite import Suite
+    from ui.service import StudyService
 
     svc = StudyService(corpus_settings)
 

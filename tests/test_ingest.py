@@ -15,10 +15,10 @@ import pytest
 from ingest.chunking import chunk_document, parse_markdown, windows
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_corpus, ingest_paths, remove_sources
-from ingest.store import Index
 from rag.errors import IngestError
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
+from rag.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_corpus_chunks_are_bounded_and_unique(corpus_dir: Path) -> None:
 
 # --- incremental index ----------------------------------------------------------------------------
 def _index(home: Path, embedder) -> Index:
-    return Index(Settings(home=home), embedder)
+    return Index(Settings(storage={"home": home}), embedder)
 
 
 def _texts(index: Index) -> list[str]:
@@ -205,9 +205,9 @@ import sys
 from pathlib import Path
 from rag.settings import Settings
 from rag.embeddings import Embedder
-from ingest.store import Index
+from rag.store import Index
 from ingest.pipeline import ingest_corpus
-s = Settings(home=Path(sys.argv[1]))
+s = Settings(storage={"home": Path(sys.argv[1])})
 idx = Index(s, Embedder.from_settings(s))
 def progress(stage, done, total):
     print("PROGRESS", done, total, flush=True)

@@ -138,10 +138,10 @@ def test_links_out_of_the_corpus_folder_are_skipped(small_corpus: Path, tmp_path
     assert code == 1
     assert "linked.md: a symbolic link to a file outside the corpus folder" in out
     assert "linked-dir: a symbolic link to a folder outside the corpus folder" in out
-    assert "STUDYBOT_FOLLOW_SYMLINKS=true" in out
+    assert "STUDYBOT_INGEST_FOLLOW_SYMLINKS=true" in out
     assert not any(s.startswith("linked") for s in _sources(capsys, "zorblax scaling quartile spread", 5))
 
-    monkeypatch.setenv("STUDYBOT_FOLLOW_SYMLINKS", "true")
+    monkeypatch.setenv("STUDYBOT_INGEST_FOLLOW_SYMLINKS", "true")
     code, out, _ = _run(capsys, "ingest")
     assert code == 0, out
     top = _sources(capsys, "zorblax scaling quartile spread", 2)

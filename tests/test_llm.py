@@ -17,7 +17,9 @@ import pytest
 from conftest import MODELS_CACHE, free_port
 
 from rag.errors import BackendError, ModelError, QueryError
-from rag.llm import LLM, LlamaCppLLM, OpenAICompatLLM, clear_llm_cache, get_llm
+from rag.llm import LLM, clear_llm_cache, get_llm
+from rag.llm_llama_cpp import LlamaCppLLM
+from rag.llm_openai import OpenAICompatLLM
 from rag.models import resolve_gguf
 from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
@@ -31,7 +33,7 @@ SHORT = [
 @pytest.fixture(scope="module")
 def default_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     apply_offline_env()
-    settings = Settings(home=tmp_path_factory.mktemp("home"), models_cache=MODELS_CACHE, llm_model=None)
+    settings = Settings(storage={"home": tmp_path_factory.mktemp("home"), "models_cache": MODELS_CACHE}, llm={"model": None})
     return resolve_gguf(settings, show_progress=False)
 
 
@@ -265,13 +267,13 @@ def test_openai_client_streams_through_llama_cpp_server(default_gguf: Path, tmp_
 def test_get_llm_returns_one_instance_per_configuration(tmp_path: Path) -> None:
     clear_llm_cache()
     try:
-        local = Settings(home=tmp_path, models_cache=MODELS_CACHE, llm_model=None, llm_backend="llama_cpp")
+        local = Settings(storage={"home": tmp_path, "models_cache": MODELS_CACHE}, llm={"model": None, "backend": "llama_cpp"})
         first = get_llm(local)
         assert isinstance(first, LlamaCppLLM)
         assert get_llm(Settings(**local.model_dump())) is first
         assert get_llm(Settings(**{**local.model_dump(), "n_ctx": 1024})) is not first
 
-        remote = Settings(home=tmp_path, llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1")
+        remote = Settings(storage={"home": tmp_path}, llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"})
         server = get_llm(remote)
         assert isinstance(server, OpenAICompatLLM) and get_llm(remote) is server
     finally:
@@ -280,7 +282,7 @@ def test_get_llm_returns_one_instance_per_configuration(tmp_path: Path) -> None:
 
 def test_get_llm_openai_without_a_base_url_explains_the_fix(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="STUDYBOT_LLM_BASE_URL"):
-        get_llm(Settings(home=tmp_path, llm_backend="openai", llm_base_url=None))
+        get_llm(Settings(storage={"home": tmp_path}, llm={"backend": "openai", "base_url": None}))
 
 
 # --- the fake ------------------------------------------------------------------------------------------

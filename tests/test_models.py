@@ -161,7 +161,7 @@ def test_resolve_gguf_accepts_a_user_gguf(
 ])
 def test_doctor_does_not_call_a_bad_model_file_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    head: bytes | None, why: str) -> None:
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     bad = tmp_path / "model.gguf"
     bad.write_bytes(head if head is not None else os.urandom(4096))
@@ -173,7 +173,7 @@ def test_doctor_does_not_call_a_bad_model_file_ok(tmp_path: Path, monkeypatch: p
 
 def test_doctor_loads_a_plausible_but_broken_model_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Header fine, content garbage: only the runtime check's real load (in a child process) tells."""
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 291, 26) + os.urandom(65536))

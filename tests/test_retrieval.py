@@ -15,10 +15,10 @@ from conftest import free_port
 from evals.gold import load_gold
 from evals.retrieval import evaluate_retrieval
 from ingest.pipeline import ingest_corpus
-from ingest.store import Index
 from rag.errors import IndexStateError, QueryError
 from rag.retrieval import HybridRetriever, as_langchain, rrf, tokenize
 from rag.settings import Settings
+from rag.store import Index
 from ui import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def test_empty_and_huge_questions(corpus_service) -> None:
 
 
 def test_empty_index_is_a_clear_error(tmp_path: Path, embedder) -> None:
-    r = HybridRetriever(Index(Settings(home=tmp_path / "empty"), embedder))
+    r = HybridRetriever(Index(Settings(storage={"home": tmp_path / "empty"}), embedder))
     with pytest.raises(IndexStateError, match="studybot ingest"):
         r.retrieve("what is bagging?")
 
@@ -109,7 +109,7 @@ def test_chroma_server_mode(tmp_path: Path, embedder) -> None:
     proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        settings = Settings(home=tmp_path / "home", chroma_host="127.0.0.1", chroma_port=port)
+        settings = Settings(storage={"home": tmp_path / "home"}, chroma={"host": "127.0.0.1", "port": port})
         index = Index(settings, embedder)
         deadline = time.time() + 60
         while True:
@@ -137,7 +137,7 @@ def test_chroma_server_mode(tmp_path: Path, embedder) -> None:
 
 def test_vocabulary_holds_the_handbooks_words_and_follows_a_new_ingest(corpus_settings: Settings, embedder,
                                                                          tmp_path: Path) -> None:
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     svc = StudyService(corpus_settings)
     svc._embedder = embedder

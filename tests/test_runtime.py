@@ -138,7 +138,7 @@ def test_a_healthy_runtime_passes_and_its_verdict_is_cached(tmp_path: Path, monk
     from rag import runtime_check
     from rag.models import ensure_default_gguf
 
-    gguf = ensure_default_gguf(Settings(models_cache=MODELS_CACHE), show_progress=False)
+    gguf = ensure_default_gguf(Settings(storage={"models_cache": MODELS_CACHE}), show_progress=False)
     cache = tmp_path / "cache"
     first = check_runtime(gguf, cache, n_threads=2)
     assert first.ok and not first.cached, first.message

@@ -22,7 +22,7 @@ QUESTION = "Which matrix decomposition is used for noise reduction, and what pie
 @pytest.fixture
 def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
     """The app on a free loopback port around a service with a ScriptedLLM; yields service, llm, url, client."""
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     llm = ScriptedLLM()
     svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=llm)
@@ -71,7 +71,7 @@ def test_upload_via_client_adds_a_sanitised_document(served: dict[str, Any], tmp
     docs = {d.source: d for d in svc.documents()}
     name = "My Notes _v2.md"
     assert f"uploads/{name}" in docs, (status, sorted(docs))
-    assert (Path(svc.settings.uploads_dir) / name).is_file()
+    assert (Path(svc.settings.storage.uploads_dir) / name).is_file()
     assert "added" in status
     assert any(row[1] == f"uploads/{name}" for row in table["data"])
     assert svc.retrieve("zebra boosting striped weak learners")[0].chunk.source == f"uploads/{name}"
@@ -90,11 +90,11 @@ def test_upload_via_client_rejects_exe(served: dict[str, Any], tmp_path: Path) -
         status = str(exc)
     assert ".exe" in status
     assert {d.source for d in served["service"].documents()} == before
-    assert not any(Path(served["service"].settings.uploads_dir).glob("*.exe"))
+    assert not any(Path(served["service"].settings.storage.uploads_dir).glob("*.exe"))
 
 
 def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: Any, tmp_path: Path) -> None:
-    from rag.service import StudyService
+    from ui.service import StudyService
     from ui.tab_library import upload_files
 
     svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=ScriptedLLM())
@@ -118,14 +118,14 @@ def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: An
     assert by_name["ok.txt"].ok
     for r in results:
         assert "\n" not in r.message
-    uploads = Path(svc.settings.uploads_dir)
+    uploads = Path(svc.settings.storage.uploads_dir)
     assert sorted(p.name for p in uploads.iterdir() if p.is_file()) == ["ok.txt"]
     assert not any((uploads / ".incoming").iterdir())
     assert "uploads/ok.txt" in {d.source for d in svc.documents()}
 
 
 def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: Path) -> None:
-    from rag.service import StudyService
+    from ui.service import StudyService
     from ui.tab_library import delete_document, reindex, upload_files
 
     svc = StudyService(corpus_settings, llm=ScriptedLLM())
@@ -138,7 +138,7 @@ def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: 
     assert len(svc.documents()) == n_docs and any("0 embedded" in ln for ln in lines)
     assert delete_document(svc, "uploads/note.md") == "removed uploads/note.md"
     assert "uploads/note.md" not in {d.source for d in svc.documents()}
-    assert not (Path(svc.settings.uploads_dir) / "note.md").exists()
+    assert not (Path(svc.settings.storage.uploads_dir) / "note.md").exists()
     with pytest.raises(IngestError):
         delete_document(svc, "uploads/note.md")
 
@@ -220,7 +220,7 @@ def test_app_queue_limit_is_settings_concurrency(corpus_service: Any) -> None:
     from ui.app import build_app
 
     app = build_app(corpus_service)
-    assert app._queue.default_concurrency_limit == corpus_service.settings.concurrency
+    assert app._queue.default_concurrency_limit == corpus_service.settings.ui.concurrency
     ask = [fn for fn in app.fns.values() if fn.api_name == "ask"]
     assert ask and ask[0].concurrency_id == "llm"
 

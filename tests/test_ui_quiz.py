@@ -250,7 +250,7 @@ XSS_DOC = (
 
 def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Settings, embedder: Any,
                                                            tmp_path: Path) -> None:
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     doc = tmp_path / "zebra.md"
     doc.write_text(XSS_DOC, encoding="utf-8")
@@ -287,7 +287,7 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
 # --- the tab in the app ----------------------------------------------------------------------------------
 @pytest.fixture
 def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
-    from rag.service import StudyService
+    from ui.service import StudyService
 
     llm = PassageLLM()
     svc = StudyService(corpus_settings, llm=llm)

@@ -1,35 +1,30 @@
-"""The Gradio web app: one :class:`StudyService` (one model instance) behind a queue, one tab per feature.
-
-Tabs are built by separate functions. The chat and library tabs always exist; further tabs are listed in
-:data:`OPTIONAL_TABS` as ``"module:function"`` and are added when their module exists. A tab builder takes
-the service, builds its ``gr.Tab`` inside the current ``gr.Blocks`` and may return anything. To share the
-single-model queue, events that call the LLM should pass ``concurrency_id=LLM_QUEUE``.
+"""The Gradio web app: one :class:`ui.service.StudyService` (one model instance) behind a queue, one tab per
+feature (Chat, Library, Quiz, Evals). A tab builder takes the service and builds its ``gr.Tab`` inside the
+current ``gr.Blocks``. Events that call the LLM pass ``concurrency_id=LLM_QUEUE`` to share the single-model
+queue.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
 from ui.tab_chat import LLM_QUEUE, build_chat_tab, register_api  # noqa: E402
+from ui.tab_evals import build_evals_tab  # noqa: E402
 from ui.tab_library import build_library_tab  # noqa: E402
+from ui.tab_quiz import build_quiz_tab  # noqa: E402
 
-TabBuilder = Callable[[Any], Any]
+if TYPE_CHECKING:
+    from ui.service import StudyService
 
-# Optional tabs, in display order after Chat and Library: "module:function(service)". A missing module is
-# skipped, so a feature's tab appears as soon as its module lands.
-OPTIONAL_TABS: list[str] = [
-    "ui.tab_quiz:build_quiz_tab",
-    "ui.tab_evals:build_evals_tab",
-]
+TabBuilder = Callable[["StudyService"], Any]
 
-__all__ = ["LLM_QUEUE", "OPTIONAL_TABS", "build_app", "launch"]
+__all__ = ["LLM_QUEUE", "build_app", "launch"]
 
 CSS = """
 .sb-sources { display: flex; flex-direction: column; gap: 8px; }
@@ -76,39 +71,27 @@ def theme() -> Any:
     )
 
 
-def _optional_tabs() -> list[TabBuilder]:
-    builders: list[TabBuilder] = []
-    for spec in OPTIONAL_TABS:
-        module_name, _, fn_name = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        builders.append(getattr(module, fn_name))
-    return builders
-
-
-def build_app(service: Any, extra_tabs: list[TabBuilder] | None = None) -> gr.Blocks:
-    """The whole app around one service. ``extra_tabs`` are added after the optional tabs (tests, plugins)."""
+def build_app(service: StudyService, extra_tabs: list[TabBuilder] | None = None) -> gr.Blocks:
+    """The whole app around one service. ``extra_tabs`` are added after the built-in tabs (tests, plugins)."""
     with gr.Blocks(title="studybot", analytics_enabled=False) as app:
         gr.Markdown("## studybot\nAsk the ML interview handbooks; every answer cites its passages.",
                     elem_id="sb-header")
         with gr.Tabs():
             build_chat_tab(service)
             library = build_library_tab(service)
-            for builder in [*_optional_tabs(), *(extra_tabs or [])]:
+            build_quiz_tab(service)
+            build_evals_tab(service)
+            for builder in extra_tabs or []:
                 builder(service)
         register_api(service)
         app.load(library["refresh"], None, library["refresh_outputs"], api_visibility="private", queue=False)
-    limit = max(1, int(service.settings.concurrency))
+    limit = max(1, int(service.settings.ui.concurrency))
     app.queue(default_concurrency_limit=limit)
     return app
 
 
 def launch(
-    service: Any,
+    service: StudyService,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -121,15 +104,15 @@ def launch(
     settings = service.settings
     app = app or build_app(service)
     _, local_url, _ = app.launch(
-        server_name=host or settings.host,
-        server_port=port or settings.port,
+        server_name=host or settings.ui.host,
+        server_port=port or settings.ui.port,
         auth=auth,
         prevent_thread_lock=not block,
         quiet=quiet,
         share=False,
         inbrowser=False,
         show_error=False,
-        max_file_size=f"{settings.max_file_mb:g}mb",
+        max_file_size=f"{settings.ingest.max_file_mb:g}mb",
         ssr_mode=False,
         footer_links=["api"],
         run_history=False,

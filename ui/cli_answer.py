@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import QueryError, StudybotError
-from ui.cli import EXIT_ERROR, EXIT_OK, command
+from rag.events import AnswerEvent, Condensed, Delta, Finished
+from ui.commands import EXIT_ERROR, EXIT_OK, command
+from ui.render import source_line
+
+if TYPE_CHECKING:
+    from rag.answer import Answer
+    from ui.service import StudyService
 
 
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("ask", help="answer a question from the handbooks, with cited sources")
     s.add_argument("question", help="the question (quote it)")
-    s.add_argument("-k", type=int, default=None, help="passages to retrieve (default: settings.top_k)")
+    s.add_argument("-k", type=int, default=None, help="passages to retrieve (default: settings.retrieval.top_k)")
     s.add_argument("--max-tokens", type=int, default=None, help="longest answer in tokens")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
 
@@ -23,12 +30,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--max-tokens", type=int, default=None)
 
 
-def source_line(c: Any) -> str:
-    page = f", p. {c.page}" if c.page else ""
-    return f"[{c.n}] {c.title} — {c.section or '(start)'} ({c.source}{page})"
-
-
-def print_sources(answer: Any) -> None:
+def print_sources(answer: Answer) -> None:
     if answer.refused:
         if getattr(answer, "missing_terms", None):
             print(f"(No handbook mentions {', '.join(answer.missing_terms)}.)")
@@ -36,27 +38,25 @@ def print_sources(answer: Any) -> None:
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
-            print("  " + source_line(c))
+            print(f"  [{c.n}] {source_line(c)}")
     elif answer.passages:
         print("\nThe answer cites no passage. Passages given to the model:")
         for n, p in enumerate(answer.passages, start=1):
-            c = p.chunk
-            page = f", p. {c.page}" if c.page else ""
-            print(f"  [{n}] {c.title} — {c.section or '(start)'} ({c.source}{page})")
+            print(f"  [{n}] {source_line(p)}")
 
 
-def stream_answer(events: Any) -> Any:
+def stream_answer(events: Iterator[AnswerEvent]) -> Answer | None:
     """Print deltas as they come; return the final Answer."""
     answer = None
     streamed = []
-    for kind, data in events:
-        if kind == "question":
-            print(f"(searching for: {data})", flush=True)
-        elif kind == "delta":
-            streamed.append(data)
-            print(data, end="", flush=True)
-        elif kind == "answer":
-            answer = data
+    for event in events:
+        if isinstance(event, Condensed):
+            print(f"(searching for: {event.question})", flush=True)
+        elif isinstance(event, Delta):
+            streamed.append(event.text)
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Finished):
+            answer = event.answer
     text = "".join(streamed).strip()
     if answer is not None and answer.answer != text:
         # The final text differs from the stream (a refusal detected after the fact, tidied markers).
@@ -66,10 +66,9 @@ def stream_answer(events: Any) -> Any:
 
 
 @command("ask")
-def cmd_ask(args: argparse.Namespace, svc: Any) -> int:
+def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
     if args.json:
-        answer = svc.ask(args.question, k=args.k, max_tokens=args.max_tokens)
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        print(json.dumps(svc.ask(args.question, k=args.k, max_tokens=args.max_tokens).to_json(), ensure_ascii=False))
         return EXIT_OK
     try:
         answer = stream_answer(svc.ask_stream(args.question, k=args.k, max_tokens=args.max_tokens))
@@ -82,7 +81,7 @@ def cmd_ask(args: argparse.Namespace, svc: Any) -> int:
 
 
 @command("chat")
-def cmd_chat(args: argparse.Namespace, svc: Any) -> int:
+def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
     session = svc.chat_session()
     interactive = sys.stdin.isatty()
     if interactive:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ui.cli import EXIT_OK, command
+from ui.commands import EXIT_OK, command
+from ui.render import grade_feedback, source_line
+
+if TYPE_CHECKING:
+    from ui.service import StudyService
 
 
 def add_parsers(sub: Any) -> None:
@@ -32,9 +36,7 @@ def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
         print(f"   Answer: {label}{item.answer}")
         if item.explanation:
             print(f"   Why: {item.explanation}")
-        c = item.citation
-        page = f", p. {c['page']}" if c.get("page") else ""
-        print(f"   Source: {c.get('title')} — {c.get('section') or '(start)'}{page} ({c.get('source')})")
+        print(f"   Source: {source_line(item.citation)}")
     print()
 
 
@@ -49,16 +51,17 @@ def _ask(svc: Any, items: list[Any]) -> int:
             answer = ""
         grade = svc.grade(item, answer)
         right += int(grade.correct)
-        print("   " + grade.feedback.replace("\n", "\n   ") + "\n")
+        print("   " + grade_feedback(grade).replace("\n", "\n   ") + "\n")
     print(f"score: {right}/{len(items)}")
     return right
 
 
 @command("quiz")
-def cmd_quiz(args: argparse.Namespace, svc: Any) -> int:
-    from rag.quiz import QuizSession, export_items
+def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
+    from rag.quiz import QuizSession
+    from ui.quiz_export import export_items
 
-    def progress(done: int, total: int, msg: str) -> None:
+    def progress(msg: str, done: int, total: int) -> None:
         if sys.stderr.isatty() and not args.json:
             print(f"\r{msg} …" + " " * 10, end="" if msg != "done" else "\n", file=sys.stderr, flush=True)
 

@@ -10,7 +10,7 @@ import ipaddress
 from typing import Any
 
 from rag.errors import StudybotError
-from ui.cli import EXIT_OK, command
+from ui.commands import EXIT_OK, command
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -50,8 +50,8 @@ def check_bind(host: str, auth: tuple[str, str] | None, no_auth: bool) -> None:
 def login(auth_arg: str | None, no_auth_arg: bool, settings: Any) -> tuple[tuple[str, str] | None, bool]:
     """(login, no-auth on purpose) from the flags, else STUDYBOT_AUTH / STUDYBOT_ALLOW_NO_AUTH (the Docker
     image's way): a flag wins over the environment."""
-    auth = parse_auth(auth_arg if auth_arg is not None else settings.auth)
-    return auth, no_auth_arg or (bool(settings.allow_no_auth) and auth is None)
+    auth = parse_auth(auth_arg if auth_arg is not None else settings.ui.auth)
+    return auth, no_auth_arg or (bool(settings.ui.allow_no_auth) and auth is None)
 
 
 def add_parsers(sub: Any) -> None:
@@ -68,12 +68,12 @@ def add_parsers(sub: Any) -> None:
 @command("serve")
 def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
     s = svc.settings
-    host = args.host or s.host
-    port = args.port or s.port
+    host = args.host or s.ui.host
+    port = args.port or s.ui.port
     auth, no_auth = login(args.auth, args.no_auth, s)
     check_bind(host, auth, no_auth)
     if args.prepare:
-        from ui.cli import prepare
+        from ui.cli_library import prepare
 
         prepare(svc)
     svc.check_runtime()  # once per llama.cpp build and model: a crashing runtime stops here with its fix

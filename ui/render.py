@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# [3], [1, 2], [1][2] and [1-3]; a citation is a number in square brackets.
-_CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*)\]")
-_NUM = re.compile(r"\d{1,3}")
+from rag.citations import CITATION, numbers
+from rag.quiz import GradeResult
+from rag.types import Chunk, Citation, Passage
 
 REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question (no passage supports an answer)."
 UNCITED_NOTE = (
@@ -38,23 +38,6 @@ def _md_escape_brackets(text: str) -> str:
 
 # Code spans and fenced blocks: Markdown shows their content literally (and escapes it itself).
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
-
-
-def citation_numbers(text: str) -> list[int]:
-    """The citation numbers used in ``text``, in order of first use (``[1-3]`` counts 1, 2 and 3)."""
-    seen: list[int] = []
-    for m in _CITE_GROUP.finditer(text or ""):
-        for n in _expand(m.group(1)):
-            if n not in seen:
-                seen.append(n)
-    return seen
-
-
-def _expand(group: str) -> list[int]:
-    nums = [int(x) for x in _NUM.findall(group)]
-    if len(nums) == 2 and re.search(r"[–-]", group) and 0 < nums[1] - nums[0] <= 10:
-        return list(range(nums[0], nums[1] + 1))
-    return nums
 
 
 def link_citations(text: str, valid: Iterable[int] | None = None, *, links: bool = True) -> str:
@@ -78,9 +61,9 @@ def _link_plain(text: str, valid: Iterable[int] | None, links: bool) -> str:
     allowed = None if valid is None else set(valid)
     out: list[str] = []
     pos = 0
-    for m in _CITE_GROUP.finditer(text):
+    for m in CITATION.finditer(text):
         out.append(_md_escape_brackets(esc(text[pos : m.start()])))
-        nums = _expand(m.group(1))
+        nums = numbers(m.group(1))
         parts = []
         for n in nums:
             if links and (allowed is None or n in allowed):
@@ -121,15 +104,28 @@ def error_markdown(message: str) -> str:
     return f"**Error:** {_md_escape_brackets(esc(message))}"
 
 
-def location(src: Mapping[str, Any]) -> str:
-    """``Title — Section > Sub · p. 3`` (plain text, not escaped)."""
-    parts = [str(src.get("title") or src.get("source") or "(untitled)")]
-    if src.get("section"):
-        parts.append(str(src["section"]))
-    loc = " — ".join(parts)
-    if src.get("page"):
-        loc += f" · p. {src['page']}"
-    return loc
+def source_line(cited: Citation | Passage | Chunk | Mapping[str, Any]) -> str:
+    """``Title — Section > Sub (file.md, p. 3)``: where a passage is, as plain text (not escaped). The one
+    formatter of a citation's place, for the CLI, the web UI, exports and Markdown downloads."""
+    target: Any = cited.chunk if isinstance(cited, Passage) else cited
+    get: Any = target.get if isinstance(target, Mapping) else (lambda key: getattr(target, key, None))
+    page = f", p. {get('page')}" if get("page") else ""
+    return f"{get('title') or get('source') or '(untitled)'} — {get('section') or '(start)'} ({get('source')}{page})"
+
+
+def grade_feedback(grade: GradeResult) -> str:
+    """The feedback on a graded answer: the verdict, the right answer, the explanation and the quote with its
+    source (plain text, one part a line)."""
+    opening = {"correct": "Correct.", "partial": "Partly right.",
+               "incorrect": "Not quite." if grade.answered else "No answer given.",
+               "revealed": "Here is the back of the card."}[grade.verdict]
+    parts = [opening]
+    if grade.verdict != "correct" or not grade.mcq:
+        parts.append(f"Answer: {grade.reference}")
+    if grade.explanation:
+        parts.append(grade.explanation)
+    parts.append(f'The handbook says: "{grade.quote}" — {source_line(grade.citation)}')
+    return "\n".join(parts)
 
 
 def sources_html(sources: list[Mapping[str, Any]], *, status: str = "") -> str:
@@ -231,8 +227,7 @@ def conversation_markdown(turns: Sequence[Mapping[str, Any]]) -> str:
         if cited:
             lines += ["**Sources**", ""]
             for s in cited:
-                where = f"{location(s)} ({s.get('source')})"
-                lines.append(f"- [{s['n']}] {where}")
+                lines.append(f"- [{s['n']}] {source_line(s)}")
                 quoted = "\n".join("  > " + ln for ln in str(s.get("text", "")).strip().splitlines())
                 lines += [quoted, ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from rag.errors import StudybotError
+from rag.events import Condensed, Delta, Finished, Passages
 from ui import render
 
 LLM_QUEUE = "llm"  # concurrency_id shared by every event that runs the (single) model
@@ -38,14 +39,6 @@ def _export_dir() -> Path:
     if _EXPORT_DIR is None:
         _EXPORT_DIR = Path(tempfile.mkdtemp(prefix="studybot-export-"))
     return _EXPORT_DIR
-
-
-# --- the answer events --------------------------------------------------------------------------------
-# ChatSession.ask_stream yields (kind, data) events (see rag/answer.py and rag/chat.py):
-#   ("question", standalone)  - a follow-up was rewritten into this standalone question (before retrieval)
-#   ("passages", [Passage])   - the numbered passages given to the model ([n] is data[n-1]), before generation
-#   ("delta", str)            - answer text as it is generated
-#   ("answer", Answer)        - the final answer; its text replaces the streamed text
 
 
 def new_session(service: Any) -> Any:
@@ -144,19 +137,19 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> 
     turns.append(turn)
     yield (_turn_messages(turns), render.sources_html([], status=_status(turn)), state, "", gr.skip())
     try:
-        for kind, data in stream_answer(sessions.get(state["id"]), question):
-            if kind == "question":
-                turn["standalone"] = str(data)
+        for event in stream_answer(sessions.get(state["id"]), question):  # rag.events, in their order
+            if isinstance(event, Condensed):
+                turn["standalone"] = event.question
                 yield (gr.skip(), render.sources_html([], status=_status(turn)), state, "", gr.skip())
-            elif kind == "passages":
-                turn["sources"] = render.passages_to_sources(data)
+            elif isinstance(event, Passages):
+                turn["sources"] = render.passages_to_sources(event.passages)
                 yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
                        state, "", gr.skip())
-            elif kind == "delta":
-                turn["answer"] += str(data)
+            elif isinstance(event, Delta):
+                turn["answer"] += event.text
                 yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
-            elif kind == "answer":
-                result = data.to_json()
+            elif isinstance(event, Finished):
+                result = event.answer.to_json()
                 turn.update(answer=result.get("answer", ""), refused=bool(result.get("refused")),
                             uncited=bool(result.get("uncited")), pending=False,
                             timings=result.get("timings", {}),
@@ -201,7 +194,7 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                 with gr.Row():
                     question = gr.Textbox(placeholder="Ask a question (Enter to send)", show_label=False,
                                           scale=5, elem_id="sb-question", max_lines=6,
-                                          max_length=service.settings.max_question_chars)
+                                          max_length=service.settings.retrieval.max_question_chars)
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="sb-ask")
                 with gr.Row():
                     clear_btn = gr.Button("Clear", size="sm", elem_id="sb-clear")

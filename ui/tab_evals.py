@@ -1,7 +1,6 @@
 """The Evals tab: run the eval suite on the first N gold questions and watch it, view any run's report.
 
-``build_evals_tab(service)`` builds a ``gr.Tab`` inside the current ``gr.Blocks`` (``ui.app`` lists it in
-``OPTIONAL_TABS``). A run answers with the app's own service (on the shared LLM queue) and judges with the
+``build_evals_tab(service)`` builds a ``gr.Tab`` inside the current ``gr.Blocks``. A run answers with the app's own service (on the shared LLM queue) and judges with the
 local llama_cpp.server judge (or STUDYBOT_JUDGE_BASE_URL), exactly like ``studybot eval --limit N``.
 """
 
@@ -18,7 +17,8 @@ import gradio as gr
 from evals.gold import GoldItem, load_gold
 from evals.judge import LLM_METRICS
 from evals.report import format_summary
-from evals.suite import RunSpec, Suite, is_complete, resolve_run_dir, runs_in
+from evals.runs import RunSpec, is_complete, resolve_run_dir, runs_in
+from evals.suite import Suite
 
 DEFAULT_LIMIT = 3
 DEFAULT_METRICS = ["faithfulness"]
@@ -27,7 +27,7 @@ __all__ = ["build_evals_tab", "latest_report", "report_view", "run_eval"]
 
 
 def _finished_runs(settings: Any) -> list[Path]:
-    return [p for p in reversed(runs_in(settings.evals_dir)) if is_complete(p)]
+    return [p for p in reversed(runs_in(settings.storage.evals_dir)) if is_complete(p)]
 
 
 def report_view(run_dir: Path | None) -> tuple[str, list[str]]:
@@ -75,14 +75,14 @@ def run_eval(service: Any, limit: Any, metrics: Any, items: list[GoldItem] | Non
             n = max(1, int(limit or DEFAULT_LIMIT))
             gold = (items if items is not None else load_gold())[:n]
             names = _metrics(metrics)
-            run_dir, resumed = resolve_run_dir(service.settings.evals_dir, gold, names, None)
+            run_dir, resumed = resolve_run_dir(service.settings.storage.evals_dir, gold, names, None)
             active = {"done": 0, "total": len(gold), "msg": "starting", "error": None, "result": None,
                       "logs": [], "run_dir": run_dir, "started": time.monotonic(),
                       "head": f"{'Resuming' if resumed else 'Run'} `{run_dir.name}`: {len(gold)} questions, "
                               f"LLM metrics: {', '.join(names) or 'none'}."}
             state = active
 
-            def progress(done: int, total: int, msg: str) -> None:
+            def progress(msg: str, done: int, total: int) -> None:
                 state.update(done=done, total=total, msg=msg)
 
             def work() -> None:
@@ -131,7 +131,7 @@ def build_evals_tab(service: Any) -> dict[str, Any]:
     def on_pick(run_id: str | None) -> tuple[str, list[str]]:
         if not run_id:
             return report_view(None)
-        return report_view(service.settings.evals_dir / run_id)
+        return report_view(service.settings.storage.evals_dir / run_id)
 
     def on_refresh() -> tuple[str, list[str], Any]:
         md, charts, choices = latest_report(service.settings)

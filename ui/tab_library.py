@@ -8,27 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from rag.errors import StudybotError
 from ui import render
 
+if TYPE_CHECKING:
+    from ui.service import StudyService
+
 TABLE_HEADERS = ["title", "file", "kind", "chunks", "last ingested"]
 
 
-def upload_files(service: Any, paths: list[Path], progress: Callable[[str, int, int], None] | None = None
+def upload_files(service: StudyService, paths: list[Path], progress: Callable[[str, int, int], None] | None = None
                  ) -> list[Any]:
     """Add uploaded files to the library (checked, saved, indexed); one :class:`AddResult` per file."""
     return list(service.add_documents([Path(str(p)) for p in paths], progress=progress))
 
 
-def delete_document(service: Any, source: str) -> str:
+def delete_document(service: StudyService, source: str) -> str:
     return str(service.remove_document(source))
 
 
-def reindex(service: Any, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
+def reindex(service: StudyService, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
     """Bring the index in line with the corpus folder and the uploads (unchanged files are not re-embedded)."""
     return list(service.ingest(progress=progress).lines())
 
@@ -41,7 +44,7 @@ def _status_md(lines: list[str], ok: bool = True) -> str:
     return body if ok else f"**Some files were not added:**\n\n{body}"
 
 
-def build_library_tab(service: Any) -> dict[str, Any]:
+def build_library_tab(service: StudyService) -> dict[str, Any]:
     """Build the Library tab inside the current ``gr.Blocks``; returns its components and a refresh fn."""
     settings = service.settings
 
@@ -91,7 +94,7 @@ def build_library_tab(service: Any) -> dict[str, Any]:
 
     with gr.Tab("Library", id="library"):
         gr.Markdown(
-            f"Documents in the index. Upload `.md`, `.txt` or `.pdf` files (up to {settings.max_file_mb:g} MB "
+            f"Documents in the index. Upload `.md`, `.txt` or `.pdf` files (up to {settings.ingest.max_file_mb:g} MB "
             "each): they are added to the index without re-embedding the rest."
         )
         table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder
 from rag.errors import IndexStateError
 from rag.settings import Settings, apply_offline_env
 from rag.types import Chunk
@@ -45,17 +45,20 @@ def _chroma_settings() -> Any:
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
-def make_embedding_function(embedder: Embedder) -> Any:
-    """A Chroma embedding function over our embedder, so Chroma's own downloader is never used."""
+def make_embedding_function(embedder: TextEmbedder | None) -> Any:
+    """A Chroma embedding function over our embedder, so Chroma's own downloader is never used (studybot
+    always passes the vectors itself; a collection opened from its stored config cannot embed)."""
     from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
     class StudybotEmbeddingFunction(EmbeddingFunction[Documents]):
-        def __init__(self, inner: Embedder) -> None:
+        def __init__(self, inner: TextEmbedder | None) -> None:
             self.inner = inner
 
         def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
             import numpy as np
 
+            if self.inner is None:
+                raise IndexStateError("This collection was opened without studybot's embedder.")
             return [np.asarray(v, dtype=np.float32) for v in self.inner.embed(list(input))]
 
         @staticmethod
@@ -63,13 +66,11 @@ def make_embedding_function(embedder: Embedder) -> Any:
             return "studybot-sentence-transformers"
 
         def get_config(self) -> dict[str, Any]:
-            return {"path": str(self.inner.path)}
+            return {"embedder": self.inner.name if self.inner is not None else ""}
 
         @staticmethod
         def build_from_config(config: dict[str, Any]) -> StudybotEmbeddingFunction:
-            from pathlib import Path
-
-            return StudybotEmbeddingFunction(Embedder(Path(config["path"])))
+            return StudybotEmbeddingFunction(None)
 
         def default_space(self) -> Any:
             return "cosine"
@@ -124,11 +125,11 @@ class Manifest:
 class Index:
     """Chroma client + the current collection of chunks."""
 
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, embedder: TextEmbedder) -> None:
         apply_offline_env()
         self.settings = settings
         self.embedder = embedder
-        self.name = settings.collection
+        self.name = settings.chroma.collection
         self._client: Any = None
         self._ef: Any = None
         self._dir_override: str | None = None
@@ -141,8 +142,8 @@ class Index:
 
             s = self.settings
             try:
-                if s.chroma_host:
-                    self._client = chromadb.HttpClient(host=s.chroma_host, port=s.chroma_port, settings=_chroma_settings())
+                if s.chroma.host:
+                    self._client = chromadb.HttpClient(host=s.chroma.host, port=s.chroma.port, settings=_chroma_settings())
                     self._client.heartbeat()
                 else:
                     path = self.chroma_dir
@@ -150,17 +151,17 @@ class Index:
                     self._client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
             except Exception as exc:  # noqa: BLE001 - chroma raises many types
                 self._client = None
-                where = f"the Chroma server at {s.chroma_host}:{s.chroma_port}" if s.chroma_host else f"{self.where}"
+                where = f"the Chroma server at {s.chroma.host}:{s.chroma.port}" if s.chroma.host else f"{self.where}"
                 raise IndexStateError(
                     f"Cannot open the index at {where} ({type(exc).__name__}: {_short(exc)}). "
                     + ("Start it with `chroma run --path DIR --host ... --port ...` or unset STUDYBOT_CHROMA_HOST."
-                       if s.chroma_host else self.rebuild_advice())
+                       if s.chroma.host else self.rebuild_advice())
                 ) from exc
         return self._client
 
     def rebuild_advice(self) -> str:
         """The fix for a broken index, valid from any working directory (names the configured library)."""
-        return (f"Run `studybot ingest --rebuild` to rebuild it from {self.settings.corpus_dir} and your uploads "
+        return (f"Run `studybot ingest --rebuild` to rebuild it from {self.settings.storage.corpus_dir} and your uploads "
                 "(the broken index is kept aside).")
 
     # -- index folders (local mode) --------------------------------------------------------------
@@ -169,11 +170,11 @@ class Index:
     # (which is kept aside as ``broken-<time>`` for inspection) and a killed rebuild changes nothing.
     @property
     def chroma_dir(self) -> Path:
-        return self.settings.index_dir / (self._dir_override or self._current_dir_name())
+        return self.settings.storage.index_dir / (self._dir_override or self._current_dir_name())
 
     def _current_dir_name(self) -> str:
         try:
-            name = (self.settings.index_dir / CURRENT_FILE).read_text().strip()
+            name = (self.settings.storage.index_dir / CURRENT_FILE).read_text().strip()
         except OSError:
             return DEFAULT_DIR
         return name if name and "/" not in name and not name.startswith(".") else DEFAULT_DIR
@@ -181,9 +182,9 @@ class Index:
     def begin_fresh(self) -> FreshIndex | None:
         """Point this index at a new, empty folder (local mode; None for a Chroma server): the old folder stays
         current on disk until :meth:`commit_fresh`."""
-        if self.settings.chroma_host:
+        if self.settings.chroma.host:
             return None
-        old = self.settings.index_dir / self._current_dir_name()
+        old = self.settings.storage.index_dir / self._current_dir_name()
         try:
             self.manifest()
             healthy = True
@@ -192,12 +193,12 @@ class Index:
         name = f"chroma-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self._client = None
         self._dir_override = name
-        return FreshIndex(old=old, new=self.settings.index_dir / name, old_healthy=healthy)
+        return FreshIndex(old=old, new=self.settings.storage.index_dir / name, old_healthy=healthy)
 
     def commit_fresh(self, fresh: FreshIndex) -> str | None:
         """Make the fresh folder current (atomic); remove the old folder, or keep it aside when it was broken.
         Returns a note for the user when something was kept aside."""
-        index_dir = self.settings.index_dir
+        index_dir = self.settings.storage.index_dir
         tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}"
         tmp.write_text(fresh.new.name + "\n")
         os.replace(tmp, index_dir / CURRENT_FILE)
@@ -228,7 +229,7 @@ class Index:
     @property
     def where(self) -> str:
         s = self.settings
-        return f"chroma://{s.chroma_host}:{s.chroma_port}" if s.chroma_host else str(self.chroma_dir)
+        return f"chroma://{s.chroma.host}:{s.chroma.port}" if s.chroma.host else str(self.chroma_dir)
 
     # -- manifest (the pointer) ------------------------------------------------------------------
     def _meta(self) -> Any:

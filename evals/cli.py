@@ -1,0 +1,113 @@
+"""`studybot eval` beyond retrieval: run (or resume) the suite, compare two runs, check the judge."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evals.gold import GoldItem
+from evals.runs import RunSpec, new_run_id, read_json, resolve_run_dir
+from evals.scoring import run_judge_sanity, sanity_pairs
+from evals.suite import Suite, System
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _parse_metrics(text: str | None) -> list[str]:
+    from evals.judge import LLM_METRICS
+
+    if text is None:
+        return list(LLM_METRICS)
+    names = [m.strip() for m in text.split(",") if m.strip() and m.strip() != "none"]
+    unknown = [m for m in names if m not in LLM_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(LLM_METRICS)} or none")
+    return names
+
+
+def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
+    """`studybot eval` without ``--retrieval-only`` (see ``ui/cli.py`` for the arguments)."""
+    from evals.report import compare_runs, format_compare, format_summary
+
+    compare = getattr(args, "compare", None)
+    if compare:
+        a, b = (Path(p) for p in compare)
+        try:
+            diff = compare_runs(a, b)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: cannot compare {a} and {b}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        print(json.dumps(diff, indent=2) if args.json else format_compare(diff))
+        return EXIT_OK
+
+    base = Path(args.out) if getattr(args, "out", None) else svc.settings.storage.evals_dir
+    try:
+        metrics = [] if getattr(args, "no_judge", False) else _parse_metrics(getattr(args, "metrics", None))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    sanity = int(getattr(args, "judge_sanity", 0) or 0)
+    if sanity:
+        return _cli_sanity(args, svc, items, base, sanity)
+
+    run_dir_arg = Path(args.run_dir) if getattr(args, "run_dir", None) else None
+    run_dir, resumed = resolve_run_dir(base, items, metrics, run_dir_arg, new=getattr(args, "new", False))
+    if resumed:
+        try:
+            meta = read_json(run_dir / "run.json")
+            if meta.get("items") != [i.id for i in items] or meta.get("metrics") != metrics:
+                print(f"error: {run_dir} was started with other questions or metrics (its run.json): rerun with "
+                      "the same --limit/--gold/--metrics, or use --new", file=sys.stderr)
+                return EXIT_ERROR
+        except (OSError, ValueError):
+            pass
+    print(f"{'resuming' if resumed else 'run'} {run_dir} ({len(items)} questions; LLM metrics: "
+          f"{', '.join(metrics) or 'none'})", file=sys.stderr)
+    suite = Suite(svc, RunSpec(items, metrics, run_dir), show_bar=not args.json)
+    results = suite.run()
+    if args.json:
+        print(json.dumps({**results["metrics"], "run_dir": str(run_dir), "detail": results["detail"],
+                          "timing": results["timing"]}))
+    else:
+        print(format_summary(results))
+        print(f"\nreport: {run_dir / 'report.md'}")
+    return EXIT_OK
+
+
+def _cli_sanity(args: Any, svc: System, items: list[GoldItem], base: Path, n: int) -> int:
+    from evals.judge import JudgeStats, judge_llm, open_judge
+
+    pairs = sanity_pairs(svc, items, n)
+    if not pairs:
+        print("error: no answerable gold items with relevant chunks in the index", file=sys.stderr)
+        return EXIT_ERROR
+    out_dir = base / f"judge-sanity-{new_run_id()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pairs), unit="pair", desc="judge sanity", file=sys.stderr, disable=args.json)
+
+    def progress(msg: str, done: int, total: int) -> None:
+        bar.set_postfix_str(msg)
+        bar.update(done - bar.n)
+
+    with open_judge(svc.settings, out_dir) as endpoint:
+        judge = judge_llm(endpoint, svc.settings, JudgeStats())
+        summary = run_judge_sanity(judge, pairs, progress, out_dir / "judge_sanity.json")
+    bar.close()
+    summary["judge"] = endpoint.description
+    summary["judge_calls"] = judge.stats.snapshot()
+    (out_dir / "judge_sanity.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for r in summary["pairs"]:
+            print(f"{r['id']}: faithful {r['faithful']} vs fabricated {r['fabricated']} "
+                  f"-> {'ok' if r['holds'] else 'NO'}")
+        print(f"judge sanity: faithful > fabricated in {summary['holds']}/{summary['n']} pairs "
+              f"({summary['failed']} with a failed score); {out_dir / 'judge_sanity.json'}")
+    return EXIT_OK
+

@@ -1,0 +1,274 @@
+"""The llama.cpp backend: a GGUF model run in process by llama-cpp-python (the only module that imports
+``llama_cpp``), its JSON-schema grammars, and the runtime check's child work (:func:`smoke`)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rag.errors import BackendError, ModelError
+from rag.llm import LLM, Usage, check_fits, too_long
+
+
+class LlamaCppLLM(LLM):
+    """A GGUF model run in process by llama-cpp-python.
+
+    The model is loaded lazily, once, on first use (or explicitly with :meth:`load`). ``llama_cpp.Llama`` is
+    not thread-safe, so generations are serialised by a lock: concurrent callers queue. The KV cache is kept
+    between calls, and llama-cpp-python re-uses the longest common token prefix with the previous prompt,
+    so a fixed system prompt at the start of every request is only evaluated once.
+    """
+
+    supports_suppress = True  # stream(..., suppress=[...]) is honoured
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        n_ctx: int = 4096,
+        n_threads: int = 2,
+        n_gpu_layers: int = 0,
+        seed: int = 0,
+        preflight: Callable[[Path], object] | None = None,
+    ) -> None:
+        """``preflight(model_path)`` runs before the model is loaded in process (the runtime check: a build that
+        would crash the process raises a one-sentence error there instead)."""
+        self.model_path = Path(model_path)
+        self.preflight = preflight
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
+        self.seed = seed
+        self.name = f"llama.cpp:{self.model_path.name}"
+        self.last_usage = Usage()
+        self.load_seconds: float | None = None
+        self._llama: Any = None
+        self._formatter: Any = None
+        self._load_lock = threading.Lock()
+        self._gen_lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+
+    # --- loading ---------------------------------------------------------------------------------------
+    def load(self) -> Any:
+        """Load the model (once; later calls return the loaded ``llama_cpp.Llama``)."""
+        if self._llama is not None:
+            return self._llama
+        with self._load_lock:
+            if self._llama is not None:
+                return self._llama
+            llama_cpp = _llama_cpp()
+            path = self.model_path
+            if not path.is_file():
+                raise ModelError(
+                    f"No model file at {path}: fix STUDYBOT_LLM_MODEL or unset it to use the default model."
+                )
+            if self.preflight is not None:
+                self.preflight(path)
+            start = time.perf_counter()
+            try:
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_batch=512,
+                    n_gpu_layers=self.n_gpu_layers,
+                    seed=self.seed,
+                    verbose=False,
+                )
+            except Exception as exc:  # llama-cpp raises ValueError/RuntimeError with little detail
+                raise ModelError(
+                    f"llama.cpp could not load the model {path} ({exc}): check that it is a complete GGUF "
+                    "file this llama.cpp supports, or unset STUDYBOT_LLM_MODEL to use the verified default."
+                ) from exc
+            self.load_seconds = time.perf_counter() - start
+            self._formatter = _jinja_formatter(llama)
+            self._llama = llama
+            return llama
+
+    # --- tokens ----------------------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Exact token count with the model's tokenizer (no BOS). Tokenizing only reads the vocabulary, so it
+        runs without waiting for a generation in progress."""
+        if not text:
+            return 0
+        return len(self.load().tokenize(text.encode("utf-8"), add_bos=False))
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Tokens of the chat prompt exactly as llama-cpp-python formats it (chat template + special tokens)."""
+        llama = self.load()
+        if self._formatter is not None:
+            result = self._formatter(messages=messages)
+            return len(
+                llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+            )
+        # No Jinja template in the GGUF: approximate (content + a few tokens of role markup per message).
+        return sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
+
+    # --- generation ------------------------------------------------------------------------------------
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.1,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+        suppress: list[str] | None = None,
+    ) -> Iterator[str]:
+        """Stream the reply's text pieces. ``suppress``: words the model may not generate (each word's
+        single-token forms, with and without a leading space, get a -100 logit bias)."""
+        llama = self.load()
+        start = time.perf_counter()
+        prompt_tokens = self.count_prompt_tokens(messages)
+        check_fits(prompt_tokens, max_tokens, self.n_ctx)
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": list(stop or []),
+            "seed": self.seed,
+        }
+        if suppress:
+            kwargs["logit_bias"] = {tok: -100.0 for tok in self._single_tokens(llama, suppress)}
+        if json_schema is not None:
+            # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
+            # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
+            kwargs["grammar"] = self._grammar(json_schema)
+        return self._generate(llama, messages, kwargs, prompt_tokens, start)
+
+    def _generate(
+        self,
+        llama: Any,
+        messages: list[dict[str, str]],
+        kwargs: dict[str, Any],
+        prompt_tokens: int,
+        start: float,
+    ) -> Iterator[str]:
+        usage = Usage(prompt_tokens=prompt_tokens)
+        n_pieces = 0
+        with self._gen_lock:
+            try:
+                for chunk in llama.create_chat_completion(messages=messages, stream=True, **kwargs):
+                    choice = chunk["choices"][0]
+                    if choice.get("finish_reason"):
+                        usage.finish_reason = choice["finish_reason"]
+                    text = choice.get("delta", {}).get("content")
+                    if text:
+                        if usage.ttft_s is None:
+                            usage.ttft_s = time.perf_counter() - start
+                        n_pieces += 1
+                        yield text
+            except ValueError as exc:
+                if "context window" in str(exc):
+                    raise too_long(prompt_tokens, self.n_ctx) from exc
+                raise BackendError(f"llama.cpp failed while generating ({exc}).") from exc
+            except RuntimeError as exc:
+                raise BackendError(f"llama.cpp failed while generating ({exc}).") from exc
+            finally:
+                usage.total_s = time.perf_counter() - start
+                # Tokens the model generated = tokens evaluated past the prompt (+1: after "length" the last
+                # sampled token is never evaluated). Re-tokenizing the text would under-count grammar output.
+                generated = llama.n_tokens - prompt_tokens + (1 if usage.finish_reason == "length" else 0)
+                usage.completion_tokens = max(generated, n_pieces)  # each piece is >= 1 token
+                self.last_usage = usage
+
+
+    @staticmethod
+    def _single_tokens(llama: Any, words: list[str]) -> set[int]:
+        ids: set[int] = set()
+        for word in words:
+            for form in (word, " " + word):
+                toks = llama.tokenize(form.encode("utf-8"), add_bos=False)
+                if len(toks) == 1:
+                    ids.add(int(toks[0]))
+        return ids
+
+    def _grammar(self, schema: dict) -> Any:
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            try:
+                # The schema in its own key order: llama.cpp's converter keeps the properties' order, so
+                # the model writes e.g. the question before the answer (sorted keys would put "answer" first).
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            except Exception as exc:
+                raise BackendError(
+                    f"This JSON schema cannot be turned into a llama.cpp grammar ({exc})."
+                ) from exc
+            self._grammars[key] = grammar
+        return grammar
+
+    def close(self) -> None:
+        """Free the model (a later call loads it again)."""
+        with self._load_lock, self._gen_lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+
+def _jinja_formatter(llama: Any) -> Any:
+    """The same Jinja2 chat formatter llama-cpp-python builds from the GGUF's ``tokenizer.chat_template``
+    (used to count prompt tokens exactly before generating); None when the GGUF has no template or the model
+    was given an explicit chat handler."""
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template or llama.chat_handler is not None:
+        return None
+    try:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+    except Exception:  # private API moved or template unparsable: fall back to the approximate count
+        return None
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelError("llama-cpp-python is not installed: run `make install` (or `make run`).") from exc
+    return llama_cpp
+
+
+def version() -> str | None:
+    """The installed llama-cpp-python's version (None when it is not installed)."""
+    try:
+        return str(_llama_cpp().__version__)
+    except ModelError:
+        return None
+
+
+def smoke(model: str, n_threads: int, n_gpu_layers: int, prefill_tokens: int, text: str) -> dict[str, object]:
+    """The runtime check's child work: load ``model``, prefill ``prefill_tokens`` tokens of ``text`` into an
+    empty KV cache, generate one token. Returns a JSON-able report; a broken build crashes the process."""
+    try:
+        llama_cpp = _llama_cpp()
+    except ModelError as exc:
+        return {"ok": False, "error": str(exc)}
+    try:
+        llama = llama_cpp.Llama(model_path=model, n_ctx=1024, n_batch=512, n_threads=n_threads,
+                                n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - llama-cpp raises ValueError/RuntimeError with little detail
+        return {"ok": False, "error": f"llama.cpp could not load {Path(model).name} ({exc}): it is not a complete "
+                "GGUF file this llama.cpp can read; point STUDYBOT_LLM_MODEL at a .gguf or unset it to use the "
+                "verified default."}
+    tokens = llama.tokenize(text.encode(), add_bos=True)
+    while len(tokens) < prefill_tokens:
+        tokens += llama.tokenize(text.encode(), add_bos=False)
+    tokens = tokens[:prefill_tokens]
+    start = time.perf_counter()
+    llama.eval(tokens)
+    prefill_s = time.perf_counter() - start
+    token = llama.sample(temp=0.0)
+    llama.eval([token])
+    return {"ok": True, "prefill_tokens": len(tokens), "prefill_tok_s": round(len(tokens) / prefill_s, 1)}

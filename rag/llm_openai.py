@@ -1,0 +1,197 @@
+"""The OpenAI-compatible server backend (llama_cpp.server, llama.cpp's llama-server, vLLM, Ollama, LM Studio):
+streamed chat completions, JSON schemas sent as the server accepts them."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rag.errors import BackendError, BackendUnreachableError
+from rag.llm import LLM, Usage, too_long
+
+CHARS_PER_TOKEN = 3.5
+
+# How a JSON schema is sent, best first: the OpenAI standard, llama_cpp.server's extension (it rejects
+# "json_schema" with a 422 but constrains {"type": "json_object", "schema": ...}), then plain JSON mode.
+_JSON_MODES = ("json_schema", "json_object+schema", "json_object")
+
+
+def _response_format(mode: str, schema: dict) -> dict[str, Any]:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "out", "schema": schema}}
+    if mode == "json_object+schema":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
+
+
+class OpenAICompatLLM(LLM):
+    """A model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint (streamed).
+
+    ``count_tokens`` is an approximation - ``ceil(len(text) / 3.5)`` - because the OpenAI API has no
+    tokenizer endpoint and the server's model is unknown here. It over-counts ordinary English (about four
+    characters a token), so context budgets built on it stay on the safe side. The server's own usage
+    numbers are used in :attr:`last_usage` when it sends them.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "studybot",
+        api_key: str = "not-needed",
+        timeout: float = 120,
+        n_ctx: int = 4096,
+    ) -> None:
+        from rag.models import load_module
+
+        openai = load_module("openai", "run `pip install 'openai>=1.40'` (or `make run`).")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.n_ctx = n_ctx
+        self.name = f"openai:{self.base_url}"
+        self.last_usage = Usage()
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=1
+        )
+        self._json_mode: str | None = None  # the first mode the server accepted
+
+    def count_tokens(self, text: str) -> int:
+        return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+    def _unreachable(self) -> BackendError:
+        return BackendUnreachableError(
+            f"Cannot reach the model server at {self.base_url}: start it (e.g. `python -m llama_cpp.server "
+            "--model <gguf>`) or fix STUDYBOT_LLM_BASE_URL."
+        )
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.1,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+        suppress: list[str] | None = None,
+    ) -> Iterator[str]:
+        start = time.perf_counter()
+        approx_prompt = sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
+        if approx_prompt >= self.n_ctx:
+            raise too_long(approx_prompt, self.n_ctx)
+        return self._generate(messages, max_tokens, temperature, stop, json_schema, approx_prompt, start)
+
+    def _open(
+        self,
+        messages: list[dict[str, str]],
+        request: dict[str, Any],
+        json_schema: dict | None,
+        approx_prompt: int,
+    ) -> Any:
+        """Send the request; with a schema, walk down ``_JSON_MODES`` until the server accepts one."""
+        openai = self._openai
+        modes = (
+            [None] if json_schema is None else ([self._json_mode] if self._json_mode else list(_JSON_MODES))
+        )
+        for i, mode in enumerate(modes):
+            extra = (
+                {}
+                if mode is None or json_schema is None
+                else {"response_format": _response_format(mode, json_schema)}
+            )
+            try:
+                response = self._client.chat.completions.create(messages=messages, **request, **extra)
+            except openai.APIStatusError as exc:
+                if _is_context_error(exc):
+                    raise too_long(approx_prompt, self.n_ctx) from exc
+                if mode is not None and i + 1 < len(modes) and _rejects_response_format(exc):
+                    continue  # this server does not take this response_format: try the next one
+                raise
+            if mode is not None:
+                self._json_mode = mode
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _generate(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        json_schema: dict | None,
+        approx_prompt: int,
+        start: float,
+    ) -> Iterator[str]:
+        import httpx
+
+        openai = self._openai
+        usage = Usage(prompt_tokens=approx_prompt)
+        n_pieces = 0
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if stop:
+            request["stop"] = list(stop)
+        try:
+            response = self._open(messages, request, json_schema, approx_prompt)
+            with response:
+                for chunk in response:
+                    if chunk.usage is not None:
+                        usage.prompt_tokens = chunk.usage.prompt_tokens or usage.prompt_tokens
+                        usage.completion_tokens = chunk.usage.completion_tokens or 0
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    if choice.finish_reason:
+                        usage.finish_reason = choice.finish_reason
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        if usage.ttft_s is None:
+                            usage.ttft_s = time.perf_counter() - start
+                        n_pieces += 1
+                        yield text
+        except (openai.APIConnectionError, httpx.TransportError) as exc:
+            raise self._unreachable() from exc
+        except openai.APIStatusError as exc:
+            if _is_context_error(exc):
+                raise too_long(approx_prompt, self.n_ctx) from exc
+            raise BackendError(
+                f"The model server at {self.base_url} failed ({exc.status_code}: {_api_message(exc)})."
+            ) from exc
+        except openai.APIError as exc:
+            raise BackendError(f"The model server at {self.base_url} failed ({_api_message(exc)}).") from exc
+        finally:
+            usage.total_s = time.perf_counter() - start
+            if not usage.completion_tokens:
+                usage.completion_tokens = n_pieces  # servers stream about one token per chunk
+            self.last_usage = usage
+
+
+
+def _api_message(exc: Exception) -> str:
+    """The server's error message on one line (at most 300 characters)."""
+    body = getattr(exc, "body", None)
+    msg: Any = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+    text = " ".join(str(msg or getattr(exc, "message", None) or exc).split())
+    return text[:300]
+
+
+def _rejects_response_format(exc: Any) -> bool:
+    """A 400/422 - or llama_cpp.server's 500 wrapping a pydantic error - about ``response_format``."""
+    if exc.status_code in (400, 422):
+        return True
+    text = _api_message(exc).lower()
+    return "response_format" in text or "json_schema" in text
+
+
+def _is_context_error(exc: Exception) -> bool:
+    text = _api_message(exc).lower()
+    return "context" in text and any(w in text for w in ("exceed", "too long", "length", "window", "maximum"))

@@ -1,0 +1,267 @@
+"""Writing quiz items: one item from one passage (chosen here, never by the model), as JSON constrained by a
+schema (``llm.complete(..., json_schema=...)``), so the reply always parses; each item is validated
+(:mod:`rag.quiz.validation`) and a failing one is rewritten from another passage (bounded by
+:data:`MAX_ATTEMPTS_PER_ITEM`) and counted in ``QuizResult.dropped``."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag import prompts
+from rag.embeddings import TextEmbedder
+from rag.errors import QueryError
+from rag.llm import LLM
+from rag.quiz.models import (
+    MAX_ITEMS,
+    QUIZ_TYPES,
+    QuizError,
+    QuizItem,
+    QuizResult,
+    QuizSession,
+    quizzable,
+    section_key,
+)
+from rag.quiz.text import clean_field, normalize, whole_sentences
+from rag.quiz.validation import rejection
+from rag.retrieval import Retriever
+from rag.settings import QuizSettings
+from rag.types import Chunk, Citation, Passage, Progress
+
+MAX_ATTEMPTS_PER_ITEM = 2
+MAX_PASSAGE_CHARS = 1200
+_TOKENS = {"mcq": 300, "short": 220, "flashcard": 170}
+
+
+def _s(min_len: int, max_len: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_len, "maxLength": max_len}
+
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "mcq": {
+        "type": "object",
+        "properties": {
+            "question": _s(10, 180),
+            "answer": _s(1, 90),
+            # Four asked, three used: a small model often repeats the answer or itself in one of them.
+            "distractors": {"type": "array", "items": _s(1, 90), "minItems": 3, "maxItems": 4},
+            "explanation": _s(10, 220),
+        },
+        "required": ["question", "answer", "distractors", "explanation"],
+    },
+    "short": {
+        "type": "object",
+        "properties": {"question": _s(10, 180), "answer": _s(2, 200), "explanation": _s(10, 220)},
+        "required": ["question", "answer", "explanation"],
+    },
+    "flashcard": {
+        "type": "object",
+        "properties": {"question": _s(2, 120), "answer": _s(2, 240)},
+        "required": ["question", "answer"],
+    },
+}
+
+
+def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[str] = ()
+                  ) -> list[dict[str, str]]:
+    text = chunk.text.strip()
+    if len(text) > MAX_PASSAGE_CHARS:
+        text = text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    focus = f', about "{topic.strip()[:80]}"' if topic else ""
+    avoid_txt = ""
+    if avoid:
+        avoid_txt = "\nDo not repeat these questions; ask about something else:\n" + "\n".join(
+            f"- {q}" for q in avoid[-3:]
+        )
+    user = prompts.render(
+        prompts.load(f"quiz_{qtype}"),
+        title=chunk.title,
+        section=chunk.section or "(start)",
+        text=text,
+        focus=focus,
+        avoid=avoid_txt,
+    )
+    return [{"role": "system", "content": prompts.load("quiz_system")}, {"role": "user", "content": user}]
+
+
+def parse_item(raw: str, qtype: str, chunk: Chunk, rng: random.Random) -> QuizItem:
+    """Turn the model's JSON into an item (options shuffled here); ValueError if it is not usable JSON."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    question = clean_field(data.get("question"))
+    answer = clean_field(data.get("answer"))
+    options: list[str] = []
+    if qtype == "mcq":
+        distractors = data.get("distractors")
+        if not isinstance(distractors, list):
+            raise ValueError("no distractors list")
+        options = [answer]
+        for d in distractors:  # the first three that differ from the answer and from each other
+            text = clean_field(d)
+            if len(options) < 4 and normalize(text) not in {normalize(o) for o in options}:
+                options.append(text)
+        rng.shuffle(options)
+    return QuizItem(
+        type=qtype,
+        question=question,
+        answer=answer,
+        explanation=whole_sentences(clean_field(data.get("explanation"))),
+        options=options,
+        citation=Citation.of(1, chunk),
+    )
+
+
+@dataclass
+class Attempt:
+    """One model call while making a quiz (kept for bench/quiz.py and debugging)."""
+
+    chunk_id: str
+    raw: str
+    item: QuizItem | None
+    ok: bool
+    reason: str
+    seconds: float
+
+
+class QuizMaker:
+    def __init__(self, llm: LLM, embedder: TextEmbedder, retriever: Retriever, settings: QuizSettings, *,
+                 temperature: float = 0.3) -> None:
+        self.llm = llm
+        self.embedder = embedder
+        self.retriever = retriever
+        self.settings = settings
+        self.temperature = temperature
+        self.attempts: list[Attempt] = []
+
+    # -- passages --------------------------------------------------------------------------------
+    def topic_chunks(self, topic: str, n: int) -> list[Chunk]:
+        """Passages about the topic, best first; :class:`QuizError` when the handbooks do not cover it."""
+        try:
+            passages: list[Passage] = self.retriever.retrieve(topic, k=max(8, 2 * n + 4))
+        except QueryError as exc:
+            raise QuizError(str(exc).replace("question", "topic")) from exc
+        sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
+        if not passages or max(sims) < self.settings.topic_min_similarity:
+            raise QuizError(
+                f'The handbooks have nothing on "{topic.strip()[:80]}", so there is no quiz to make: '
+                "try a machine-learning topic such as regularization, gradient descent or random forests."
+            )
+        good = [p.chunk for p, s in zip(passages, sims, strict=True) if s >= self.settings.passage_min_similarity]
+        return [c for c in good if quizzable(c)] or good
+
+    def spread_chunks(self, session: QuizSession) -> Callable[[], Chunk | None]:
+        """A picker of passages across the corpus: an unused top-level section first, never the section of
+        the previous question, and a fresh cycle once every section has been used."""
+        by_section: dict[str, list[Chunk]] = {}
+        for c in self.retriever.chunks.values():
+            if quizzable(c):
+                by_section.setdefault(section_key(c), []).append(c)
+        if not by_section:
+            raise QuizError("The index has no passages to quiz on: ingest some documents first.")
+        tried: set[str] = set()
+
+        def pick() -> Chunk | None:
+            keys = [k for k in by_section if k != session.last_section and k not in tried] or [
+                k for k in by_section if k not in tried
+            ]
+            if not keys:
+                return None
+            low = min(session.used_sections.get(k, 0) for k in keys)
+            fresh = sorted(k for k in keys if session.used_sections.get(k, 0) == low)
+            key = session.rng.choice(fresh)
+            chunks = by_section[key]
+            unused = [c for c in chunks if c.id not in session.used_chunks] or chunks
+            tried.add(key)
+            return session.rng.choice(unused)
+
+        return pick
+
+    # -- one item ----------------------------------------------------------------------------------
+    def generate(self, qtype: str, chunk: Chunk, topic: str | None, session: QuizSession) -> Attempt:
+        start = time.perf_counter()
+        avoid = [i.question for i in session.items if i.citation.chunk_id == chunk.id]
+        messages = quiz_messages(qtype, chunk, topic, avoid)
+        temperature = self.temperature if not avoid else max(self.temperature, 0.7)
+        raw = self.llm.complete(
+            messages, max_tokens=_TOKENS[qtype], temperature=temperature, json_schema=SCHEMAS[qtype]
+        )
+        try:
+            item = parse_item(raw, qtype, chunk, session.rng)
+        except (ValueError, TypeError) as exc:
+            return Attempt(chunk.id, raw, None, False, f"unparseable reply ({exc})", time.perf_counter() - start)
+        reason, vector = self.validate(item, chunk, session)
+        attempt = Attempt(chunk.id, raw, item, reason is None, reason or "", time.perf_counter() - start)
+        if reason is None:
+            session.record(item, chunk, vector)
+        return attempt
+
+    def validate(self, item: QuizItem, chunk: Chunk, session: QuizSession) -> tuple[str | None, list[float]]:
+        """(why the item is rejected or None, the question's embedding)."""
+        earlier = list(zip(session.questions, session.question_vectors, strict=True))
+        return rejection(item, chunk.text, earlier, self.embedder, self.settings)
+
+    # -- a quiz --------------------------------------------------------------------------------------
+    def make(
+        self,
+        topic: str | None,
+        n: int = 5,
+        qtype: str = "mcq",
+        *,
+        session: QuizSession | None = None,
+        progress: Progress | None = None,
+    ) -> QuizResult:
+        if qtype not in QUIZ_TYPES:
+            raise QuizError(f"Unknown quiz type {qtype!r}: use one of {', '.join(QUIZ_TYPES)}.")
+        if not 1 <= n <= MAX_ITEMS:
+            raise QuizError(f"Ask for between 1 and {MAX_ITEMS} questions (got {n}).")
+        topic = (topic or "").strip() or None
+        session = session if session is not None else QuizSession()
+        start = time.perf_counter()
+        if topic:
+            pool = self.topic_chunks(topic, n)
+            # Unused passages first (best retrieval rank first), then the used ones again.
+            order = [c for c in pool if c.id not in session.used_chunks] + [
+                c for c in pool if c.id in session.used_chunks
+            ]
+            queue = list(order)
+
+            def next_chunk() -> Chunk | None:
+                if not queue:
+                    queue.extend(order)  # every passage had its turn: go round again
+                return queue.pop(0) if queue else None
+        else:
+            next_chunk = self.spread_chunks(session)
+
+        items: list[QuizItem] = []
+        dropped = 0
+        generated = 0
+        reasons: list[str] = []
+        budget = n * MAX_ATTEMPTS_PER_ITEM
+        while len(items) < n and generated < budget:
+            chunk = next_chunk()
+            if chunk is None:
+                break
+            if progress:
+                progress(f"writing question {len(items) + 1} of {n}", len(items), n)
+            attempt = self.generate(qtype, chunk, topic, session)
+            self.attempts.append(attempt)
+            generated += 1
+            if attempt.ok and attempt.item is not None:
+                items.append(attempt.item)
+            else:
+                dropped += 1
+                reasons.append(attempt.reason)
+        if progress:
+            progress("done", len(items), n)
+        if not items:
+            raise QuizError(
+                f"No usable question came out of {generated} tries (each failed validation): try another "
+                "topic or question type."
+            )
+        return QuizResult(topic, qtype, items, dropped, generated, time.perf_counter() - start, reasons,
+                          session.coverage(self.retriever.chunks))

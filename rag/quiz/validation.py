@@ -1,0 +1,79 @@
+"""Checks a quiz item must pass before a student sees it (thresholds in ``settings.quiz``)."""
+
+from __future__ import annotations
+
+import re
+
+from rag.embeddings import TextEmbedder
+from rag.quiz.models import QuizItem
+from rag.quiz.text import cos, normalize, term_overlap
+from rag.settings import QuizSettings
+
+_BAD_OPTION = re.compile(r"^(?:all|none|both|neither) of (?:the )?(?:above|these|them)$")
+
+
+def support_scores(item: QuizItem, embedder: TextEmbedder, passage: str) -> dict[str, float]:
+    """How well the cited passage supports the item: embedding similarities and key-term overlap."""
+    qa = f"{item.question} {item.answer}"
+    vecs = embedder.embed([qa, item.answer, passage, item.question])
+    return {
+        "sim_qa": round(cos(vecs[0], vecs[2]), 4),
+        "sim_answer": round(cos(vecs[1], vecs[2]), 4),
+        "overlap": round(term_overlap(item.answer, passage), 4),
+        "sim_q_answer": round(cos(vecs[3], vecs[1]), 4),
+    }
+
+
+def is_supported(scores: dict[str, float], settings: QuizSettings) -> bool:
+    return scores["sim_qa"] >= settings.support_min_similarity or scores["overlap"] >= settings.support_min_overlap
+
+
+def check_options(item: QuizItem) -> str | None:
+    """Why the MCQ options are unusable (None when they are fine)."""
+    if len(item.options) != 4:
+        return f"MCQ needs exactly 4 distinct options, got {len(item.options)}"
+    normed = [normalize(o) for o in item.options]
+    if any(not n for n in normed):
+        return "an option is empty"
+    if len(set(normed)) != 4:
+        return "options are not distinct"
+    if item.answer not in item.options:
+        return "the answer is not among the options"
+    if any(_BAD_OPTION.match(n) for n in normed):
+        return 'an option is "all/none of the above"'
+    return None
+
+
+def check_item(item: QuizItem) -> str | None:
+    """Shape checks that need no embedder (None when the item is fine)."""
+    if len(item.question) < 8 or not re.search(r"[A-Za-z]", item.question):
+        return "the question is empty or too short"
+    if not normalize(item.answer):
+        return "the answer is empty"
+    if item.type == "mcq":
+        return check_options(item)
+    if item.type in ("short", "flashcard") and normalize(item.answer) == normalize(item.question):
+        return "the answer repeats the question"
+    return None
+
+
+def rejection(item: QuizItem, passage: str, earlier: list[tuple[str, list[float]]], embedder: TextEmbedder,
+              settings: QuizSettings) -> tuple[str | None, list[float]]:
+    """(why the item is rejected, or None; the question's embedding). ``earlier``: the session's questions
+    and their embeddings (near-duplicates are rejected)."""
+    reason = check_item(item)
+    if reason:
+        return reason, []
+    item.support = support_scores(item, embedder, passage)
+    if not is_supported(item.support, settings):
+        return (
+            f"answer not supported by its passage (similarity {item.support['sim_qa']:.2f}, "
+            f"term overlap {item.support['overlap']:.2f})",
+            [],
+        )
+    vector = embedder.embed_query(item.question)
+    for question, vec in earlier:
+        sim = cos(vector, vec)
+        if sim > settings.duplicate_similarity:
+            return f"near-duplicate of an earlier question ({sim:.2f}): {question[:60]}", []
+    return None, vector

@@ -1,0 +1,30 @@
+"""The CLI's command registry: each ``ui/cli_*.py`` module adds its subcommands' parsers and registers their
+handlers here with :func:`command`. It is its own module (not ``ui.cli``) so that ``python -m ui.cli``, which
+runs ``ui.cli`` as ``__main__``, still has one registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ui.service import StudyService
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+Command = Callable[[argparse.Namespace, "StudyService"], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)

@@ -1,0 +1,215 @@
+"""The composition root: :class:`StudyService`, the one object the CLI and the web UI talk to.
+
+It builds the parts from the settings (embedder -> index -> library, retriever -> answer pipeline, quiz maker,
+LLM), each lazily on first use, and takes any of them ready-made instead: tests pass fakes through the
+constructor (``StudyService(settings, embedder=HashEmbedder(), llm=ScriptedLLM([...]))``), never by setting
+attributes. Nothing here touches Chroma or llama.cpp: those live behind :mod:`rag.store` and
+:mod:`rag.llm_llama_cpp`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import StudybotError
+from rag.settings import Settings, apply_offline_env, get_settings
+
+if TYPE_CHECKING:
+    from ingest.library import AddResult, Library
+    from ingest.pipeline import IngestSummary, PlanFn
+    from rag.answer import Answer, AnswerPipeline
+    from rag.chat import ChatSession
+    from rag.embeddings import TextEmbedder
+    from rag.events import AnswerEvent
+    from rag.health import Check
+    from rag.llm import LLM
+    from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
+    from rag.retrieval import Mode, Retriever
+    from rag.store import Index
+    from rag.types import Passage, Progress
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    source: str
+    title: str
+    chunks: int
+    ingested_at: float
+    kind: str
+
+
+class StudyService:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: TextEmbedder | None = None,
+        index: Index | None = None,
+        retriever: Retriever | None = None,
+        llm: LLM | None = None,
+    ) -> None:
+        apply_offline_env()
+        self.settings = settings or get_settings()
+        self._embedder = embedder
+        self._index = index
+        self._retriever = retriever
+        self._llm = llm
+        self._library: Library | None = None
+        self._answers: AnswerPipeline | None = None
+        self._lock = threading.RLock()
+
+    # -- parts (built on first use unless given) ----------------------------------------------------
+    @property
+    def embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            from rag.embeddings import shared_embedder
+
+            self._embedder = shared_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            from rag.store import Index
+
+            self._index = Index(self.settings, self.embedder)
+        return self._index
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            from rag.retrieval import HybridRetriever
+
+            self._retriever = HybridRetriever.from_settings(self.index)
+        return self._retriever
+
+    @property
+    def llm(self) -> LLM:
+        if self._llm is None:
+            with self._lock:
+                if self._llm is None:
+                    from rag.llm import get_llm
+
+                    self._llm = get_llm(self.settings)
+        return self._llm
+
+    @property
+    def library(self) -> Library:
+        """The document library: corpus folder + uploads, one index."""
+        if self._library is None:
+            from ingest.library import Library
+
+            self._library = Library(self.index)
+        return self._library
+
+    @property
+    def answers(self) -> AnswerPipeline:
+        """The retrieve -> pack -> prompt -> model -> cite pipeline (the model loads on first real use)."""
+        if self._answers is None:
+            from rag.answer import AnswerPipeline
+
+            self._answers = AnswerPipeline(self.retriever, lambda: self.llm, self.settings, embedder=self.embedder)
+        return self._answers
+
+    # -- the library ---------------------------------------------------------------------------------
+    def ingest(self, path: Path | None = None, *, rebuild: bool = False, progress: Progress | None = None,
+               on_plan: PlanFn | None = None, max_file_mb: float | None = None) -> IngestSummary:
+        """Sync the index with the library: the corpus folder (or ``path`` instead) and the uploads."""
+        with self._lock:
+            summary = self.library.sync(path, rebuild=rebuild, progress=progress, on_plan=on_plan,
+                                        max_file_mb=max_file_mb)
+            if summary.changed or rebuild:
+                self._refresh_retriever()
+            return summary
+
+    def add_documents(self, paths: Sequence[Path], *, progress: Progress | None = None,
+                      on_plan: PlanFn | None = None, max_file_mb: float | None = None) -> list[AddResult]:
+        """Add files to the library (checked, saved into the uploads folder, indexed incrementally)."""
+        with self._lock:
+            results = self.library.add(list(paths), progress=progress, on_plan=on_plan, max_file_mb=max_file_mb)
+            if any(r.ok for r in results):
+                self._refresh_retriever()
+            return results
+
+    def remove_document(self, name: str) -> str:
+        """Remove a document from the library; returns one sentence for the user."""
+        with self._lock:
+            summary, message = self.library.remove(name)
+            if summary.removed:
+                self._refresh_retriever()
+            return message
+
+    def _refresh_retriever(self) -> None:
+        if self._retriever is not None:
+            self._retriever.refresh(force=True)
+
+    def documents(self) -> list[DocumentInfo]:
+        manifest = self.index.manifest()
+        return [
+            DocumentInfo(src, rec.title, rec.chunks, rec.ingested_at,
+                         f"duplicate of {rec.duplicate_of}" if rec.duplicate_of else rec.kind)
+            for src, rec in sorted(manifest.files.items())
+        ]
+
+    # -- retrieval and answers -----------------------------------------------------------------------
+    def retrieve(self, question: str, k: int | None = None, mode: Mode = "hybrid") -> list[Passage]:
+        return self.retriever.retrieve(question, k or self.settings.retrieval.top_k, mode)
+
+    def ask(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Answer:
+        """A grounded, cited answer (or a refusal)."""
+        return self.answers.ask(question, k=k, max_tokens=max_tokens)
+
+    def ask_stream(self, question: str, k: int | None = None, max_tokens: int | None = None
+                   ) -> Iterator[AnswerEvent]:
+        """Typed events (:mod:`rag.events`): the passages, text deltas, then the final answer."""
+        return self.answers.stream(question, k=k, max_tokens=max_tokens)
+
+    def chat_session(self) -> ChatSession:
+        """A new conversation (history bounded by ``settings.answer.history_turns``)."""
+        from rag.chat import ChatSession
+
+        return ChatSession(self.answers)
+
+    def warm_up(self) -> None:
+        """Load the model and evaluate the fixed part of the answer prompt (system message and examples), so
+        the first question pays only for its own passages. Best effort: errors surface on the first question."""
+        from rag.answer import AnswerPipeline
+
+        with contextlib.suppress(StudybotError):
+            self.llm.complete(AnswerPipeline.messages("", "warm-up"), max_tokens=1, temperature=0.0)
+
+    # -- quizzes -------------------------------------------------------------------------------------
+    def quiz(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
+             progress: Progress | None = None) -> QuizResult:
+        """``n`` validated quiz items on a topic, or spread across the handbooks' sections when ``topic`` is
+        empty. ``session`` carries coverage and earlier questions between calls; ``QuizError`` when the topic
+        is not in the handbooks."""
+        from rag.quiz import QuizMaker
+
+        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz)
+        return maker.make(topic, n, qtype, session=session, progress=progress)
+
+    def grade(self, item: QuizItem, answer: str) -> GradeResult:
+        """Grade an answer to a quiz item (the feedback quotes the cited passage)."""
+        from rag.quiz import grade_answer
+
+        return grade_answer(item, answer, self.embedder, self.settings.quiz)
+
+    # -- health --------------------------------------------------------------------------------------
+    def doctor(self, runtime: bool = True) -> list[Check]:
+        """What is installed, verified and indexed (:func:`rag.health.doctor`)."""
+        from rag.health import doctor
+
+        return doctor(self.settings, self.index, runtime=runtime)
+
+    def check_runtime(self) -> None:
+        """Before serving: the llama.cpp runtime check for this build and model (cached after it passes once);
+        :class:`rag.runtime_check.RuntimeCheckError` with the cause and the fix when it fails."""
+        from rag.health import ensure_runtime_for
+
+        ensure_runtime_for(self.settings)
