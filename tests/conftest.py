@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from rag.settings import Settings, apply_offline_env
+from tests.helpers import MODELS_CACHE, served_app
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-
 apply_offline_env()
-
-# The assembled default GGUF (1.1 GB) is shared between test runs instead of being rebuilt per test.
-MODELS_CACHE = Path(os.environ.get("STUDYBOT_TEST_MODELS_CACHE", Path.home() / ".cache" / "studybot" / "models"))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -89,33 +83,8 @@ def corpus_service(corpus_home: Path, embedder):
     """A read-only service over the session's ingested corpus (shared: do not ingest through it)."""
     from ui.service import StudyService
 
-    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}))
-    svc._embedder = embedder
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}), embedder=embedder)
     return svc
-
-
-# --- the web app on a loopback port -----------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def served_app(service):  # type: ignore[no-untyped-def]
-    """The whole app around ``service`` on a free 127.0.0.1 port: yields {service, url, app, client}."""
-    from gradio_client import Client
-
-    from ui.app import launch
-
-    app, url = launch(service, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    try:
-        yield {"service": service, "url": url, "app": app,
-               "client": Client(url, verbose=False, analytics_enabled=False)}
-    finally:
-        app.close()
 
 
 # --- browser tests (Playwright + Debian's Chromium) ---------------------------------------------------------
@@ -154,8 +123,7 @@ def real_app(tmp_path_factory: pytest.TempPathFactory, corpus_home: Path, embedd
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(corpus_home, home)
     settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE}, llm={"max_tokens": 72, "temperature": 0.0})
-    svc = StudyService(settings)
-    svc._embedder = embedder
+    svc = StudyService(settings, embedder=embedder)
     with served_app(svc) as served:
         yield served
 

@@ -1,15 +1,51 @@
-"""Hand-written test doubles for the seams studybot owns (no mocking libraries)."""
+"""Hand-written test doubles for the seams studybot owns (no mocking libraries), passed in through
+constructors like the real parts: ``StudyService(settings, embedder=HashEmbedder(), llm=ScriptedLLM([...]))``.
+
+Import them as ``from tests.fakes import ...`` (the one import path for test helpers)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rag.llm import Usage
+from rag.llm import LLM, Usage
 
 
-class ScriptedLLM:
+class HashEmbedder:
+    """A deterministic, model-free :class:`rag.embeddings.TextEmbedder`: each word (lower-cased, a-z0-9) is
+    hashed to a few of ``dim`` dimensions and the sum is normalised, so texts that share words are close and
+    texts that share none are orthogonal. Milliseconds instead of a sentence-transformers model, for tests of
+    logic that do not depend on what the real embedder knows."""
+
+    name = "hash-embedder"
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.calls = 0
+
+    def _vector(self, text: str) -> list[float]:
+        vec = [0.0] * self.dim
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            for j in range(0, 6, 2):
+                vec[int.from_bytes(digest[j:j + 2], "little") % self.dim] += 1.0
+        norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+        return [x / norm for x in vec]
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+
+class ScriptedLLM(LLM):
     """A fake :class:`rag.llm.LLM` that plays back queued replies.
 
     Each ``stream()``/``complete()`` call pops the next reply (``stream`` yields it in pieces of
@@ -85,17 +121,56 @@ class ScriptedLLM:
             usage.total_s = time.perf_counter() - start
             self.last_usage = usage
 
-    def complete(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-    ) -> str:
-        return "".join(
-            self.stream(
-                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
-            )
-        )
+
+# --- quiz replies written from the passage the quiz chose ------------------------------------------------
+Reply = str | BaseException | Callable[[list[dict[str, str]]], str]
+
+
+class PassageLLM(ScriptedLLM):
+    """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
+    quiz chose, which the test does not know in advance)."""
+
+    def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        reply: Any = super()._pop(messages, **kwargs)
+        return reply(messages) if callable(reply) else reply
+
+
+_PASSAGE = re.compile(r'<passage from="(.*?)">\n(.*?)\n</passage>', re.S)
+
+
+def passage_of(messages: list[dict[str, str]]) -> tuple[str, str]:
+    m = _PASSAGE.search(messages[-1]["content"])
+    assert m, "the prompt has no passage"
+    return m.group(1), m.group(2)
+
+
+def fact_of(messages: list[dict[str, str]]) -> str:
+    """A sentence of the passage with at least 6 words (the 'answer' a good item would use)."""
+    _, text = passage_of(messages)
+    for sent in re.split(r"(?<=[.!?])\s+|\n+", text):
+        words = re.sub(r"[*#|`>_]", " ", sent).split()
+        if len(words) >= 6:
+            return " ".join(words[:14])
+    return " ".join(text.split()[:14])
+
+
+DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils at ten degrees"]
+
+
+def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
+    def reply(messages: list[dict[str, str]]) -> str:
+        fact = fact_of(messages)
+        q = question or f"Which statement about {fact.split()[0]} {' '.join(fact.split()[1:5])} is right?"
+        data: dict[str, Any] = {"question": q, "answer": fact, "explanation": f"The handbook says: {fact}."}
+        if qtype == "mcq":
+            data["distractors"] = DISTRACTORS
+        if qtype == "flashcard":
+            data.pop("explanation")
+        return json.dumps(data)
+
+    return reply
+
+
+def mcq(answer: str, distractors: list[str], question: str = "Which one is right here?") -> str:
+    return json.dumps({"question": question, "answer": answer, "distractors": distractors,
+                       "explanation": "Because the passage says so."})

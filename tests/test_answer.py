@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fakes import ScriptedLLM
 
-from rag.answer import AnswerPipeline, is_refusal
+from rag.answer import AnswerPipeline
 from rag.chat import ChatSession, clean_condensed
 from rag.errors import QueryError
+from rag.events import Condensed, Delta, Finished, Passages
+from rag.grounding import is_refusal
 from rag.prompts import REFUSAL
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
 from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
+from tests.fakes import HashEmbedder, ScriptedLLM
 
 TEXTS = [
     "L1 regularization adds the absolute values of the weights to the loss and drives some weights to zero.",
@@ -42,6 +45,13 @@ class FakeRetriever:
     def vocabulary(self) -> Vocabulary:
         return Vocabulary(self.texts + self.elsewhere)
 
+    def refresh(self, force: bool = False) -> None:
+        pass
+
+    @property
+    def chunks(self) -> dict[str, Chunk]:
+        return {p.chunk.id: p.chunk for p in self.retrieve("", len(self.texts))}
+
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
         self.queries.append(question)
         return [
@@ -57,12 +67,21 @@ class FakeRetriever:
         ]
 
 
-def make(replies: list[str] | None = None, similarity: float = 0.6, **kw) -> tuple[AnswerPipeline, ScriptedLLM]:
-    llm = ScriptedLLM(replies or [], **{k: v for k, v in kw.items() if k == "n_ctx"})
-    settings = Settings(answer={"context_budget_tokens": 600})
-    pipe = AnswerPipeline(FakeRetriever(similarity), llm, settings,
-                          **{k: v for k, v in kw.items() if k != "n_ctx"})
-    return pipe, llm
+def make(replies: list[str] | None = None, similarity: float = 0.6, *, n_ctx: int = 4096, embedder: Any = None,
+         **answer: Any) -> tuple[AnswerPipeline, ScriptedLLM]:
+    """A pipeline over :class:`FakeRetriever` and a :class:`ScriptedLLM`; ``answer``: ``settings.answer``
+    fields to change (``second_look=False``, ``auto_cite=False``, ...)."""
+    llm = ScriptedLLM(replies or [], n_ctx=n_ctx)
+    settings = Settings(answer={"context_budget_tokens": 600, **answer})
+    return AnswerPipeline(FakeRetriever(similarity), llm, settings, embedder=embedder), llm
+
+
+def kinds(events: list[Any]) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def deltas(events: Any) -> list[str]:
+    return [e.text for e in events if isinstance(e, Delta)]
 
 
 # -- citations and the result object ----------------------------------------------------------------------
@@ -235,44 +254,44 @@ def test_a_reply_citing_in_place_of_its_content_is_refused() -> None:
 def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() -> None:
     pipe, llm = make(["L1 drives some weights to zero [1][5], and L2 shrinks them [2]."])
     events = pipe.stream("How do L1 and L2 differ?")
-    kind, passages = next(events)
-    assert kind == "passages" and len(passages) == 3 and llm.calls == []  # sources before the model runs
+    first = next(events)
+    assert isinstance(first, Passages) and len(first.passages) == 3 and llm.calls == []  # before the model runs
     rest = list(events)
-    deltas = [d for k, d in rest if k == "delta"]
-    assert len(deltas) > 1
-    assert rest[-1][0] == "answer"
-    answer = rest[-1][1]
-    assert answer.passages == passages and "".join(deltas).strip() == answer.answer
-    assert "[5]" not in "".join(deltas) and answer.invalid_citations == 1
+    streamed = deltas(rest)
+    assert len(streamed) > 1
+    assert isinstance(rest[-1], Finished)
+    answer = rest[-1].answer
+    assert answer.passages == first.passages and "".join(streamed).strip() == answer.answer
+    assert "[5]" not in "".join(streamed) and answer.invalid_citations == 1
 
 
 def test_stream_never_shows_a_refusal_that_a_second_look_turns_into_an_answer() -> None:
     answer = "L1 adds the absolute values of the weights to the loss [1]."
     pipe, _ = make([REFUSAL, answer])
     events = list(pipe.stream("Which penalty uses absolute values?"))
-    deltas = "".join(d for k, d in events if k == "delta")
-    assert deltas.strip() == answer and "find" not in deltas  # the held-back refusal never reached the user
-    assert events[-1][1].answer == answer
+    streamed = "".join(deltas(events))
+    assert streamed.strip() == answer and "find" not in streamed  # the held-back refusal never reached the user
+    assert events[-1].answer.answer == answer
 
 
 def test_stream_of_a_refusal_yields_the_refusal_sentence_once() -> None:
     pipe, _ = make([REFUSAL, REFUSAL])
     events = list(pipe.stream("What is the default beta1 of the adam optimizer?"))
-    assert [d for k, d in events if k == "delta"] == [REFUSAL]
-    assert events[-1][1].refused
+    assert deltas(events) == [REFUSAL]
+    assert events[-1].answer.refused
 
 
 def test_stream_shows_an_answer_that_only_starts_like_the_refusal() -> None:
     pipe, llm = make(["I would add the absolute values of the weights, as L1 does [1]."])
-    deltas = "".join(d for k, d in pipe.stream("Which penalty uses absolute values?") if k == "delta")
-    assert deltas.startswith("I would") and len(llm.calls) == 1
+    streamed = "".join(deltas(pipe.stream("Which penalty uses absolute values?")))
+    assert streamed.startswith("I would") and len(llm.calls) == 1
 
 
 def test_stream_of_an_evidence_refusal() -> None:
     pipe, _ = make([], similarity=0.1)
     events = list(pipe.stream("Unrelated?"))
-    assert events[0] == ("passages", [])
-    assert events[-1][0] == "answer" and events[-1][1].refused
+    assert events[0] == Passages([])
+    assert isinstance(events[-1], Finished) and events[-1].answer.refused
 
 
 # -- errors -----------------------------------------------------------------------------------------------
@@ -337,8 +356,8 @@ def test_chat_stream_announces_the_rewritten_question() -> None:
     chat = ChatSession(pipe)
     list(chat.ask_stream("What is dropout?"))
     events = list(chat.ask_stream("how does it compare to L2?"))
-    assert events[0] == ("question", "How does dropout compare to L2?")
-    assert events[1][0] == "passages" and events[-1][0] == "answer"
+    assert events[0] == Condensed("How does dropout compare to L2?")
+    assert isinstance(events[1], Passages) and isinstance(events[-1], Finished)
 
 
 def test_clean_condensed_falls_back_on_garbage() -> None:
@@ -347,10 +366,10 @@ def test_clean_condensed_falls_back_on_garbage() -> None:
 
 
 # -- CLI --------------------------------------------------------------------------------------------------
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str, service: Any = None) -> tuple[int, str, str]:
     from ui.cli import main
 
-    code = main(list(argv))
+    code = main(list(argv), service=service)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -409,24 +428,17 @@ def test_cli_unreachable_server(corpus_settings: Settings, monkeypatch: pytest.M
     assert_one_clear_error(code, err, "cannot reach")
 
 
-def _scripted_service(monkeypatch: pytest.MonkeyPatch, replies: list[str], similarity: float = 0.6) -> ScriptedLLM:
+def _scripted_service(replies: list[str], similarity: float = 0.6) -> tuple[Any, ScriptedLLM]:
     from ui.service import StudyService
 
     llm = ScriptedLLM(replies)
-
-    def service(args):  # noqa: ANN001, ANN202
-        svc = StudyService(Settings(), llm=llm)
-        svc._retriever = FakeRetriever(similarity)
-        return svc
-
-    monkeypatch.setattr("ui.cli._service", service)
-    return llm
+    return StudyService(Settings(), llm=llm, retriever=FakeRetriever(similarity), embedder=HashEmbedder()), llm
 
 
 def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    _scripted_service(monkeypatch, ["L1 zeroes weights [1] and dropout disables units [3]."])
-    code, out, _ = run_cli(capsys, "ask", "-k", "3", "--max-tokens", "50", "What do L1 and dropout do?")
+    svc, llm = _scripted_service(["L1 zeroes weights [1] and dropout disables units [3]."])
+    code, out, _ = run_cli(capsys, "ask", "-k", "3", "--max-tokens", "50", "What do L1 and dropout do?", service=svc)
     assert code == 0
     assert "L1 zeroes weights [1] and dropout disables units [3]." in out
     assert "[1] Doc 0 — Sec 0 (doc0.md)" in out and "[3] Doc 2 — Sec 2 (doc2.md, p. 3)" in out
@@ -435,15 +447,15 @@ def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch
 
 def test_cli_ask_names_the_terms_no_handbook_mentions(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    llm = _scripted_service(monkeypatch, [])
-    code, out, _ = run_cli(capsys, "ask", "How does the Apriori algorithm compare with L1?")
+    svc, llm = _scripted_service([])
+    code, out, _ = run_cli(capsys, "ask", "How does the Apriori algorithm compare with L1?", service=svc)
     assert code == 0 and llm.calls == []
     assert REFUSAL in out and "(No handbook mentions Apriori.)" in out
 
 
 def test_cli_ask_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    llm = _scripted_service(monkeypatch, ["L2 shrinks weights [2]."])
-    code, out, _ = run_cli(capsys, "ask", "--json", "--max-tokens", "40", "What does L2 do?")
+    svc, llm = _scripted_service(["L2 shrinks weights [2]."])
+    code, out, _ = run_cli(capsys, "ask", "--json", "--max-tokens", "40", "What does L2 do?", service=svc)
     assert code == 0 and llm.calls[0]["max_tokens"] == 40
     d = json.loads(out)
     assert d["answer"] == "L2 shrinks weights [2]." and d["refused"] is False
@@ -453,24 +465,17 @@ def test_cli_ask_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
 def test_cli_chat_reads_piped_lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    llm = _scripted_service(monkeypatch, ["L1 zeroes weights [1].", "How does L1 differ from L2?", "L2 shrinks [2]."])
+    svc, llm = _scripted_service(["L1 zeroes weights [1].", "How does L1 differ from L2?", "L2 shrinks [2]."])
     monkeypatch.setattr("sys.stdin", io.StringIO("What is L1?\n\nhow does it differ from L2?\nexit\nignored\n"))
-    code, out, _ = run_cli(capsys, "chat")
+    code, out, _ = run_cli(capsys, "chat", service=svc)
     assert code == 0 and len(llm.calls) == 3
     assert "L1 zeroes weights [1]." in out and "L2 shrinks [2]." in out
     assert "How does L1 differ from L2?" in out
 
 
 # -- semantic grounding with the real embedder ----------------------------------------------------------------
-class _Index:
-    def __init__(self, embedder) -> None:  # type: ignore[no-untyped-def]
-        self.embedder = embedder
-
-
 def make_grounded(embedder, replies: list[str]) -> tuple[AnswerPipeline, ScriptedLLM]:  # type: ignore[no-untyped-def]
-    pipe, llm = make(replies)
-    pipe.retriever.index = _Index(embedder)  # type: ignore[attr-defined]
-    return pipe, llm
+    return make(replies, embedder=embedder)
 
 
 def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # type: ignore[no-untyped-def]
@@ -513,7 +518,7 @@ def test_a_loose_answer_about_a_term_the_passages_never_name_is_refused(embedder
 
 
 def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedder) -> None:  # type: ignore[no-untyped-def]
-    from rag.citations import semantic_attribute, sentence_grounding
+    from rag.grounding import semantic_attribute, sentence_grounding
 
     passages = FakeRetriever().retrieve("q")
     text = "Penalising squared weights shrinks every weight smoothly towards zero. Paris is in France. Dropout helps [3]."

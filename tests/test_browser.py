@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ANSWER_TIMEOUT_MS, ask_in_browser, open_tab, upload_in_browser
 
 from evals.gold import load_gold
+from tests.browser_support import ANSWER_TIMEOUT_MS, ask_in_browser, open_tab, upload_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm]
 

@@ -1,20 +1,12 @@
-"""Citation markers: parsing, mapping to passages, invalid numbers, streaming filter, attribution."""
+"""Citation markers (parsing, mapping to passages, invalid numbers, streaming filter) and the grounding
+checks (attribution, support, numbers, placeholders, restatement)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.citations import (
-    CitationFilter,
-    attribute,
-    clean,
-    map_citations,
-    novel_words,
-    numbers,
-    placeholder_markers,
-    support,
-    unsupported_numbers,
-)
+from rag.citations import CitationFilter, clean, map_citations, numbers
+from rag.grounding import attribute, novel_words, placeholder_markers, support, unsupported_numbers
 from rag.types import Chunk, Passage
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ScriptedLLM
 
 from evals import check_baseline
 from evals.cli import run_cli
@@ -31,6 +30,7 @@ from evals.scoring import aggregate, id_scores
 from evals.suite import Suite
 from rag.settings import Settings
 from rag.types import Chunk, Passage
+from tests.fakes import ScriptedLLM
 
 # --------------------------------------------------------------------------------------------------
 # judge: schemas and parsing

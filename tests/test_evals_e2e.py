@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import MODELS_CACHE
+
+from tests.helpers import MODELS_CACHE
 
 pytestmark = pytest.mark.llm
 

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import MODELS_CACHE, free_port
 
 from rag.errors import BackendError, ModelError, QueryError
 from rag.llm import LLM, clear_llm_cache, get_llm
@@ -23,6 +22,7 @@ from rag.llm_openai import OpenAICompatLLM
 from rag.models import resolve_gguf
 from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
+from tests.helpers import MODELS_CACHE, free_port
 
 SHORT = [
     {"role": "system", "content": "You are a concise assistant."},

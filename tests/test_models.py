@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MODELS_CACHE
 
 import rag.models as models
 from rag.errors import ModelError
@@ -22,6 +21,7 @@ from rag.models import (
     resolve_gguf,
 )
 from rag.settings import Settings
+from tests.helpers import MODELS_CACHE
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,74 +19,26 @@ from rag.quiz import (
     QuizItem,
     QuizSession,
     check_options,
-    export_items,
     grade_answer,
     normalize,
     section_key,
 )
-from tests.fakes import ScriptedLLM
-
-Reply = str | BaseException | Callable[[list[dict[str, str]]], str]
-
-
-class PassageLLM(ScriptedLLM):
-    """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
-    quiz chose, which the test does not know in advance)."""
-
-    def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
-        reply: Any = super()._pop(messages, **kwargs)
-        return reply(messages) if callable(reply) else reply
-
-
-_PASSAGE = re.compile(r'<passage from="(.*?)">\n(.*?)\n</passage>', re.S)
-
-
-def passage_of(messages: list[dict[str, str]]) -> tuple[str, str]:
-    m = _PASSAGE.search(messages[-1]["content"])
-    assert m, "the prompt has no passage"
-    return m.group(1), m.group(2)
-
-
-def fact_of(messages: list[dict[str, str]]) -> str:
-    """A sentence of the passage with at least 6 words (the 'answer' a good item would use)."""
-    _, text = passage_of(messages)
-    for sent in re.split(r"(?<=[.!?])\s+|\n+", text):
-        words = re.sub(r"[*#|`>_]", " ", sent).split()
-        if len(words) >= 6:
-            return " ".join(words[:14])
-    return " ".join(text.split()[:14])
-
-
-DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils at ten degrees"]
-
-
-def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
-    def reply(messages: list[dict[str, str]]) -> str:
-        fact = fact_of(messages)
-        q = question or f"Which statement about {fact.split()[0]} {' '.join(fact.split()[1:5])} is right?"
-        data: dict[str, Any] = {"question": q, "answer": fact, "explanation": f"The handbook says: {fact}."}
-        if qtype == "mcq":
-            data["distractors"] = DISTRACTORS
-        if qtype == "flashcard":
-            data.pop("explanation")
-        return json.dumps(data)
-
-    return reply
-
-
-def mcq(answer: str, distractors: list[str], question: str = "Which one is right here?") -> str:
-    return json.dumps({"question": question, "answer": answer, "distractors": distractors,
-                       "explanation": "Because the passage says so."})
+from rag.settings import QuizSettings
+from rag.types import Citation
+from tests.fakes import PassageLLM, Reply, fact_of, good, mcq, passage_of
+from ui.quiz_export import export_items
+from ui.render import grade_feedback
 
 
 @pytest.fixture
-def quiz_svc(corpus_service: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The shared corpus service with a PassageLLM holding the given replies."""
+def quiz_svc(corpus_service: Any) -> Callable[..., Any]:
+    """A service over the shared corpus (its index, retriever and embedder) with a PassageLLM holding the
+    given replies."""
+    from ui.service import StudyService
 
     def make(*replies: Reply) -> Any:
-        llm = PassageLLM(list(replies))  # type: ignore[arg-type]
-        monkeypatch.setattr(corpus_service, "_llm", llm)
-        return corpus_service
+        return StudyService(corpus_service.settings, embedder=corpus_service.embedder, index=corpus_service.index,
+                            retriever=corpus_service.retriever, llm=PassageLLM(list(replies)))  # type: ignore[arg-type]
 
     return make
 
@@ -100,15 +52,15 @@ def test_topic_mcq_items_are_valid_and_cite_their_passage(quiz_svc: Callable[...
     for item in result.items:
         assert len(item.options) == 4 and len({normalize(o) for o in item.options}) == 4
         assert item.answer in item.options
-        chunk = svc.retriever.chunks[item.citation["chunk_id"]]
-        assert item.citation["chunk_id"] in topic_ids
-        assert item.citation["text"] == chunk.text and item.citation["section"] == chunk.section
-        assert item.citation["source"] == chunk.source and "title" in item.citation and "page" in item.citation
+        chunk = svc.retriever.chunks[item.citation.chunk_id]
+        assert item.citation.chunk_id in topic_ids
+        assert item.citation.text == chunk.text and item.citation.section == chunk.section
+        assert item.citation.source == chunk.source and item.citation.n == 1
     calls = svc.llm.calls
     assert all(c["json_schema"] == SCHEMAS["mcq"] for c in calls)
     # One passage per item, and never the same passage twice in one quiz.
     assert all(m[-1]["content"].count("<passage") == 1 for m in svc.llm.messages)
-    assert len({i.citation["chunk_id"] for i in result.items}) == 3
+    assert len({i.citation.chunk_id for i in result.items}) == 3
     assert json.loads(json.dumps(result.to_json())).keys() == {"topic", "type", "items", "dropped"}
 
 
@@ -186,11 +138,11 @@ def test_without_topic_questions_spread_across_sections(quiz_svc: Callable[..., 
     session = QuizSession(4)
     first = svc.quiz(None, 6, "flashcard", session=session)
     chunks = svc.retriever.chunks
-    keys = [section_key(chunks[i.citation["chunk_id"]]) for i in first.items]
+    keys = [section_key(chunks[i.citation.chunk_id]) for i in first.items]
     assert len(first.items) == 6 and len(set(keys)) == 6
     assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
     second = svc.quiz(None, 6, "flashcard", session=session)
-    keys2 = [section_key(chunks[i.citation["chunk_id"]]) for i in second.items]
+    keys2 = [section_key(chunks[i.citation.chunk_id]) for i in second.items]
     assert not set(keys2) & set(keys) and keys2[0] != keys[-1]
     used, total = session.coverage(chunks)
     assert used == 12 and total > 40
@@ -204,8 +156,8 @@ def test_prompt_carries_passage_literally(quiz_svc: Callable[..., Any]) -> None:
     assert msgs[0]["role"] == "system" and "never follow instructions" in msgs[0]["content"]
     where, text = passage_of(msgs)
     cited = result.items[0].citation
-    assert text.strip() == cited["text"].strip()[: len(text.strip())] or text.endswith(" …")
-    assert where == f"{cited['title']} — {cited['section'] or '(start)'}"
+    assert text.strip() == cited.text.strip()[: len(text.strip())] or text.endswith(" …")
+    assert where == f"{cited.title} — {cited.section or '(start)'}"
     assert '"gradient descent"' in msgs[1]["content"]
 
 
@@ -215,20 +167,22 @@ PASSAGE = (
     "of absolute weights and can drive some weights to exactly zero, which gives sparse models. L2 "
     "regularization (Ridge) adds the sum of squared weights and shrinks weights smoothly."
 )
-CITATION = {"chunk_id": "c1", "source": "x.md", "title": "Handbook", "section": "Regularization", "page": None,
-            "text": PASSAGE}
+CITATION = Citation(n=1, chunk_id="c1", source="x.md", title="Handbook", section="Regularization", page=None,
+                    text=PASSAGE)
+QUIZ = QuizSettings()
 
 
 def test_grade_mcq_by_text_or_letter(embedder: Any) -> None:
     item = QuizItem("mcq", "Which penalty gives sparse weights?", "L1 (Lasso)", "L1 drives weights to zero.",
                     ["L2 (Ridge)", "L1 (Lasso)", "Dropout", "Early stopping"], CITATION)
-    assert grade_answer(item, "L1 (Lasso)", embedder).correct
-    assert grade_answer(item, "B", embedder).correct
-    assert grade_answer(item, "b)", embedder).correct
-    wrong = grade_answer(item, "A", embedder)
+    assert grade_answer(item, "L1 (Lasso)", embedder, QUIZ).correct
+    assert grade_answer(item, "B", embedder, QUIZ).correct
+    assert grade_answer(item, "b)", embedder, QUIZ).correct
+    wrong = grade_answer(item, "A", embedder, QUIZ)
     assert not wrong.correct and wrong.verdict == "incorrect"
-    assert "L1 (Lasso)" in wrong.feedback and wrong.quote in PASSAGE and "exactly zero" in wrong.quote
-    assert wrong.quote in wrong.feedback and "Handbook — Regularization" in wrong.feedback
+    feedback = grade_feedback(wrong)
+    assert "L1 (Lasso)" in feedback and wrong.quote in PASSAGE and "exactly zero" in wrong.quote
+    assert wrong.quote in feedback and "Handbook — Regularization" in feedback
 
 
 def test_grade_short_answers(embedder: Any) -> None:
@@ -236,17 +190,17 @@ def test_grade_short_answers(embedder: Any) -> None:
                     "L1 regularization adds the sum of absolute weights and drives some weights to exactly zero.",
                     "This gives sparse models.", [], CITATION)
     right = grade_answer(item, "It penalises the absolute value of the weights, so some become exactly zero.",
-                         embedder)
+                         embedder, QUIZ)
     assert right.verdict == "correct" and right.correct
-    wrong = grade_answer(item, "It makes the learning rate decay over time.", embedder)
+    wrong = grade_answer(item, "It makes the learning rate decay over time.", embedder, QUIZ)
     assert wrong.verdict == "incorrect" and not wrong.correct
     assert right.score > wrong.score
-    empty = grade_answer(item, "   ", embedder)
-    assert empty.verdict == "incorrect" and empty.score == 0.0 and "No answer" in empty.feedback
-    assert right.quote in PASSAGE and right.quote in right.feedback
+    empty = grade_answer(item, "   ", embedder, QUIZ)
+    assert empty.verdict == "incorrect" and empty.score == 0.0 and "No answer" in grade_feedback(empty)
+    assert right.quote in PASSAGE and right.quote in grade_feedback(right)
     flash = QuizItem("flashcard", "Lasso", "L1 regularization: drives some weights to exactly zero.", "", [],
                      CITATION)
-    assert grade_answer(flash, "", embedder).verdict == "revealed"
+    assert grade_answer(flash, "", embedder, QUIZ).verdict == "revealed"
 
 
 # --- export ---------------------------------------------------------------------------------------------
@@ -255,7 +209,7 @@ def _items() -> list[QuizItem]:
         QuizItem("mcq", 'Which penalty gives "sparse" weights?', "L1", "L1 drives weights\tto zero.",
                  ["L2", "L1", "Dropout", "Early stopping"], CITATION),
         QuizItem("short", "What does L2 add <to> the loss?", "The sum of squared weights.", "Ridge.\nSmooth.", [],
-                 {**CITATION, "section": "Regularization > L2", "page": 3}),
+                 replace(CITATION, section="Regularization > L2", page=3)),
     ]
 
 
@@ -299,10 +253,10 @@ def test_export_json_and_bad_names(tmp_path: Path) -> None:
 
 
 # --- service and CLI ------------------------------------------------------------------------------------
-def test_service_grade_accepts_json_items(quiz_svc: Callable[..., Any]) -> None:
+def test_service_grades_an_item_restored_from_json(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()
-    item = _items()[0].to_json()
-    assert svc.grade(item, "L1").correct
+    item = QuizItem.from_json(json.loads(json.dumps(_items()[0].to_json())))
+    assert item == _items()[0] and svc.grade(item, "L1").correct
 
 
 def test_cli_quiz_json_and_export(quiz_svc: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
@@ -310,25 +264,24 @@ def test_cli_quiz_json_and_export(quiz_svc: Callable[..., Any], monkeypatch: pyt
     from ui import cli
 
     svc = quiz_svc(good(), good())
-    monkeypatch.setattr(cli, "_service", lambda args: svc)
     out_file = tmp_path / "deck.apkg"
     rc = cli.main(["quiz", "--topic", "regularization", "-n", "2", "--type", "mcq", "--json",
-                   "--export", str(out_file), "--seed", "7"])
+                   "--export", str(out_file), "--seed", "7"], service=svc)
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     assert data["topic"] == "regularization" and data["type"] == "mcq" and data["dropped"] == 0
     assert len(data["items"]) == 2 and all(len(i["options"]) == 4 for i in data["items"])
-    assert set(data["items"][0]["citation"]) == {"chunk_id", "source", "title", "section", "page", "text"}
+    assert set(data["items"][0]["citation"]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
     assert zipfile.is_zipfile(out_file)
 
 
 def test_cli_unknown_topic_exit_code(quiz_svc: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     from ui import cli
+    from ui.commands import EXIT_ERROR
 
     svc = quiz_svc()
-    monkeypatch.setattr(cli, "_service", lambda args: svc)
-    assert cli.main(["quiz", "--topic", "medieval French poetry"]) == cli.EXIT_ERROR
+    assert cli.main(["quiz", "--topic", "medieval French poetry"], service=svc) == EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: The handbooks have nothing on") and err.count("\n") == 1
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODELS_CACHE
 
 from rag.quiz import QuizSession, normalize
 from rag.settings import Settings
+from tests.helpers import MODELS_CACHE
 from ui.service import StudyService
 from ui.tab_quiz import check_answer, view
 
@@ -24,8 +24,7 @@ ON_TOPIC = re.compile(r"regulari|\bl1\b|\bl2\b|ridge|lasso|penalt|weight decay|d
 
 @pytest.fixture(scope="module")
 def real_service(corpus_home: Path, embedder: Any) -> StudyService:
-    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}, llm={"temperature": 0.0}))
-    svc._embedder = embedder
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}, llm={"temperature": 0.0}), embedder=embedder)
     return svc
 
 

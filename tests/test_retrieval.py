@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from evals.gold import load_gold
 from evals.retrieval import evaluate_retrieval
@@ -19,6 +18,7 @@ from rag.errors import IndexStateError, QueryError
 from rag.retrieval import HybridRetriever, as_langchain, rrf, tokenize
 from rag.settings import Settings
 from rag.store import Index
+from tests.helpers import free_port
 from ui import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,14 +139,13 @@ def test_vocabulary_holds_the_handbooks_words_and_follows_a_new_ingest(corpus_se
                                                                          tmp_path: Path) -> None:
     from ui.service import StudyService
 
-    svc = StudyService(corpus_settings)
-    svc._embedder = embedder
+    svc = StudyService(corpus_settings, embedder=embedder)
     vocab = svc.retriever.vocabulary()
     assert vocab.mentions("dropout") and vocab.mentions("XGBoost") and vocab.mentions("k-means")
     assert not vocab.mentions("Mahalanobis") and not vocab.mentions("Zorblax")
     assert svc.retriever.vocabulary() is vocab  # built once per index version
     doc = tmp_path / "zorblax.md"
     doc.write_text("# Notes\n\n## Zorblax\n\nThe Zorblax estimator averages bootstrap medians.\n", encoding="utf-8")
-    assert svc.add_files([("uploads/zorblax.md", doc)]).ok
+    assert [r.ok for r in svc.add_documents([doc])] == [True]
     svc.retriever.refresh()
     assert svc.retriever.vocabulary().mentions("Zorblax")

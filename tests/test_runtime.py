@@ -133,10 +133,9 @@ def test_a_file_that_is_not_a_model_fails_the_real_load(tmp_path: Path) -> None:
 
 @pytest.mark.llm
 def test_a_healthy_runtime_passes_and_its_verdict_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import MODELS_CACHE
-
     from rag import runtime_check
     from rag.models import ensure_default_gguf
+    from tests.helpers import MODELS_CACHE
 
     gguf = ensure_default_gguf(Settings(storage={"models_cache": MODELS_CACHE}), show_progress=False)
     cache = tmp_path / "cache"

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, served_app
-from fakes import ScriptedLLM
 
 from rag.errors import IngestError, StudybotError
 from rag.settings import Settings
+from tests.fakes import ScriptedLLM
+from tests.helpers import free_port, served_app
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 QUESTION = "Which matrix decomposition is used for noise reduction, and what pieces does it split a matrix into?"
@@ -25,8 +25,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
     from ui.service import StudyService
 
     llm = ScriptedLLM()
-    svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=llm)
-    svc._embedder = embedder
+    svc = StudyService(corpus_settings.updated(ingest={"max_file_mb": 1}), llm=llm, embedder=embedder)
     with served_app(svc) as served:
         yield {**served, "llm": llm}
 
@@ -97,8 +96,7 @@ def test_upload_rejects_exe_and_oversize(corpus_settings: Settings, embedder: An
     from ui.service import StudyService
     from ui.tab_library import upload_files
 
-    svc = StudyService(corpus_settings.model_copy(update={"max_file_mb": 1}), llm=ScriptedLLM())
-    svc._embedder = embedder
+    svc = StudyService(corpus_settings.updated(ingest={"max_file_mb": 1}), llm=ScriptedLLM(), embedder=embedder)
     exe = tmp_path / "setup.exe"
     exe.write_bytes(b"MZ" + b"\x00" * 100)
     big = tmp_path / "big.md"
@@ -128,8 +126,7 @@ def test_delete_and_reindex(corpus_settings: Settings, embedder: Any, tmp_path: 
     from ui.service import StudyService
     from ui.tab_library import delete_document, reindex, upload_files
 
-    svc = StudyService(corpus_settings, llm=ScriptedLLM())
-    svc._embedder = embedder
+    svc = StudyService(corpus_settings, llm=ScriptedLLM(), embedder=embedder)
     note = tmp_path / "note.md"
     note.write_text("# Note\n\nA note about gradient clipping for exploding gradients.\n")
     assert upload_files(svc, [note])[0].ok

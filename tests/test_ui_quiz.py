@@ -10,42 +10,44 @@ import json
 import re
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import served_app
 
 from rag.quiz import QuizItem, normalize
 from rag.settings import Settings
-from tests.test_quiz import PassageLLM, fact_of, good
-from ui.tab_quiz import (
+from tests.fakes import PassageLLM, fact_of, good
+from tests.helpers import served_app
+from ui.quiz_state import (
     EXPORT_FORMATS,
     QuizSessions,
+    QuizState,
     check_answer,
     export_quiz,
     more_questions,
-    new_state,
     next_question,
-    score,
     start_quiz,
-    view,
 )
+from ui.tab_quiz import view
 
 
 @pytest.fixture
-def quiz_svc(corpus_service: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The shared corpus service with a PassageLLM holding the given replies."""
+def quiz_svc(corpus_service: Any) -> Callable[..., Any]:
+    """A service over the shared corpus (its index, retriever and embedder) with a PassageLLM holding the
+    given replies."""
+    from ui.service import StudyService
 
     def make(*replies: Any) -> Any:
-        monkeypatch.setattr(corpus_service, "_llm", PassageLLM(list(replies)))
-        return corpus_service
+        return StudyService(corpus_service.settings, embedder=corpus_service.embedder, index=corpus_service.index,
+                            retriever=corpus_service.retriever, llm=PassageLLM(list(replies)))
 
     return make
 
 
-def _item(st: dict[str, Any], i: int | None = None) -> QuizItem:
-    return QuizItem.from_json(st["items"][st["index"] if i is None else i])
+def _item(st: QuizState, i: int | None = None) -> QuizItem:
+    return st.items[st.index if i is None else i]
 
 
 def _wrong_option(item: QuizItem) -> str:
@@ -61,11 +63,11 @@ def _text(html_text: str) -> str:
 def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(good(), good(), good())
     sessions = QuizSessions()
-    progress: list[tuple[int, int, str]] = []
+    progress: list[tuple[str, int, int]] = []
     st = start_quiz(svc, sessions, "  regularization ", "mcq", 3, progress=lambda *a: progress.append(a))
-    assert st["error"] == "" and len(st["items"]) == 3 and st["topic"] == "regularization"
-    assert progress[0][:2] == (0, 3) and progress[-1] == (3, 3, "done")
-    assert len(sessions) == 1 and st["id"] in sessions
+    assert st.error == "" and len(st.items) == 3 and st.topic == "regularization"
+    assert progress[0][1:] == (0, 3) and progress[-1] == ("done", 3, 3)
+    assert len(sessions) == 1 and st.id in sessions
 
     first = _item(st)
     v = view(st)
@@ -77,64 +79,64 @@ def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
 
     # No option picked: nothing is graded; "next" before checking does not move on.
     same = check_answer(svc, st, None)
-    assert same["results"][0] is None and "Pick one of the four options" in view(same).status_html
+    assert same.results[0] is None and "Pick one of the four options" in view(same).status_html
     stuck = next_question(st)
-    assert stuck["index"] == 0 and "Check your answer first" in stuck["message"]
+    assert stuck.index == 0 and "Check your answer first" in stuck.message
 
     # 1: right answer
     st = check_answer(svc, st, first.answer)
     v = view(st)
-    assert st["results"][0]["grade"]["correct"] is True
+    assert st.results[0].grade.correct is True
     assert 'data-verdict="correct"' in v.feedback_html and "Correct." in v.feedback_html
     cite = first.citation
     shown = html.unescape(_text(v.feedback_html))
-    assert cite["source"] in shown and (cite["section"] or "") in shown and cite["title"] in shown
-    assert "Cited passage" in v.feedback_html and st["results"][0]["grade"]["quote"]
+    assert cite.source in shown and (cite.section or "") in shown and cite.title in shown
+    assert "Cited passage" in v.feedback_html and st.results[0].grade.quote
     assert not v.can_check and not v.can_answer and v.can_next and v.selected == first.answer
     assert v.score_html == ""  # not at the end yet
     again = check_answer(svc, st, _wrong_option(first))  # a second check does not change the grade
-    assert again["results"][0]["grade"]["correct"] is True and "already checked" in again["message"]
+    assert again.results[0].grade.correct is True and "already checked" in again.message
 
     # 2: wrong answer; the feedback names the right one with its letter
     st = next_question(st)
-    assert st["index"] == 1 and "Question 2 of 3" in view(st).question_html and view(st).selected is None
+    assert st.index == 1 and "Question 2 of 3" in view(st).question_html and view(st).selected is None
     second = _item(st)
     st = check_answer(svc, st, _wrong_option(second))
     v = view(st)
-    assert st["results"][1]["grade"]["correct"] is False and 'data-verdict="incorrect"' in v.feedback_html
+    assert st.results[1].grade.correct is False and 'data-verdict="incorrect"' in v.feedback_html
     letter = "ABCD"[second.answer_index or 0]
     assert f"{letter}) " in v.feedback_html and "Not quite." in v.feedback_html
-    assert score(st) == (1, 3) and "2 of 3 answered, 1 correct" in v.status_html
+    assert st.score() == (1, 3) and "2 of 3 answered, 1 correct" in v.status_html
 
     # 3: right answer by letter; the score appears and "more" is offered
     st = next_question(st)
     third = _item(st)
     st = check_answer(svc, st, "ABCD"[third.answer_index or 0])
     v = view(st)
-    assert st["results"][2]["grade"]["correct"] is True
+    assert st.results[2].grade.correct is True
     assert "Score: 2/3" in v.score_html and 'data-right="2" data-total="3"' in v.score_html
     assert v.can_more and not v.can_next and "All rounds" not in v.score_html
-    assert "last question" in next_question(st)["message"]
+    assert "last question" in next_question(st).message
 
 
 def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(good(), good())
     sessions = QuizSessions()
     st = start_quiz(svc, sessions, "regularization", "mcq", 2)
-    session = sessions.get(st["id"])
+    session = sessions.get(st.id)
     for _ in range(2):
         st = check_answer(svc, st, _item(st).answer)
         st = next_question(st) if view(st).can_next else st
     assert "Score: 2/2" in view(st).score_html
-    first_chunks = {i["citation"]["chunk_id"] for i in st["items"]}
+    first_chunks = {i.citation.chunk_id for i in st.items}
 
     svc.llm.queue(good(), good())
     st = more_questions(svc, sessions, st)
-    assert len(st["items"]) == 4 and st["round_start"] == 2 and st["index"] == 2 and st["rounds"] == 2
-    assert sessions.get(st["id"]) is session and len(session.items) == 4  # the same QuizSession
-    new_chunks = {i["citation"]["chunk_id"] for i in st["items"][2:]}
+    assert len(st.items) == 4 and st.round_start == 2 and st.index == 2 and st.rounds == 2
+    assert sessions.get(st.id) is session and len(session.items) == 4  # the same QuizSession
+    new_chunks = {i.citation.chunk_id for i in st.items[2:]}
     assert not new_chunks & first_chunks  # unused passages of the topic first
-    questions = [normalize(i["question"]) for i in st["items"]]
+    questions = [normalize(i.question) for i in st.items]
     assert len(set(questions)) == 4
     v = view(st)
     assert "Question 1 of 2" in v.question_html and v.score_html == "" and not v.can_more
@@ -143,18 +145,18 @@ def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[
     st = check_answer(svc, next_question(st), _item(next_question(st)).answer)
     v = view(st)
     assert "Score: 1/2" in v.score_html and "All rounds: 3/4" in v.score_html
-    assert score(st, all_rounds=True) == (3, 4)
+    assert st.score(all_rounds=True) == (3, 4)
 
 
 def test_more_questions_after_the_session_was_lost(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(good())
     sessions = QuizSessions(capacity=1)
     st = start_quiz(svc, sessions, "regularization", "mcq", 1)
-    sessions.drop(st["id"])  # evicted, or the server restarted: rebuilt from the items in the state
+    sessions.drop(st.id)  # evicted, or the server restarted: rebuilt from the items in the state
     svc.llm.queue(good())
     st = more_questions(svc, sessions, st)
-    assert len(st["items"]) == 2 and st["error"] == ""
-    assert st["items"][0]["citation"]["chunk_id"] != st["items"][1]["citation"]["chunk_id"]
+    assert len(st.items) == 2 and st.error == ""
+    assert st.items[0].citation.chunk_id != st.items[1].citation.chunk_id
 
 
 def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
@@ -166,12 +168,12 @@ def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
     item = _item(st)
     st = check_answer(svc, st, item.answer)
     v = view(st)
-    assert st["results"][0]["grade"]["verdict"] == "correct" and "Score: 1/1" in v.score_html
+    assert st.results[0].grade.verdict == "correct" and "Score: 1/1" in v.score_html
     assert v.answer_text == item.answer and not v.can_answer
 
     svc = quiz_svc(good("flashcard"))
     st = start_quiz(svc, sessions, None, "flashcard", 1)
-    assert st["topic"] is None and "across the handbooks" in view(st).question_html
+    assert st.topic is None and "across the handbooks" in view(st).question_html
     assert "Card 1 of 1" in view(st).question_html and "turn the card over" in view(st).answer_label
     st = check_answer(svc, st, "")
     v = view(st)
@@ -183,8 +185,8 @@ def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
 def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -> None:
     svc = quiz_svc(good(), good())
     st = start_quiz(svc, QuizSessions(), "L1/L2 regularization", "mcq", 2)
-    assert st["error"] == "", st["error"]
-    items = [QuizItem.from_json(d) for d in st["items"]]
+    assert st.error == "", st.error
+    items = list(st.items)
 
     csv_path = Path(export_quiz(st, "CSV", tmp_path) or "")
     assert csv_path.parent == tmp_path and csv_path.suffix == ".csv"
@@ -194,7 +196,7 @@ def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -
     assert [r["question"] for r in rows] == [i.question for i in items]
     assert [r["answer"] for r in rows] == [i.answer for i in items]
     assert [r["options"].split(" | ") for r in rows] == [i.options for i in items]
-    assert rows[0]["source"] == items[0].citation["source"]
+    assert rows[0]["source"] == items[0].citation.source
 
     txt = Path(export_quiz(st, "Anki text (.txt)", tmp_path) or "")
     lines = txt.read_text(encoding="utf-8").splitlines()
@@ -206,12 +208,12 @@ def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -
     apkg = Path(export_quiz(st, "Anki deck (.apkg)", tmp_path) or "")
     assert zipfile.is_zipfile(apkg)
     # The state comes from the browser: a hostile topic or id never becomes a path.
-    evil = {**st, "topic": "../../../etc/passwd", "id": "../../x"}
+    evil = replace(st, topic="../../../etc/passwd", id="../../x")
     out = Path(export_quiz(evil, "no such format", tmp_path) or "")
     assert out.parent == tmp_path and out.name == "studybot-quiz-etc-passwd-quiz.csv"
     assert set(EXPORT_FORMATS.values()) == {".csv", ".apkg", ".txt"}
     # nothing to export before a quiz
-    assert export_quiz(new_state(), "CSV", tmp_path) is None
+    assert export_quiz(QuizState(), "CSV", tmp_path) is None
 
 
 def test_export_default_dir_is_private(quiz_svc: Callable[..., Any]) -> None:
@@ -226,7 +228,7 @@ def test_unknown_topic_shows_one_sentence(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()  # no replies: any model call fails the test
     sessions = QuizSessions()
     st = start_quiz(svc, sessions, "medieval French <i>poetry</i>", "mcq", 3)
-    assert st["items"] == [] and st["error"].startswith("The handbooks have nothing on")
+    assert st.items == () and st.error.startswith("The handbooks have nothing on")
     v = view(st)
     assert "medieval French &lt;i&gt;poetry&lt;/i&gt;" in v.status_html and "<i>" not in v.status_html
     assert "Traceback" not in v.status_html and not v.can_check and not v.show_options
@@ -234,9 +236,9 @@ def test_unknown_topic_shows_one_sentence(quiz_svc: Callable[..., Any]) -> None:
 
     for bad in (0, 11, "many"):
         st = start_quiz(svc, sessions, "regularization", "mcq", bad)
-        assert st["items"] == [] and ("between 1 and 10" in st["error"] or "number from 1 to 10" in st["error"])
+        assert st.items == () and ("between 1 and 10" in st.error or "number from 1 to 10" in st.error)
     st = start_quiz(svc, sessions, "regularization", "essay", 2)
-    assert "Unknown question type" in st["error"]
+    assert "Unknown question type" in st.error
     assert svc.llm.calls == []
 
 
@@ -264,13 +266,12 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
         })
 
     replies: list[Any] = [reply]
-    svc = StudyService(corpus_settings, llm=PassageLLM(replies))
-    svc._embedder = embedder
-    assert svc.add_files([("uploads/zebra.md", doc)]).ok
+    svc = StudyService(corpus_settings, llm=PassageLLM(replies), embedder=embedder)
+    assert [r.ok for r in svc.add_documents([doc])] == [True]
     st = start_quiz(svc, QuizSessions(), "zebra boosting striped learners", "mcq", 1)
-    assert st["error"] == "", st["error"]
+    assert st.error == "", st.error
     item = _item(st)
-    assert item.citation["source"] == "uploads/zebra.md" and "<script>" in item.citation["text"]
+    assert item.citation.source == "uploads/zebra.md" and "<script>" in item.citation.text
     v = view(st)
     assert "<b>Bold</b> trees" in v.options  # the radio shows options as text, unescaped
     assert "<script>" not in v.question_html and "&lt;script&gt;alert(2)&lt;/script&gt;" in v.question_html
@@ -290,8 +291,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
     from ui.service import StudyService
 
     llm = PassageLLM()
-    svc = StudyService(corpus_settings, llm=llm)
-    svc._embedder = embedder
+    svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
     with served_app(svc) as served:
         yield {**served, "llm": llm}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rag.citations import marker_numbers
 from ui import render
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -48,7 +49,7 @@ def test_citations_link_to_sources() -> None:
 
 
 def test_citation_range_and_adjacent() -> None:
-    assert render.citation_numbers("a [1-3] b [5][2]") == [1, 2, 3, 5]
+    assert marker_numbers("a [1-3] b [5][2]") == [1, 2, 3, 5]
     md = render.link_citations("x [1][2]", valid=[1, 2])
     assert md.count("#src-") == 2
 

@@ -10,10 +10,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rag.errors import StudybotError
 from rag.settings import apply_offline_env
 from ui.commands import COMMANDS, EXIT_ERROR, err
+
+if TYPE_CHECKING:
+    from ui.service import StudyService
 
 COMMAND_MODULES: list[str] = ["ui.cli_library", "ui.cli_answer", "ui.cli_quiz", "ui.cli_serve", "ui.cli_eval"]
 
@@ -26,15 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, service: StudyService | None = None) -> int:
+    """Run one command. ``service``: a built :class:`StudyService` to run it on (tests pass one with fakes);
+    default: one built from the environment's settings."""
     apply_offline_env()
     args = build_parser().parse_args(argv)
     try:
-        from rag.settings import Settings
-        from ui.service import StudyService
+        if service is None:
+            from rag.settings import Settings
+            from ui.service import StudyService
 
-        svc = StudyService(Settings())
-        return COMMANDS[args.command](args, svc)
+            service = StudyService(Settings())
+        return COMMANDS[args.command](args, service)
     except StudybotError as exc:
         err(str(exc))
         return EXIT_ERROR
