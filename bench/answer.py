@@ -122,7 +122,7 @@ def main() -> int:
     if args.ids:
         wanted = {i.strip() for i in args.ids.split(",") if i.strip()}
         items = [i for i in items if i.id in wanted]
-    pipeline = svc.answer_pipeline
+    pipeline = svc.answers
     llm = svc.llm
     bare = Bare(llm)
     prefix = bare.prefix_len()
@@ -222,8 +222,8 @@ def main() -> int:
         "mean_overhead": round(statistics.mean(r["overhead"] for r in with_bare), 3) if with_bare else None,
         "kv_prefix": kv,
         "context_budget_tokens": settings.answer.context_budget_tokens,
-        "min_evidence_similarity": pipeline.min_similarity,
-        "min_support": pipeline.min_support,
+        "min_evidence_similarity": settings.answer.min_evidence_similarity,
+        "min_support": settings.answer.min_support,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     if args.json:

@@ -237,7 +237,7 @@ def start_app(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any], Path 
     setup: dict[str, Any] = {"home": str(home), "concurrency_limit": settings.ui.concurrency,
                              "max_tokens": settings.llm.max_tokens, "n_threads": settings.llm.threads}
     t0 = time.perf_counter()
-    if svc.needs_ingest():
+    if svc.library.needs_sync():
         print(f"ingesting {settings.storage.corpus_dir} into {home} ...", file=sys.stderr, flush=True)
         summary = svc.ingest(settings.storage.corpus_dir)
         if summary.failed:

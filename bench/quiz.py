@@ -23,8 +23,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.quiz import (  # noqa: E402
-    GRADE_CORRECT,
-    GRADE_PARTIAL,
     QUIZ_TYPES,
     QuizError,
     QuizItem,
@@ -96,7 +94,8 @@ def grading_report(embedder: Any) -> dict[str, Any]:
     rows = []
     for ref, answer, label in GRADING_SET:
         score = free_text_score(answer, ref, embedder)
-        got = 2 if score >= GRADE_CORRECT else 1 if score >= GRADE_PARTIAL else 0
+        quiz = Settings().quiz
+        got = 2 if score >= quiz.grade_correct else 1 if score >= quiz.grade_partial else 0
         rows.append({"label": label, "score": round(score, 3), "got": got, "answer": answer})
     exact = sum(r["got"] == r["label"] for r in rows) / len(rows)
     # The decision that matters most: is a wrong answer ever marked correct, or a right one marked wrong?
@@ -160,7 +159,7 @@ def main() -> int:
     all_attempts: list[dict[str, Any]] = []
     rng = random.Random(0)
     for qtype in [t.strip() for t in args.types.split(",")]:
-        maker = QuizMaker(svc.llm, svc.embedder, svc.retriever)
+        maker = QuizMaker(svc.llm, svc.embedder, svc.retriever, svc.settings.quiz)
         session = QuizSession(0)
         row = {"valid": 0, "generated": 0, "seconds": 0.0, "topics": 0, "errors": []}
         for topic in topics:

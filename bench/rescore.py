@@ -4,7 +4,7 @@ Usage: python bench/rescore.py DUMP.jsonl[:QUESTIONS.jsonl] [...] [--show]
 
 ``bench/answer.py --dump F`` writes each question's raw reply. This re-runs retrieval and packing (both
 deterministic) for each dumped question, passes the dumped reply through the current
-``AnswerPipeline._parse`` (citations, refusal and grounding checks) and prints the refusal figures per
+``AnswerPipeline.parse`` (citations, refusal and grounding checks) and prints the refusal figures per
 question set: the figures the current decision rules give on those real replies. A rule that acts after
 generation (grounding, numbers, restatement) can so be tried on hundreds of replies in seconds. Rules that
 change what is generated (prompt, second look, packing) need a new ``bench/answer.py`` run. ``--show``
@@ -22,20 +22,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.gold import GOLD_PATH, load_gold  # noqa: E402
+from rag.answer import Generation  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
 from ui.service import StudyService  # noqa: E402
 
 
 def rescore(svc: StudyService, dump: Path, questions: Path) -> list[dict[str, Any]]:
     items = {g.id: g for g in load_gold(questions)}
-    pipeline = svc.answer_pipeline
+    pipeline = svc.answers
     rows = []
     for line in dump.read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
         item = items[d["id"]]
-        state = pipeline.prepare_chain().invoke(pipeline._input(item.question, None, 120))
-        answer = pipeline._parse({**state, "reply": d["raw"] if state["packed"] else None, "usage": None,
-                                  "ttft_s": None, **({"first_reply": ""} if d.get("second_look") else {})})
+        state = pipeline.prepare(item.question, max_tokens=120)
+        reply = Generation(reply=d["raw"] if state.packed else None,
+                           first_reply="" if d.get("second_look") else None)
+        answer = pipeline.parse(state, reply)
         rows.append({"id": item.id, "answerable": item.answerable, "refused": answer.refused,
                      "reason": answer.refusal_reason, "was_refused": d["refused"], "was_reason": d["reason"],
                      "support": answer.timings.get("support"), "semantic": answer.timings.get("semantic_support"),

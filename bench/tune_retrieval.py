@@ -26,7 +26,7 @@ from rag.store import Index  # noqa: E402
 class CachingEmbedder(Embedder):
     cache: dict[str, list[float]] = {}
 
-    def embed(self, texts, show_progress=False):  # type: ignore[override]
+    def embed(self, texts):  # type: ignore[override]
         todo = [t for t in texts if t not in self.cache]
         if todo:
             for t, v in zip(todo, super().embed(todo), strict=True):

@@ -131,6 +131,23 @@ class Library:
         return ingest_paths(self.index, found.files, skipped=found.skipped, rebuild=rebuild, prune=True,
                             progress=progress, on_plan=on_plan, max_file_mb=max_file_mb)
 
+    def needs_sync(self, corpus: Path | None = None) -> bool:
+        """True when the index is missing or a library file changed since the last sync (hashes only)."""
+        from ingest.loaders import file_sha256
+        from ingest.pipeline import chunk_params
+        from rag.errors import IndexStateError
+
+        try:
+            manifest = self.index.manifest()
+        except IndexStateError:
+            return True
+        if not manifest.collection or manifest.params != chunk_params(self.index):
+            return True
+        files = dict(self.files(corpus).files)
+        if set(files) != set(manifest.files):
+            return True
+        return any(file_sha256(p) != manifest.files[s].hash for s, p in files.items())
+
     # -- adding and removing documents -----------------------------------------------------------------
     def add(self, paths: list[Path], *, progress: Progress | None = None, on_plan: PlanFn | None = None,
             max_file_mb: float | None = None) -> list[AddResult]:

@@ -87,6 +87,20 @@ def corpus_service(corpus_home: Path, embedder):
     return svc
 
 
+@pytest.fixture
+def quiz_svc(corpus_service):  # type: ignore[no-untyped-def]
+    """``quiz_svc(*replies)``: a service over the shared corpus (its index, retriever and embedder) with a
+    :class:`tests.fakes.PassageLLM` holding the replies (strings, exceptions, or functions of the messages)."""
+    from tests.fakes import PassageLLM
+    from ui.service import StudyService
+
+    def make(*replies):  # type: ignore[no-untyped-def]
+        return StudyService(corpus_service.settings, embedder=corpus_service.embedder, index=corpus_service.index,
+                            retriever=corpus_service.retriever, llm=PassageLLM(list(replies)))
+
+    return make
+
+
 # --- browser tests (Playwright + Debian's Chromium) ---------------------------------------------------------
 CHROMIUM = Path(os.environ.get("STUDYBOT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts"

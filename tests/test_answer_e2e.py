@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold
+from rag.events import Delta, Finished
 from rag.prompts import REFUSAL
 from rag.settings import Settings
 from tests.helpers import MODELS_CACHE, free_port
@@ -81,13 +82,13 @@ def test_tokens_stream_after_the_passages_arrive(real_service: StudyService) -> 
     kinds: list[str] = []
     deltas: list[str] = []
     final = None
-    for kind, data in real_service.ask_stream(gold.question, max_tokens=48):
-        kinds.append(kind)
-        if kind == "delta":
-            deltas.append(data)
-        elif kind == "answer":
-            final = data
-    assert kinds[0] == "passages" and kinds[-1] == "answer"
+    for event in real_service.ask_stream(gold.question, max_tokens=48):
+        kinds.append(type(event).__name__)
+        if isinstance(event, Delta):
+            deltas.append(event.text)
+        elif isinstance(event, Finished):
+            final = event.answer
+    assert kinds[0] == "Passages" and kinds[-1] == "Finished"
     assert len(deltas) > 5  # token by token, not one block
     assert final is not None and not final.refused
     assert "".join(deltas).strip()[:20] == final.answer[:20]
@@ -153,14 +154,16 @@ def llama_server(real_service: StudyService, tmp_path_factory: pytest.TempPathFa
 
 def test_the_openai_compatible_backend_answers_with_citations(real_service: StudyService, llama_server: str,
                                                               embedder: Any) -> None:
-    settings = real_service.settings.model_copy(
-        update={"llm_backend": "openai", "llm_base_url": llama_server, "llm_api_model": "studybot-test"}
+    settings = real_service.settings.updated(
+        llm={"backend": "openai", "base_url": llama_server, "api_model": "studybot-test"}
     )
     svc = StudyService(settings, embedder=embedder)
     gold = GOLD[ANSWERABLE[0]]
     events = list(svc.ask_stream(gold.question, max_tokens=64))
-    deltas = [d for k, d in events if k == "delta"]
-    answer = events[-1][1]
+    deltas = [e.text for e in events if isinstance(e, Delta)]
+    last = events[-1]
+    assert isinstance(last, Finished)
+    answer = last.answer
     assert svc.llm.name.startswith("openai:"), svc.llm.name
     assert len(deltas) > 3
     assert not answer.refused, answer.raw

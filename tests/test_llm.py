@@ -271,7 +271,7 @@ def test_get_llm_returns_one_instance_per_configuration(tmp_path: Path) -> None:
         first = get_llm(local)
         assert isinstance(first, LlamaCppLLM)
         assert get_llm(Settings(**local.model_dump())) is first
-        assert get_llm(Settings(**{**local.model_dump(), "n_ctx": 1024})) is not first
+        assert get_llm(local.updated(llm={"n_ctx": 1024})) is not first
 
         remote = Settings(storage={"home": tmp_path}, llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"})
         server = get_llm(remote)

@@ -166,7 +166,7 @@ def test_doctor_does_not_call_a_bad_model_file_ok(tmp_path: Path, monkeypatch: p
     bad = tmp_path / "model.gguf"
     bad.write_bytes(head if head is not None else os.urandom(4096))
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
-    rows = {check: (ok, detail) for check, ok, detail in StudyService(Settings()).doctor(runtime=False)}
+    rows = {c.name: (c.ok, c.detail) for c in StudyService(Settings()).doctor(runtime=False)}
     ok, detail = rows["llm"]
     assert not ok and why in detail and "\n" not in detail
 
@@ -178,7 +178,7 @@ def test_doctor_loads_a_plausible_but_broken_model_for_real(tmp_path: Path, monk
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 291, 26) + os.urandom(65536))
     monkeypatch.setenv("STUDYBOT_LLM_MODEL", str(bad))
-    rows = {check: (ok, detail) for check, ok, detail in StudyService(Settings()).doctor()}
+    rows = {c.name: (c.ok, c.detail) for c in StudyService(Settings()).doctor()}
     assert rows["llm"][0]
     ok, detail = rows["llama.cpp runtime"]
     assert not ok and "could not load model.gguf" in detail

@@ -25,22 +25,9 @@ from rag.quiz import (
 )
 from rag.settings import QuizSettings
 from rag.types import Citation
-from tests.fakes import PassageLLM, Reply, fact_of, good, mcq, passage_of
+from tests.fakes import fact_of, good, mcq, passage_of
 from ui.quiz_export import export_items
 from ui.render import grade_feedback
-
-
-@pytest.fixture
-def quiz_svc(corpus_service: Any) -> Callable[..., Any]:
-    """A service over the shared corpus (its index, retriever and embedder) with a PassageLLM holding the
-    given replies."""
-    from ui.service import StudyService
-
-    def make(*replies: Reply) -> Any:
-        return StudyService(corpus_service.settings, embedder=corpus_service.embedder, index=corpus_service.index,
-                            retriever=corpus_service.retriever, llm=PassageLLM(list(replies)))  # type: ignore[arg-type]
-
-    return make
 
 
 # --- generation and validation -------------------------------------------------------------------------

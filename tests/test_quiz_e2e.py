@@ -14,8 +14,9 @@ import pytest
 from rag.quiz import QuizSession, normalize
 from rag.settings import Settings
 from tests.helpers import MODELS_CACHE
+from ui.quiz_state import QuizState, check_answer
 from ui.service import StudyService
-from ui.tab_quiz import check_answer, view
+from ui.tab_quiz import view
 
 pytestmark = pytest.mark.llm
 
@@ -29,7 +30,7 @@ def real_service(corpus_home: Path, embedder: Any) -> StudyService:
 
 
 def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: StudyService) -> None:
-    steps: list[tuple[int, int, str]] = []
+    steps: list[tuple[str, int, int]] = []
     start = time.perf_counter()
     result = real_service.quiz("regularization", 2, "mcq", session=QuizSession(0),
                                progress=lambda *a: steps.append(a))
@@ -41,7 +42,7 @@ def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: S
     assert len(result.reasons) == result.dropped
     if len(result.items) < 2:
         warnings.warn(f"only {len(result.items)} of 2 MCQs were valid: {result.reasons}", stacklevel=1)
-    assert steps[-1] == (len(result.items), 2, "done")
+    assert steps[-1] == ("done", len(result.items), 2)
 
     chunks = real_service.retriever.chunks
     for item in result.items:
@@ -50,20 +51,18 @@ def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: S
         assert len({normalize(o) for o in item.options}) == 4, item.options
         assert item.answer in item.options and item.answer_index is not None
         cite = item.citation
-        assert cite["text"].strip() and cite["source"] and cite["chunk_id"] in chunks
-        assert chunks[cite["chunk_id"]].text == cite["text"]
-        assert ON_TOPIC.search(f"{cite['section']} {cite['text']}"), (cite["section"], cite["text"][:300])
-    assert len({i.citation["chunk_id"] for i in result.items}) == len(result.items)
+        assert cite.text.strip() and cite.source and cite.chunk_id in chunks
+        assert chunks[cite.chunk_id].text == cite.text
+        assert ON_TOPIC.search(f"{cite.section} {cite.text}"), (cite.section, cite.text[:300])
+    assert len({i.citation.chunk_id for i in result.items}) == len(result.items)
 
     # The Quiz tab's flow on these real items: the right option is graded correct, a wrong one not.
-    st: dict[str, Any] = {"id": "e2e", "topic": "regularization", "type": "mcq", "n": 2,
-                          "items": [i.to_json() for i in result.items], "results": [None] * len(result.items),
-                          "round_start": 0, "index": 0, "rounds": 1, "dropped": result.dropped,
-                          "message": "", "error": ""}
+    st = QuizState(id="e2e", topic="regularization", type="mcq", n=2, items=tuple(result.items),
+                   results=(None,) * len(result.items), rounds=1, dropped=result.dropped)
     first = result.items[0]
     graded = check_answer(real_service, st, first.answer)
-    assert graded["results"][0]["grade"]["correct"] is True
+    assert graded.results[0].grade.correct is True
     assert 'data-verdict="correct"' in view(graded).feedback_html
     wrong = next(o for o in first.options if o != first.answer)
     graded = check_answer(real_service, st, wrong)
-    assert graded["results"][0]["grade"]["correct"] is False
+    assert graded.results[0].grade.correct is False

@@ -33,19 +33,6 @@ from ui.quiz_state import (
 from ui.tab_quiz import view
 
 
-@pytest.fixture
-def quiz_svc(corpus_service: Any) -> Callable[..., Any]:
-    """A service over the shared corpus (its index, retriever and embedder) with a PassageLLM holding the
-    given replies."""
-    from ui.service import StudyService
-
-    def make(*replies: Any) -> Any:
-        return StudyService(corpus_service.settings, embedder=corpus_service.embedder, index=corpus_service.index,
-                            retriever=corpus_service.retriever, llm=PassageLLM(list(replies)))
-
-    return make
-
-
 def _item(st: QuizState, i: int | None = None) -> QuizItem:
     return st.items[st.index if i is None else i]
 

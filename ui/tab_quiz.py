@@ -11,23 +11,9 @@ import gradio as gr
 
 from rag.quiz import QuizItem
 from rag.types import Progress
+from ui import quiz_state as flow
 from ui import render
-from ui.quiz_state import (
-    DEFAULT_COUNT,
-    DEFAULT_EXPORT,
-    EXPORT_FORMATS,
-    MAX_COUNT,
-    MAX_TOPIC_CHARS,
-    MIN_COUNT,
-    Checked,
-    QuizSessions,
-    QuizState,
-    check_answer,
-    export_quiz,
-    more_questions,
-    next_question,
-    start_quiz,
-)
+from ui.quiz_state import Checked, QuizState
 from ui.tab_chat import LLM_QUEUE
 
 if TYPE_CHECKING:
@@ -150,16 +136,16 @@ def view(state: QuizState | None) -> QuizView:
 # --- the tab -------------------------------------------------------------------------------------------
 def build_quiz_tab(service: StudyService) -> dict[str, Any]:
     """Build the Quiz tab inside the current ``gr.Blocks``; returns its components."""
-    sessions = QuizSessions()
+    sessions = flow.QuizSessions()
 
     with gr.Tab("Quiz", id="quiz"):
         state = gr.State(QuizState())
         with gr.Row():
             topic = gr.Textbox(label="Topic", placeholder="e.g. regularization (empty: across the handbooks)",
-                               max_lines=1, max_length=MAX_TOPIC_CHARS, scale=3, elem_id="sb-quiz-topic")
+                               max_lines=1, max_length=flow.MAX_TOPIC_CHARS, scale=3, elem_id="sb-quiz-topic")
             qtype = gr.Radio(choices=TYPE_CHOICES, value="mcq", label="Question type", scale=2,
                              elem_id="sb-quiz-type")
-            count = gr.Slider(MIN_COUNT, MAX_COUNT, value=DEFAULT_COUNT, step=1, label="Questions", scale=1,
+            count = gr.Slider(flow.MIN_COUNT, flow.MAX_COUNT, value=flow.DEFAULT_COUNT, step=1, label="Questions", scale=1,
                               elem_id="sb-quiz-count")
         start_btn = gr.Button("Start quiz", variant="primary", elem_id="sb-quiz-start")
         status = gr.HTML("", elem_id="sb-quiz-status")
@@ -174,7 +160,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         score_box = gr.HTML("", elem_id="sb-quiz-score")
         with gr.Row():
             more_btn = gr.Button("More questions", interactive=False, elem_id="sb-quiz-more")
-            export_fmt = gr.Radio(choices=list(EXPORT_FORMATS), value=DEFAULT_EXPORT, label="Export format",
+            export_fmt = gr.Radio(choices=list(flow.EXPORT_FORMATS), value=flow.DEFAULT_EXPORT, label="Export format",
                                   elem_id="sb-quiz-export-format")
             export_btn = gr.DownloadButton("Export questions", value=None, interactive=False,
                                            elem_id="sb-quiz-export")
@@ -186,7 +172,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         v = view(st)
         export_update: Any = gr.skip()
         if export:
-            path = export_quiz(st, fmt or DEFAULT_EXPORT) if st.items else None
+            path = flow.export_quiz(st, fmt or flow.DEFAULT_EXPORT) if st.items else None
             export_update = gr.update(value=path, interactive=path is not None)
         return (
             st,
@@ -211,24 +197,24 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
 
     def on_start(topic_v: str, type_v: str, count_v: Any, st: QuizState | None, fmt: str | None,
                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        new = start_quiz(service, sessions, topic_v, type_v, count_v, st, progress=gr_progress(progress))
+        new = flow.start_quiz(service, sessions, topic_v, type_v, count_v, st, progress=gr_progress(progress))
         return updates(new, fmt, export=True)
 
     def on_check(choice: str | None, text: str | None, st: QuizState | None) -> tuple[Any, ...]:
         st = st or QuizState()
         cur = st.current
         given = choice if cur is not None and cur[1].type == "mcq" else text
-        return updates(check_answer(service, st, given), None)
+        return updates(flow.check_answer(service, st, given), None)
 
     def on_next(st: QuizState | None) -> tuple[Any, ...]:
-        return updates(next_question(st or QuizState()), None)
+        return updates(flow.next_question(st or QuizState()), None)
 
     def on_more(st: QuizState | None, fmt: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return updates(more_questions(service, sessions, st or QuizState(), progress=gr_progress(progress)),
+        return updates(flow.more_questions(service, sessions, st or QuizState(), progress=gr_progress(progress)),
                        fmt, export=True)
 
     def on_format(fmt: str | None, st: QuizState | None) -> Any:
-        path = export_quiz(st or QuizState(), fmt or DEFAULT_EXPORT)
+        path = flow.export_quiz(st or QuizState(), fmt or flow.DEFAULT_EXPORT)
         return gr.update(value=path, interactive=path is not None)
 
     # "undocumented": callable by name (gradio_client, tests) but not listed on the API page.
