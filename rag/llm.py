@@ -28,11 +28,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.errors import BackendError, QueryError
 from rag.settings import Settings
 
-__all__ = ["LLM", "Usage", "clear_llm_cache", "get_llm"]
+__all__ = ["LLM", "Request", "Usage", "clear_llm_cache", "get_llm"]
 
 
 @dataclass
@@ -44,46 +45,44 @@ class Usage:
     finish_reason: str | None = None  # "stop" | "length" | None (closed early)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One generation's parameters. ``suppress``: words the model may not generate (honoured by backends with
+    ``supports_suppress``); ``json_schema``: constrain the reply to JSON of this schema."""
+
+    max_tokens: int
+    temperature: float = 0.1
+    stop: tuple[str, ...] = ()
+    json_schema: dict | None = None
+    suppress: tuple[str, ...] = ()
+
+
 class LLM(ABC):
-    """What every backend (and the test fake) is: :meth:`stream` and :meth:`count_tokens` are its own,
-    :meth:`complete` is the joined stream. ``supports_suppress``: ``stream(..., suppress=[words])`` is honoured
-    (the in-process backend; the answer pipeline's second look needs it)."""
+    """What every backend (and the test fake) is. A backend implements :meth:`generate` and
+    :meth:`count_tokens`; :meth:`stream` and :meth:`complete` are the same for all of them."""
 
     name: str
     n_ctx: int
     last_usage: Usage
     supports_suppress: bool = False
 
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.1,
+               stop: list[str] | None = None, json_schema: dict | None = None,
+               suppress: list[str] | None = None) -> Iterator[str]:
+        """The reply's text pieces (see :class:`Request` for the options)."""
+        return self.generate(messages, Request(max_tokens, temperature, tuple(stop or ()), json_schema,
+                                               tuple(suppress or ())))
+
+    def complete(self, messages: list[dict[str, str]], **options: Any) -> str:
+        """The whole reply: the joined :meth:`stream` (same options)."""
+        return "".join(self.stream(messages, **options))
+
     @abstractmethod
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-        suppress: list[str] | None = None,
-    ) -> Iterator[str]:
-        """The reply's text pieces; ``suppress`` is ignored by backends without ``supports_suppress``."""
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        """Stream the reply for ``request`` (may raise before the first piece, see the module doc)."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...
-
-    def complete(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-    ) -> str:
-        return "".join(
-            self.stream(
-                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema
-            )
-        )
 
 
 # Smallest room that must be left for the answer after the prompt; below this the prompt is "too long".

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import BackendError, ModelError
-from rag.llm import LLM, Usage, check_fits, too_long
+from rag.llm import LLM, Request, Usage, check_fits, too_long
 
 
 class LlamaCppLLM(LLM):
@@ -109,37 +109,28 @@ class LlamaCppLLM(LLM):
         return sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
 
     # --- generation ------------------------------------------------------------------------------------
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-        suppress: list[str] | None = None,
-    ) -> Iterator[str]:
-        """Stream the reply's text pieces. ``suppress``: words the model may not generate (each word's
-        single-token forms, with and without a leading space, get a -100 logit bias)."""
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        """Stream the reply's text pieces. ``request.suppress``: each word's single-token forms, with and
+        without a leading space, get a -100 logit bias."""
         llama = self.load()
         start = time.perf_counter()
         prompt_tokens = self.count_prompt_tokens(messages)
-        check_fits(prompt_tokens, max_tokens, self.n_ctx)
+        check_fits(prompt_tokens, request.max_tokens, self.n_ctx)
         kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": list(stop or []),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stop": list(request.stop),
             "seed": self.seed,
         }
-        if suppress:
-            kwargs["logit_bias"] = {tok: -100.0 for tok in self._single_tokens(llama, suppress)}
-        if json_schema is not None:
+        if request.suppress:
+            kwargs["logit_bias"] = {tok: -100.0 for tok in self._single_tokens(llama, list(request.suppress))}
+        if request.json_schema is not None:
             # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
             # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
-            kwargs["grammar"] = self._grammar(json_schema)
-        return self._generate(llama, messages, kwargs, prompt_tokens, start)
+            kwargs["grammar"] = self._grammar(request.json_schema)
+        return self._stream(llama, messages, kwargs, prompt_tokens, start)
 
-    def _generate(
+    def _stream(
         self,
         llama: Any,
         messages: list[dict[str, str]],

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.errors import BackendError, BackendUnreachableError
-from rag.llm import LLM, Usage, too_long
+from rag.llm import LLM, Request, Usage, too_long
 
 CHARS_PER_TOKEN = 3.5
 
@@ -66,21 +66,12 @@ class OpenAICompatLLM(LLM):
             "--model <gguf>`) or fix STUDYBOT_LLM_BASE_URL."
         )
 
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-        suppress: list[str] | None = None,
-    ) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
         start = time.perf_counter()
         approx_prompt = sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
         if approx_prompt >= self.n_ctx:
             raise too_long(approx_prompt, self.n_ctx)
-        return self._generate(messages, max_tokens, temperature, stop, json_schema, approx_prompt, start)
+        return self._stream(messages, request, approx_prompt, start)
 
     def _open(
         self,
@@ -113,16 +104,8 @@ class OpenAICompatLLM(LLM):
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _generate(
-        self,
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        temperature: float,
-        stop: list[str] | None,
-        json_schema: dict | None,
-        approx_prompt: int,
-        start: float,
-    ) -> Iterator[str]:
+    def _stream(self, messages: list[dict[str, str]], req: Request, approx_prompt: int, start: float
+                ) -> Iterator[str]:
         import httpx
 
         openai = self._openai
@@ -130,15 +113,15 @@ class OpenAICompatLLM(LLM):
         n_pieces = 0
         request: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if stop:
-            request["stop"] = list(stop)
+        if req.stop:
+            request["stop"] = list(req.stop)
         try:
-            response = self._open(messages, request, json_schema, approx_prompt)
+            response = self._open(messages, request, req.json_schema, approx_prompt)
             with response:
                 for chunk in response:
                     if chunk.usage is not None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rag.llm import LLM, Usage
+from rag.llm import LLM, Request, Usage
 
 
 class HashEmbedder:
@@ -91,21 +91,11 @@ class ScriptedLLM(LLM):
             raise reply
         return reply
 
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.1,
-        stop: list[str] | None = None,
-        json_schema: dict | None = None,
-        suppress: list[str] | None = None,
-    ) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
         start = time.perf_counter()
-        extra = {"suppress": list(suppress)} if suppress else {}
-        reply = self._pop(
-            messages, max_tokens=max_tokens, temperature=temperature, stop=stop, json_schema=json_schema, **extra
-        )
+        extra = {"suppress": list(request.suppress)} if request.suppress else {}
+        reply = self._pop(messages, max_tokens=request.max_tokens, temperature=request.temperature,
+                          stop=list(request.stop) or None, json_schema=request.json_schema, **extra)
         return self._pieces(messages, reply, start)
 
     def _pieces(self, messages: list[dict[str, str]], reply: str, start: float) -> Iterator[str]:

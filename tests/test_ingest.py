@@ -18,6 +18,7 @@ from ingest.pipeline import ingest_corpus, ingest_paths, remove_sources
 from rag.errors import IngestError
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
+from tests.fakes import HashEmbedder
 from rag.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,8 @@ def _texts(index: Index) -> list[str]:
     return [c.text for c in index.all_chunks()]
 
 
-def test_incremental_ingest(tmp_path: Path, embedder) -> None:
+def test_incremental_ingest(tmp_path: Path) -> None:
+    embedder = HashEmbedder()  # the index's bookkeeping, not what the embedder knows
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("ml-overview-notes.txt", "ml-engineer-interview-report.md"):
@@ -185,7 +187,8 @@ def test_incremental_ingest(tmp_path: Path, embedder) -> None:
     assert sum(n.startswith("handbooks__v") for n in names) == 1
 
 
-def test_add_and_remove_single_files(tmp_path: Path, embedder) -> None:
+def test_add_and_remove_single_files(tmp_path: Path) -> None:
+    embedder = HashEmbedder()
     index = _index(tmp_path / "home", embedder)
     a = tmp_path / "a.md"
     a.write_text("# Alpha\n\n## Kernels\n\nThe RBF kernel maps inputs to an infinite-dimensional space.\n")
@@ -204,6 +207,7 @@ KILL_SCRIPT = r"""
 import sys
 from pathlib import Path
 from rag.settings import Settings
+from tests.fakes import HashEmbedder
 from rag.embeddings import Embedder
 from rag.store import Index
 from ingest.pipeline import ingest_corpus

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.settings import Settings
+from tests.fakes import HashEmbedder
 from ui.cli import main
+from ui.service import StudyService
 
 ALPHA = "# Alpha notes\n\n## Kernels\n\nThe RBF kernel maps inputs into an infinite-dimensional feature space.\n"
 BETA = "# Beta notes\n\n## Optimizers\n\nThe Adam optimizer keeps running estimates of the first two moments.\n"
@@ -29,8 +32,12 @@ def small_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return corpus
 
 
+HASH = HashEmbedder()  # these tests are about the library's rules, not about what the embedder knows
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    """One CLI command on a freshly built service, as a new `studybot` process would (a restart each time)."""
+    code = main(list(argv), service=StudyService(Settings(), embedder=HASH))
     out, err = capsys.readouterr()
     return code, out, err
 
