@@ -122,7 +122,7 @@ class HybridRetriever:
             self._bm25 = BM25Okapi([tokenize(c.embed_text()) for c in chunks])
             self._chunks = {c.id: c for c in chunks}
             self._ids = [c.id for c in chunks]
-            self._n_windows = max(0, int(collection.count()) - len(chunks))
+            self._n_windows = max(0, Index.count(collection) - len(chunks))
             self._collection = collection
             self._version = manifest.collection
 
@@ -165,16 +165,10 @@ class HybridRetriever:
         """
         vec = self.index.embedder.embed_query(question)
         n = min(n, len(self._ids))
-        got = self._collection.query(query_embeddings=[vec], n_results=n, where={"kind": "chunk"},
-                                     include=["distances"])
-        chunk_sims = {i: 1.0 - float(d) for i, d in zip(got["ids"][0], got["distances"][0], strict=False)}
+        chunk_sims = Index.nearest_chunks(self._collection, vec, n)
         win_sims: dict[str, float] = {}
         if self.window_weight > 0:
-            got = self._collection.query(query_embeddings=[vec], n_results=min(3 * n, self._n_windows or 1),
-                                         where={"kind": "window"}, include=["distances", "metadatas"])
-            for meta, dist in zip(got["metadatas"][0], got["distances"][0], strict=False):
-                parent = str((meta or {}).get("parent"))
-                win_sims[parent] = max(win_sims.get(parent, -1.0), 1.0 - float(dist))
+            win_sims = Index.nearest_windows(self._collection, vec, min(3 * n, self._n_windows or 1))
         if not win_sims:
             return sorted(chunk_sims, key=lambda i: -chunk_sims[i]), chunk_sims
         floor_c = min(chunk_sims.values(), default=0.0)

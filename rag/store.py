@@ -354,6 +354,29 @@ class Index:
         for rid, doc, meta, vec in Index.iter_raw(collection, cond, embeddings):
             yield Chunk.from_record(rid, doc, meta), vec
 
+    @staticmethod
+    def count(collection: Any) -> int:
+        """Records (chunks and windows) in a collection."""
+        return int(collection.count())
+
+    @staticmethod
+    def nearest_chunks(collection: Any, vector: Sequence[float], n: int) -> dict[str, float]:
+        """{chunk id: cosine similarity} of the ``n`` chunks nearest to ``vector``."""
+        got = collection.query(query_embeddings=[list(vector)], n_results=n, where={"kind": "chunk"},
+                               include=["distances"])
+        return {i: 1.0 - float(d) for i, d in zip(got["ids"][0], got["distances"][0], strict=False)}
+
+    @staticmethod
+    def nearest_windows(collection: Any, vector: Sequence[float], n: int) -> dict[str, float]:
+        """{chunk id: the similarity of its best sentence window} over the ``n`` windows nearest to ``vector``."""
+        got = collection.query(query_embeddings=[list(vector)], n_results=n, where={"kind": "window"},
+                               include=["distances", "metadatas"])
+        best: dict[str, float] = {}
+        for meta, dist in zip(got["metadatas"][0], got["distances"][0], strict=False):
+            parent = str((meta or {}).get("parent"))
+            best[parent] = max(best.get(parent, -1.0), 1.0 - float(dist))
+        return best
+
     def copy_records(self, source: Any, target: Any, keep: Callable[[str], bool]) -> int:
         """Copy every record (chunks and windows) whose source file ``keep`` accepts; returns chunks copied."""
         batch: tuple[list[str], list[str], list[dict[str, Any]], list[list[float]]] = ([], [], [], [])

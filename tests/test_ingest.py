@@ -18,8 +18,8 @@ from ingest.pipeline import ingest_corpus, ingest_paths, remove_sources
 from rag.errors import IngestError
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
-from tests.fakes import HashEmbedder
 from rag.store import Index
+from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 

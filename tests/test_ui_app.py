@@ -3,6 +3,7 @@ the serve command's bind checks, and the rule that ui/ never touches Chroma or l
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.fakes import ScriptedLLM
 from tests.helpers import free_port, served_app
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+ROOT = UI_DIR.parent
 QUESTION = "Which matrix decomposition is used for noise reduction, and what pieces does it split a matrix into?"
 
 
@@ -228,3 +230,15 @@ def test_the_tabs_and_commands_never_run_retrieval_themselves() -> None:
     offenders = [p.name for p in sorted(UI_DIR.glob("*.py")) if p.name != "service.py"
                  and re.search(r"\bHybridRetriever\b|\.retriever\.retrieve\(|from rag\.retrieval", p.read_text())]
     assert offenders == []
+
+
+def test_python_dash_m_ui_cli_runs_a_command(tmp_path: Path) -> None:
+    """`python -m ui.cli` runs ui.cli as __main__: the commands must still find their registry."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STUDYBOT_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "ui.cli", "retrieve", "what is PCA?", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert "KeyError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: The index is empty"), proc.stderr
