@@ -18,6 +18,8 @@ class GoldItem:
     source: str | None
     phrases: list[str] = field(default_factory=list)
     reference: str | None = None
+    kind: str | None = None  # blind set: number | formula | code | comparison | symptom | compound | fact
+    key_facts: list[list[str]] = field(default_factory=list)  # each fact: alternative spellings (lower case)
 
 
 def load_gold(path: Path = GOLD_PATH) -> list[GoldItem]:
@@ -37,6 +39,8 @@ def load_gold(path: Path = GOLD_PATH) -> list[GoldItem]:
                 source=d.get("source"),
                 phrases=list(d.get("phrases") or []),
                 reference=d.get("reference"),
+                kind=d.get("kind"),
+                key_facts=[list(f) for f in d.get("key_facts") or []],
             )
         )
     return items

@@ -10,8 +10,23 @@
 The steps pass one typed :class:`AnswerState` along (retrieval, evidence, packed passages, prompt) and the
 model's :class:`Generation`; :meth:`AnswerPipeline.parse` turns both into an :class:`Answer`.
 
-Refusal is decided from the retrieval evidence and the model's reply together, in this order (thresholds in
-``settings.answer``; the reply checks are :class:`rag.grounding.GroundingPolicy`):
+**Evidence-first** (``settings.answer.evidence_first``, the default):
+
+1. ``evidence``: the best dense similarity of the retrieved passages is below ``min_evidence_similarity`` -
+   refused without calling the model (no lead);
+2. ``unknown_term``: the question names a term (a name or acronym, :mod:`rag.terms`) that no handbook
+   mentions ("Mahalanobis", "CUPED"; "XGBoost-style" is a mention of XGBoost) - refused without calling
+   the model (``Answer.missing_terms``);
+3. :class:`rag.evidence.EvidenceSelector` picks the sentences, list items and code blocks that answer the
+   question (about 270 prompt tokens instead of 600 of whole passages); the best of them is the **lead**
+   (:class:`rag.events.LeadReady`), the handbook's own words shown before the model starts;
+4. ``model``: the model is told to reply with :data:`~rag.prompts.REFUSAL` when the excerpts do not answer;
+   a refusal gets a *second look* as below, and stands when the second reply is a refusal too;
+5. ``unsupported``: each sentence of the reply is verified against the passage it cites
+   (:class:`rag.verify.Verifier`); failing sentences are dropped, and the answer is refused only when none
+   passes. Every kept sentence carries its passage's marker, never inside code. A refusal has no lead.
+
+**Whole passages** (``evidence_first=False``; the previous pipeline, kept for ``bench/answer_compare.py``):
 
 1. ``evidence``: the best dense similarity of the retrieved passages is below ``min_evidence_similarity`` -
    refused without calling the model;
@@ -48,16 +63,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rag import prompts
-from rag.citations import CitationFilter, map_citations
+from rag.citations import CitationFilter, map_citations, place_outside_code
 from rag.context import MIN_TAIL_TOKENS, Packed, pack
 from rag.errors import QueryError
-from rag.events import AnswerEvent, Delta, Finished, Passages
+from rag.events import AnswerEvent, Delta, Finished, LeadReady, Passages
+from rag.evidence import Evidence, EvidenceSelector, Lead
 from rag.grounding import GroundingPolicy, RefusalReason, is_refusal, refusal_norm
 from rag.llm import LLM, Usage
 from rag.prompts import REFUSAL
 from rag.settings import Settings
 from rag.terms import missing_terms, named_terms
 from rag.types import Citation, Passage
+from rag.verify import Verification, Verifier
 
 if TYPE_CHECKING:
     from rag.embeddings import TextEmbedder
@@ -86,6 +103,9 @@ class Answer:
     auto_cited: int = 0  # markers added by attribution because the model cited nothing
     raw: str = ""  # the model's reply before cleaning
     retrieved: list[Passage] = field(default_factory=list)  # before packing (for reports and debugging)
+    lead: Lead | None = None  # the handbook's own words, shown first (evidence-first answers; None if refused)
+    dropped: int = 0  # answer sentences removed because their passage does not state them (rag.verify)
+    verification: Verification | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +119,8 @@ class Answer:
             "missing_terms": list(self.missing_terms),
             "second_look": self.second_look,
             "citations": [c.to_json() for c in self.citations],
+            "lead": self.lead.to_json() if self.lead is not None else None,
+            "dropped": self.dropped,
             "timings": dict(self.timings),
         }
 
@@ -119,6 +141,8 @@ class AnswerState:
     refusal_reason: RefusalReason | None = None
     missing_terms: list[str] = field(default_factory=list)
     messages: Messages | None = None
+    evidence_sel: Evidence | None = None  # evidence-first: the selected sentences (packed holds them too)
+    lead_s: float | None = None  # seconds from t0 to the lead being ready
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,10 @@ class AnswerPipeline:
             llm if callable(llm) and not hasattr(llm, "stream") else (lambda: llm))  # type: ignore[assignment,return-value]
         self.settings = settings
         self.policy = GroundingPolicy(settings.answer, embedder.embed if embedder is not None else None)
+        self.selector = EvidenceSelector(settings.answer, embedder, idf=retriever.idf)
+        self.verifier = Verifier(embedder.embed if embedder is not None else None,
+                                 use_model=settings.answer.verify_with_model,
+                                 max_checks=settings.answer.verify_max_sentences)
         self._fixed_tokens: int | None = None
         self._prepare: Any = None
         self._chain: Any = None
@@ -203,6 +231,14 @@ class AnswerPipeline:
             return replace(st, evidence=evidence, missing_terms=missing, pack_ms=_ms(time.perf_counter() - t),
                            refusal_reason="unknown_term")
         budget = self._budget(st.question, st.max_tokens)
+        if self.settings.answer.evidence_first:
+            sel = self.selector.select(st.question, st.retrieved, self.llm.count_tokens,
+                                       min(budget, self.settings.answer.evidence_budget_tokens))
+            if not sel.passages:
+                return replace(st, evidence=evidence, pack_ms=_ms(time.perf_counter() - t), refusal_reason="evidence")
+            packed = Packed(passages=sel.passages, text=sel.text, tokens=sel.tokens, budget=budget)
+            return replace(st, packed=packed, evidence=evidence, evidence_sel=sel,
+                           pack_ms=_ms(time.perf_counter() - t), lead_s=round(time.perf_counter() - st.t0, 3))
         packed = pack(st.retrieved, self.llm.count_tokens, budget)
         return replace(st, packed=packed, evidence=evidence, pack_ms=_ms(time.perf_counter() - t))
 
@@ -328,6 +364,8 @@ class AnswerPipeline:
             return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=[],
                           refusal_reason=st.refusal_reason or "evidence", **base)
         reply = gen.reply or ""
+        if st.evidence_sel is not None:
+            return self._parse_verified(st, gen, reply, base)
         verdict = self.policy.judge(reply, packed.passages, st.question, st.evidence,
                                     lambda: bool(self._names_absent_from_passages(st)))
         timings.update(verdict.checks)
@@ -335,9 +373,33 @@ class AnswerPipeline:
         if verdict.refused:
             return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=packed.passages,
                           invalid_citations=mapped.invalid, refusal_reason=verdict.reason, raw=reply, **base)
-        return Answer(answer=mapped.text, refused=False, uncited=mapped.uncited, citations=mapped.citations,
+        return Answer(answer=place_outside_code(mapped.text), refused=False, uncited=mapped.uncited,
+                      citations=mapped.citations,
                       passages=packed.passages, invalid_citations=mapped.invalid, auto_cited=verdict.auto_cited,
                       raw=reply, **base)
+
+    def _parse_verified(self, st: AnswerState, gen: Generation, reply: str, base: dict[str, Any]) -> Answer:
+        """Evidence-first: the model's refusal stands; otherwise each sentence is verified (rag.verify) and the
+        answer keeps the supported ones, each cited; nothing supported is a refusal."""
+        assert st.packed is not None and st.evidence_sel is not None
+        passages = st.packed.passages
+        mapped = map_citations(reply, passages)
+        timings = base["timings"]
+        timings["lead_s"] = st.lead_s
+        if is_refusal(mapped.text, bool(mapped.citations)):
+            return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=passages,
+                          invalid_citations=mapped.invalid, refusal_reason="model", raw=reply, **base)
+        ver = self.verifier.verify(mapped.text, reply, passages, st.question, st.messages, self.llm)
+        timings["verify_s"] = ver.seconds
+        timings["checked"] = len(ver.checks)
+        final = map_citations(ver.text, passages)
+        if ver.kept == 0 or not final.citations:
+            return Answer(answer=REFUSAL, refused=True, uncited=False, citations=[], passages=passages,
+                          invalid_citations=mapped.invalid, refusal_reason="unsupported", raw=reply,
+                          dropped=ver.dropped, verification=ver, **base)
+        return Answer(answer=final.text, refused=False, uncited=False, citations=final.citations, passages=passages,
+                      invalid_citations=mapped.invalid, raw=reply, lead=st.evidence_sel.lead, dropped=ver.dropped,
+                      verification=ver, **base)
 
     # -- the runnables -----------------------------------------------------------------------------------
     def prepare_chain(self) -> Any:
@@ -384,6 +446,8 @@ class AnswerPipeline:
         """Events: the passages (before generation), text deltas, then the final answer."""
         st = self.prepare(question, k=k, max_tokens=max_tokens)
         yield Passages(list(st.packed.passages) if st.packed else [])
+        if st.evidence_sel is not None and st.evidence_sel.lead is not None:
+            yield LeadReady(st.evidence_sel.lead, st.lead_s or 0.0)
         if st.packed is None:
             yield Delta(REFUSAL)
             yield Finished(self.parse(st, Generation()))

@@ -133,3 +133,84 @@ class CitationFilter:
     def flush(self) -> str:
         rest, self._buf = self._buf, ""
         return rest
+
+
+# -- markers and code ------------------------------------------------------------------------------------
+_FENCED = re.compile(r"```.*?(?:```|$)", re.S)
+_INLINE = re.compile(r"`[^`\n]+`")
+_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]", re.S)
+# A marker glued into an identifier or a call: "np [1].argsort()", "smote [2].fit_resample", "x[1]_i".
+_IN_IDENTIFIER = re.compile(r"(?<=[A-Za-z0-9_)\]])\s?(" + CITATION.pattern + r")(?=[._(\[]?[A-Za-z0-9_(])")
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    spans = [m.span() for m in _FENCED.finditer(text)]
+    rest = _FENCED.sub(lambda m: " " * len(m.group(0)), text)
+    spans += [m.span() for m in _INLINE.finditer(rest)]
+    spans += [m.span() for m in _DISPLAY_MATH.finditer(rest)]
+    return sorted(spans)
+
+
+def markers_in_code(text: str) -> int:
+    """How many citation markers stand inside code (a code block, inline code, a display formula) or are
+    glued into an identifier (``np [1].argsort()``): each of them breaks what a student copies."""
+    spans = _code_spans(text)
+    inside = sum(1 for m in CITATION.finditer(text) if any(a <= m.start() < b for a, b in spans))
+    outside = _FENCED.sub(" ", text)
+    outside = _INLINE.sub(" ", outside)
+    return inside + len(_IN_IDENTIFIER.findall(outside))
+
+
+def _sentence_end(text: str, pos: int, spans: list[tuple[int, int]]) -> int:
+    """Where the sentence containing ``pos`` ends (before its final punctuation), code spans skipped."""
+    for m in _END.finditer(text, pos):
+        if not any(a <= m.start() < b for a, b in spans):
+            return m.start()
+    return len(text)
+
+
+_END = re.compile(r"[.!?](?=\s|$)|\n|$")
+
+
+def place_outside_code(text: str) -> str:
+    """Move every marker that stands inside code or is glued into an identifier to the end of its sentence
+    (after a code block: on the line after it), so code a student copies is never broken by a ``[n]``."""
+    if "[" not in text:
+        return text
+    spans = _code_spans(text)
+    cuts: list[tuple[int, int]] = []  # marker spans to remove (with the space glued before them)
+    inserts: list[tuple[int, str]] = []  # (position in the original text, text to insert)
+    for m in CITATION.finditer(text):
+        span = next(((a, b) for a, b in spans if a <= m.start() < b), None)
+        after = text[m.end() : m.end() + 2]
+        before = text[max(0, m.start() - 2) : m.start()]
+        glued = span is None and bool(re.match(r"[._(\[]?[A-Za-z0-9_(]", after)) and \
+            bool(re.search(r"[A-Za-z0-9_)\]]\s?$", before))
+        if span is None and not glued:
+            continue
+        start = m.start() - (1 if before.endswith(" ") else 0)
+        cuts.append((start, m.end()))
+        if span is not None and text.startswith("```", span[0]):
+            nl = text.find("\n", span[1])
+            inserts.append((len(text) if nl < 0 else nl, "\n" + m.group(0)))
+        else:
+            at = _sentence_end(text, span[1] if span else m.end(), spans)
+            inserts.append((at, " " + m.group(0)))
+    if not cuts:
+        return text
+    out: list[str] = []
+    pos = 0
+    events = sorted([(a, 0, b, "") for a, b in cuts] + [(at, 1, at, piece) for at, piece in inserts])
+    for at, kind, end, piece in events:
+        if at < pos:
+            if kind == 1:
+                out.append(piece)
+            continue
+        out.append(text[pos:at])
+        if kind == 0:
+            pos = end
+        else:
+            out.append(piece)
+            pos = at
+    out.append(text[pos:])
+    return "".join(out)

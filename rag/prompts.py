@@ -70,3 +70,8 @@ def condense_messages(history: str, question: str) -> list[dict[str, str]]:
         {"role": "system", "content": load("condense_system")},
         {"role": "user", "content": render(load("condense"), history=history, question=question)},
     ]
+
+
+def verify_prompt(text: str, claim: str) -> str:
+    """The yes/no question :mod:`rag.verify` asks about one answer sentence and the handbook text it cites."""
+    return render(load("verify"), text=text, claim=claim)

@@ -58,6 +58,10 @@ class Retriever(Protocol):
         """Every word of the indexed documents (for the named-term check)."""
         ...
 
+    def idf(self, token: str) -> float:
+        """How rare a tokenized term is in the index (for evidence selection)."""
+        ...
+
     def refresh(self, force: bool = False) -> None:
         """Reload after the index changed."""
         ...
@@ -180,6 +184,12 @@ class HybridRetriever:
             if i in self._chunks
         }
         return sorted(sims, key=lambda i: -sims[i])[:n], sims
+
+    def idf(self, token: str) -> float:
+        """The keyword index's inverse document frequency of a (tokenized) term; 0 for an unknown one."""
+        if self._version is None:
+            self.refresh()
+        return float(self._bm25.idf.get(token, 0.0)) if self._bm25 is not None else 1.0
 
     def bm25_ranking(self, question: str, n: int) -> list[str]:
         tokens = tokenize(question)

@@ -64,6 +64,17 @@ class Vocabulary:
             self._words.update(norm(m.group(0)).replace(" ", "") for m in _JOINED.finditer(t))
 
     def mentions(self, term: str) -> bool:
+        if self._mentions(term):
+            return True
+        # A compound of a known term and plain words ("XGBoost-style", "BERT-like", "GPT-ish", "CNN-based")
+        # is a mention of the term: its parts with a capital letter or a digit are what it names.
+        parts = [p for p in re.split(r"[-/]", term) if p]
+        named = [p for p in parts if any(c.isupper() or c.isdigit() for c in p)]
+        if len(parts) < 2 or not named or len(named) == len(parts):
+            return False
+        return all(self._mentions(p) for p in named)
+
+    def _mentions(self, term: str) -> bool:
         for form in _variants(term):
             if " " in form:
                 if f" {form} " in self._text or f" {form}s " in self._text:

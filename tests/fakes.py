@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rag.llm import LLM, Request, Usage
+from rag.retrieval import HybridRetriever
+from rag.terms import Vocabulary
+from rag.types import Chunk, Passage
 
 
 class HashEmbedder:
@@ -43,6 +46,56 @@ class HashEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)
+
+
+TEXTS = [
+    "L1 regularization adds the absolute values of the weights to the loss and drives some weights to zero.",
+    "L2 regularization adds the squared weights to the loss and shrinks all weights smoothly toward zero.",
+    "Dropout randomly disables units during training so the network cannot rely on any single unit.",
+]
+
+
+class FakeRetriever:
+    """A :class:`rag.retrieval.Retriever` that returns the same passages (``texts``, as chunks c0, c1, ...) for
+    every question, with a chosen dense similarity, and records the queries."""
+
+    def __init__(self, similarity: float = 0.6, texts: list[str] = TEXTS, elsewhere: tuple[str, ...] = ()) -> None:
+        self.similarity = similarity
+        self.texts = texts
+        self.elsewhere = list(elsewhere)  # indexed text that retrieval never returns
+        self.queries: list[str] = []
+
+    def check_question(self, question: str) -> str:
+        return HybridRetriever.check_question(self, question)  # type: ignore[arg-type]
+
+    max_query_chars = 2000
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.texts + self.elsewhere)
+
+    def idf(self, token: str) -> float:
+        return 1.0
+
+    def refresh(self, force: bool = False) -> None:
+        pass
+
+    @property
+    def chunks(self) -> dict[str, Chunk]:
+        return {p.chunk.id: p.chunk for p in self.retrieve("", len(self.texts))}
+
+    def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+        self.queries.append(question)
+        return [
+            Passage(
+                chunk=Chunk(id=f"c{i}", text=t, source=f"doc{i}.md", title=f"Doc {i}", section=f"Sec {i}",
+                            page=i + 1 if i == 2 else None, start=0, end=len(t), content_hash=f"h{i}", ordinal=i * 5),
+                score=1.0 / (i + 1),
+                dense_rank=i + 1,
+                bm25_rank=i + 1,
+                extra={"similarity": self.similarity - 0.05 * i},
+            )
+            for i, t in enumerate(self.texts[:k])
+        ]
 
 
 class ScriptedLLM(LLM):

@@ -15,64 +15,17 @@ from rag.errors import QueryError
 from rag.events import Condensed, Delta, Finished, Passages
 from rag.grounding import is_refusal
 from rag.prompts import REFUSAL
-from rag.retrieval import HybridRetriever
 from rag.settings import Settings
-from rag.terms import Vocabulary
-from rag.types import Chunk, Passage
-from tests.fakes import HashEmbedder, ScriptedLLM
-
-TEXTS = [
-    "L1 regularization adds the absolute values of the weights to the loss and drives some weights to zero.",
-    "L2 regularization adds the squared weights to the loss and shrinks all weights smoothly toward zero.",
-    "Dropout randomly disables units during training so the network cannot rely on any single unit.",
-]
-
-
-class FakeRetriever:
-    """Returns the same passages for every question (with a chosen dense similarity) and records queries."""
-
-    def __init__(self, similarity: float = 0.6, texts: list[str] = TEXTS, elsewhere: tuple[str, ...] = ()) -> None:
-        self.similarity = similarity
-        self.texts = texts
-        self.elsewhere = list(elsewhere)  # indexed text that retrieval never returns
-        self.queries: list[str] = []
-
-    def check_question(self, question: str) -> str:
-        return HybridRetriever.check_question(self, question)  # type: ignore[arg-type]
-
-    max_query_chars = 2000
-
-    def vocabulary(self) -> Vocabulary:
-        return Vocabulary(self.texts + self.elsewhere)
-
-    def refresh(self, force: bool = False) -> None:
-        pass
-
-    @property
-    def chunks(self) -> dict[str, Chunk]:
-        return {p.chunk.id: p.chunk for p in self.retrieve("", len(self.texts))}
-
-    def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
-        self.queries.append(question)
-        return [
-            Passage(
-                chunk=Chunk(id=f"c{i}", text=t, source=f"doc{i}.md", title=f"Doc {i}", section=f"Sec {i}",
-                            page=i + 1 if i == 2 else None, start=0, end=len(t), content_hash=f"h{i}", ordinal=i * 5),
-                score=1.0 / (i + 1),
-                dense_rank=i + 1,
-                bm25_rank=i + 1,
-                extra={"similarity": self.similarity - 0.05 * i},
-            )
-            for i, t in enumerate(self.texts[:k])
-        ]
+from tests.fakes import TEXTS, FakeRetriever, HashEmbedder, ScriptedLLM
 
 
 def make(replies: list[str] | None = None, similarity: float = 0.6, *, n_ctx: int = 4096, embedder: Any = None,
          **answer: Any) -> tuple[AnswerPipeline, ScriptedLLM]:
     """A pipeline over :class:`FakeRetriever` and a :class:`ScriptedLLM`; ``answer``: ``settings.answer``
-    fields to change (``second_look=False``, ``auto_cite=False``, ...)."""
+    fields to change (``second_look=False``, ``auto_cite=False``, ...). The whole-passage pipeline unless
+    ``evidence_first=True`` (evidence-first answers: tests/test_answer_evidence.py)."""
     llm = ScriptedLLM(replies or [], n_ctx=n_ctx)
-    settings = Settings(answer={"context_budget_tokens": 600, **answer})
+    settings = Settings(answer={"evidence_first": False, "context_budget_tokens": 600, **answer})
     return AnswerPipeline(FakeRetriever(similarity), llm, settings, embedder=embedder), llm
 
 
@@ -96,7 +49,7 @@ def test_answer_maps_citations_to_the_passages_given() -> None:
     d = a.to_json()
     assert set(d) >= {"answer", "refused", "citations", "timings"}
     assert set(d) <= {"answer", "refused", "citations", "timings", "uncited", "invalid_citations", "question",
-                      "auto_cited", "refusal_reason", "missing_terms", "second_look"}
+                      "auto_cited", "refusal_reason", "missing_terms", "second_look", "lead", "dropped"}
     assert set(d["citations"][0]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
     assert {"retrieval_ms", "ttft_s", "total_s", "prompt_tokens", "completion_tokens"} <= set(d["timings"])
     json.dumps(d)
@@ -176,7 +129,7 @@ def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> 
         supports_suppress = False
 
     llm2 = NoSuppress([REFUSAL])
-    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(answer={"context_budget_tokens": 600}))
+    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(answer={"evidence_first": False, "context_budget_tokens": 600}))
     a = pipe2.ask("What is the default beta1 of the adam optimizer?")
     assert a.refusal_reason == "model" and not a.second_look and len(llm2.calls) == 1
 
@@ -184,7 +137,7 @@ def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> 
 def test_no_second_look_when_the_question_names_a_term_the_passages_do_not_mention() -> None:
     llm = ScriptedLLM([REFUSAL])  # a second call would fail the test: nothing else is queued
     retriever = FakeRetriever(elsewhere=("GPT-4 was trained by OpenAI.",))
-    pipe = AnswerPipeline(retriever, llm, Settings(answer={"context_budget_tokens": 600}))
+    pipe = AnswerPipeline(retriever, llm, Settings(answer={"evidence_first": False, "context_budget_tokens": 600}))
     a = pipe.ask("What learning rate was used to train GPT-4?")
     assert a.refused and a.refusal_reason == "model" and not a.second_look and len(llm.calls) == 1
     assert a.missing_terms == []  # the handbooks do mention it, just not in these passages
@@ -431,8 +384,10 @@ def test_cli_unreachable_server(corpus_settings: Settings, monkeypatch: pytest.M
 def _scripted_service(replies: list[str], similarity: float = 0.6) -> tuple[Any, ScriptedLLM]:
     from ui.service import StudyService
 
-    llm = ScriptedLLM(replies)
-    return StudyService(Settings(), llm=llm, retriever=FakeRetriever(similarity), embedder=HashEmbedder()), llm
+    llm = ScriptedLLM(replies)  # the whole-passage pipeline: one model call per answer (evidence-first CLI:
+    # tests/test_answer_evidence.py)
+    return StudyService(Settings(answer={"evidence_first": False}), llm=llm, retriever=FakeRetriever(similarity),
+                        embedder=HashEmbedder()), llm
 
 
 def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import QueryError, StudybotError
-from rag.events import AnswerEvent, Condensed, Delta, Finished
+from rag.events import AnswerEvent, Condensed, Delta, Finished, LeadReady
 from ui.commands import EXIT_ERROR, EXIT_OK, command
 from ui.render import source_line
 
@@ -35,10 +35,11 @@ def print_sources(answer: Answer) -> None:
         if getattr(answer, "missing_terms", None):
             print(f"(No handbook mentions {', '.join(answer.missing_terms)}.)")
         return
-    if answer.citations:
+    cited = {c.n: c for c in [*(answer.lead.citations if answer.lead else []), *answer.citations]}
+    if cited:
         print("\nSources:")
-        for c in answer.citations:
-            print(f"  [{c.n}] {source_line(c)}")
+        for n in sorted(cited):
+            print(f"  [{n}] {source_line(cited[n])}")
     elif answer.passages:
         print("\nThe answer cites no passage. Passages given to the model:")
         for n, p in enumerate(answer.passages, start=1):
@@ -52,6 +53,10 @@ def stream_answer(events: Iterator[AnswerEvent]) -> Answer | None:
     for event in events:
         if isinstance(event, Condensed):
             print(f"(searching for: {event.question})", flush=True)
+        elif isinstance(event, LeadReady):
+            marks = "".join(f"[{c.n}]" for c in event.lead.citations)
+            quoted = "\n".join("  " + ln for ln in event.lead.text.strip().splitlines())
+            print(f"From the handbook ({event.seconds:.2f} s):\n{quoted} {marks}\n", flush=True)
         elif isinstance(event, Delta):
             streamed.append(event.text)
             print(event.text, end="", flush=True)

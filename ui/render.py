@@ -100,6 +100,16 @@ def answer_markdown(
     return body or "_(empty answer)_"
 
 
+def lead_markdown(lead: Mapping[str, Any] | None, valid: Iterable[int] | None = None, *, links: bool = True) -> str:
+    """The extractive lead as a Markdown quote: "From the handbook", the handbook's words, their marker."""
+    if not lead or not str(lead.get("text") or "").strip():
+        return ""
+    marks = "".join(f"[{c['n']}]" for c in lead.get("citations", []) if c.get("n"))
+    body = link_citations(f"{str(lead['text']).strip()} {marks}".strip(), valid, links=links)
+    quoted = "\n".join("> " + ln if ln.strip() else ">" for ln in body.splitlines())
+    return f"> **From the handbook:**\n{quoted}"
+
+
 def error_markdown(message: str) -> str:
     return f"**Error:** {_md_escape_brackets(esc(message))}"
 
@@ -217,6 +227,11 @@ def conversation_markdown(turns: Sequence[Mapping[str, Any]]) -> str:
             lines += [f"**Error:** {t['error']}", ""]
             continue
         answer = (t.get("answer") or "").strip()
+        lead = t.get("lead") or {}
+        if lead.get("text") and not t.get("refused"):
+            marks = "".join(f"[{c['n']}]" for c in lead.get("citations", []))
+            lines += ["> From the handbook:", *("> " + ln for ln in str(lead["text"]).strip().splitlines()),
+                      f"> {marks}", ""]
         if t.get("refused"):
             lines += ["_Not answered: the handbooks do not cover this question._", ""]
         if answer:

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from rag.errors import StudybotError
-from rag.events import Condensed, Delta, Finished, Passages
+from rag.events import Condensed, Delta, Finished, LeadReady, Passages
 from ui import render
 
 LLM_QUEUE = "llm"  # concurrency_id shared by every event that runs the (single) model
@@ -93,6 +93,9 @@ def _turn_messages(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 valid=[s["n"] for s in t.get("sources", [])], links=last,
                 missing_terms=t.get("missing_terms", ()),
             )
+        lead = render.lead_markdown(t.get("lead"), [s["n"] for s in t.get("sources", [])], links=last)
+        if lead and not t.get("refused"):
+            content = f"{lead}\n\n{content}"
         messages.append({"role": "assistant", "content": content})
     return messages
 
@@ -145,6 +148,11 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> 
                 turn["sources"] = render.passages_to_sources(event.passages)
                 yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
                        state, "", gr.skip())
+            elif isinstance(event, LeadReady):
+                turn["lead"] = event.lead.to_json()
+                turn["sources"] = render.merge_citations(turn["sources"], turn["lead"]["citations"])
+                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
+                       state, "", gr.skip())
             elif isinstance(event, Delta):
                 turn["answer"] += event.text
                 yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
@@ -153,8 +161,9 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> 
                 turn.update(answer=result.get("answer", ""), refused=bool(result.get("refused")),
                             uncited=bool(result.get("uncited")), pending=False,
                             timings=result.get("timings", {}),
-                            missing_terms=result.get("missing_terms", []))
-                turn["sources"] = render.merge_citations(turn["sources"], result.get("citations", []))
+                            missing_terms=result.get("missing_terms", []), lead=result.get("lead"))
+                lead_cites = (result.get("lead") or {}).get("citations", [])
+                turn["sources"] = render.merge_citations(turn["sources"], [*lead_cites, *result.get("citations", [])])
     except StudybotError as exc:
         turn.update(error=str(exc), pending=False)
     turn["pending"] = False
