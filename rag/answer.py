@@ -175,7 +175,8 @@ class AnswerPipeline:
         self.selector = EvidenceSelector(settings.answer, embedder, idf=retriever.idf)
         self.verifier = Verifier(embedder.embed if embedder is not None else None,
                                  use_model=settings.answer.verify_with_model,
-                                 max_checks=settings.answer.verify_max_sentences)
+                                 max_checks=settings.answer.verify_max_sentences,
+                                 min_word_support=settings.answer.verify_min_word_support)
         self._fixed_tokens: int | None = None
         self._prepare: Any = None
         self._chain: Any = None

@@ -20,7 +20,6 @@ Weights and budget: ``settings.answer`` (chosen on the gold and holdout sets wit
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -163,10 +162,6 @@ class Evidence:
     lead: Lead | None
     scored: list[Scored] = field(default_factory=list)  # every unit, best first (for benches and reports)
     units: list[list[Unit]] = field(default_factory=list)  # per evidence passage, the units it shows
-
-    @property
-    def budget(self) -> int:  # the same face as rag.context.Packed for reports
-        return self.tokens
 
 
 def _join(text: str, units: Sequence[Unit]) -> str:
@@ -329,9 +324,3 @@ class EvidenceSelector:
             if nxt is not None:
                 text = text + ("\n" if nxt.kind != "sentence" else " ") + nxt.text
         return Lead(text, [Citation.of(n, passages[n - 1].chunk)])
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(x * x for x in b)) or 1.0
-    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)

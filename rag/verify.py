@@ -11,7 +11,9 @@ The check, in order:
 2. a named term (:mod:`rag.terms`) that no evidence passage nor the question mentions fails it ("ONNX" when
    no passage names a format);
 3. a marker where the content should be ("is given by the formula: [3]") fails it;
-4. otherwise the model itself is asked whether the sentence is true according to the passage's units closest
+4. so does a sentence whose new content words (those not in the question) are mostly (below
+   ``verify_min_word_support``) in no excerpt, or that adds no word to the question's ("restates");
+5. otherwise the model itself is asked whether the sentence is true according to the passage's units closest
    to it (quoted), after the answer prompt's KV-cached fixed prefix (only the short question is new tokens).
 
 Sentences that fail are dropped from the answer (``Answer.dropped`` counts them); when none passes, the
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from rag import prompts
 from rag.citations import CITATION, cited_numbers, place_outside_code
 from rag.evidence import split_units
-from rag.grounding import content_tokens, placeholder_markers, unsupported_numbers
+from rag.grounding import content_tokens, novel_words, placeholder_markers, unsupported_numbers
 from rag.llm import LLM
 from rag.terms import missing_terms
 from rag.types import Passage
@@ -70,8 +72,10 @@ def _strip_markers(text: str) -> str:
 class Verifier:
     """Checks answer sentences against numbered evidence passages (see the module doc)."""
 
-    def __init__(self, embed: Embed | None, *, use_model: bool = True, max_checks: int = 6) -> None:
+    def __init__(self, embed: Embed | None, *, use_model: bool = True, max_checks: int = 6,
+                 min_word_support: float = 0.4) -> None:
         self.embed = embed
+        self.min_word_support = min_word_support
         self.use_model = use_model
         self.max_checks = max_checks
 
@@ -149,6 +153,8 @@ class Verifier:
                 reason = "term"
             elif placeholder_markers(sentence):
                 reason = "placeholder"
+            elif (share := word_support(claim, question, passages)) is not None and share < self.min_word_support:
+                reason = "memory" if share > 0 or novel_words(claim, question) else "restates"
             ok = not reason
             if ok and self.use_model and llm is not None and messages is not None:
                 if asked < self.max_checks:
@@ -170,6 +176,20 @@ class Verifier:
         out.append(answer[last:])
         text = place_outside_code(_tidy("".join(out)))
         return Verification(text, checks, round(time.perf_counter() - t, 3))
+
+
+def word_support(claim: str, question: str, passages: Sequence[Passage]) -> float | None:
+    """The share of the claim's new content words (those not in the question) that the evidence excerpts
+    contain: 0 when it adds no word to the question's (it restates it); None for a claim of code only."""
+    if claim.lstrip().startswith("```"):
+        return None
+    new = novel_words(claim, question)
+    if not new:
+        return 0.0
+    bag: set[str] = set()
+    for p in passages:
+        bag |= content_tokens(f"{p.chunk.title} {p.chunk.section} {p.chunk.text}")
+    return len(new & bag) / len(new)
 
 
 def _cite(sentence: str, n: int) -> str:

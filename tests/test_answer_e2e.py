@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold
+from rag.citations import markers_in_code
 from rag.events import Delta, Finished
 from rag.prompts import REFUSAL
 from rag.settings import Settings
@@ -88,10 +89,25 @@ def test_tokens_stream_after_the_passages_arrive(real_service: StudyService) -> 
             deltas.append(event.text)
         elif isinstance(event, Finished):
             final = event.answer
-    assert kinds[0] == "Passages" and kinds[-1] == "Finished"
+    assert kinds[:2] == ["Passages", "LeadReady"] and kinds[-1] == "Finished"  # the lead before any token
     assert len(deltas) > 5  # token by token, not one block
-    assert final is not None and not final.refused
-    assert "".join(deltas).strip()[:20] == final.answer[:20]
+    assert final is not None and not final.refused and final.lead is not None
+    assert final.answer[:20] in "".join(deltas)  # verification may drop a sentence, never rewrite one
+    d = final.to_json()
+    assert d["lead"]["text"] and d["lead"]["citations"] and 0 < d["timings"]["lead_s"] < d["timings"]["ttft_s"]
+
+
+def test_a_code_recipe_answer_has_no_marker_inside_code(real_service: StudyService) -> None:
+    answer = real_service.ask("How do I oversample the minority class with SMOTE in Python code?", max_tokens=120)
+    assert not answer.refused, answer.raw
+    assert markers_in_code(answer.answer) == 0, answer.answer
+    assert answer.lead is not None and markers_in_code(answer.lead.text) == 0
+    assert answer.citations and all(1 <= c.n <= len(answer.passages) for c in answer.citations)
+
+
+def test_a_compound_of_a_known_term_is_not_refused_as_unknown(real_service: StudyService) -> None:
+    answer = real_service.ask("How does XGBoost-style boosting build its trees?", max_tokens=64)
+    assert answer.refusal_reason != "unknown_term" and answer.missing_terms == []
 
 
 def test_an_instruction_inside_a_document_is_not_followed(corpus_settings: Settings, embedder: Any,

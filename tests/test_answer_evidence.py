@@ -52,14 +52,14 @@ def test_the_prompt_holds_sentences_not_whole_passages() -> None:
 
 
 def test_an_unsupported_sentence_is_dropped_and_the_rest_kept() -> None:
-    pipe, llm = make(["L1 drives some weights to zero [1]. It also makes training much slower overall [1].",
+    pipe, llm = make(["L1 drives some weights to zero [1]. L1 also adds the squared weights to the loss [1].",
                       YES, NO])
     a = pipe.ask("Which regularization drives weights to zero?")
     assert not a.refused and a.dropped == 1
     assert a.answer == "L1 drives some weights to zero [1]."
     assert a.verification is not None and [c.reason for c in a.verification.checks] == ["model", "model"]
     check_prompt = llm.calls[2]["messages"][-1]["content"]
-    assert "much slower" in check_prompt and "zero" in check_prompt  # the claim and the passage text quoted
+    assert "squared weights" in check_prompt and "zero" in check_prompt  # the claim and the passage text quoted
     assert llm.calls[2]["messages"][:-1] == llm.calls[0]["messages"][:-1]  # after the cached fixed prefix
 
 
@@ -70,12 +70,13 @@ def test_nothing_supported_is_a_refusal_without_a_lead() -> None:
     assert a.to_json()["lead"] is None
 
 
-def test_numbers_and_terms_no_passage_states_fail_without_asking_the_model() -> None:
+def test_numbers_terms_and_words_no_passage_states_fail_without_asking_the_model() -> None:
     pipe, llm = make(["L1 drives some weights to zero [1]. Use a strength of 0.01 for it [1]. "
-                      "Export it with ONNX afterwards [1].", YES])
+                      "Export it with ONNX afterwards [1]. It also makes training much slower overall [1]. "
+                      "Regularization drives weights to zero [1].", YES])
     a = pipe.ask("Which regularization drives weights to zero?")
     assert a.verification is not None
-    assert [c.reason for c in a.verification.checks] == ["model", "number", "term"]
+    assert [c.reason for c in a.verification.checks] == ["model", "number", "term", "memory", "restates"]
     assert a.answer == "L1 drives some weights to zero [1]." and len(llm.calls) == 2
 
 
@@ -87,8 +88,10 @@ def test_an_uncited_sentence_gets_the_marker_of_the_passage_that_supports_it() -
 
 
 def test_markers_inside_code_are_moved_out() -> None:
-    pipe, _ = make(["Sort them with `np [1].argsort()` and keep L1 drives weights to zero [1].", YES])
-    a = pipe.ask("Which regularization drives weights to zero?")
+    texts = ["Consider using np.argsort() to find the indices of the closest points for a k-NN vote.", *TEXTS]
+    pipe, _ = make(["Find the closest points' indices with `np [1].argsort()` for the vote.", YES], texts=texts)
+    a = pipe.ask("How do I find the nearest points for k-NN in numpy?")
+    assert not a.refused, a.verification
     assert markers_in_code(a.answer) == 0 and "`np.argsort()`" in a.answer
 
 

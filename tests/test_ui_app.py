@@ -34,7 +34,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
 
 # --- the /ask API --------------------------------------------------------------------------------------
 def test_ask_endpoint_returns_answer_and_citations(served: dict[str, Any]) -> None:
-    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].", "Yes.")
     result = served["client"].predict(QUESTION, api_name="/ask")
     assert isinstance(result, dict)
     assert set(result) >= {"answer", "refused", "uncited", "citations", "timings"}
@@ -42,10 +42,14 @@ def test_ask_endpoint_returns_answer_and_citations(served: dict[str, Any]) -> No
     assert not result["refused"] and not result["uncited"]
     cite = result["citations"][0]
     assert cite["n"] == 1 and cite["source"] and cite["text"] and cite["chunk_id"]
+    # the handbook's own words first: the lead, cited, and when it was ready
+    assert "Factorizes a matrix" in result["lead"]["text"] and result["lead"]["citations"][0]["chunk_id"]
+    assert result["timings"]["lead_s"] is not None
     # same data as `studybot ask --json` (the service's Answer.to_json)
-    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].", "Yes.")
     direct = served["service"].ask(QUESTION).to_json()
     assert direct["answer"] == result["answer"] and direct["citations"] == result["citations"]
+    assert direct["lead"] == result["lead"]
 
 
 def test_ask_endpoint_reports_bad_question(served: dict[str, Any]) -> None:
