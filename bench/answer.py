@@ -1,6 +1,7 @@
 """Answer pipeline benchmark on the gold set, side by side with bare llama-cpp-python.
 
 Usage: python bench/answer.py [--limit N] [--bare-limit M] [--max-tokens T] [--json]
+       python bench/answer.py --compare --gold evals/blind.jsonl ...   (old vs evidence-first: bench/answer_compare.py)
 
 Per question: time to first token (end to end and of the model alone), decode tokens/s, prompt tokens,
 total seconds; for the first M questions the exact same messages are also sent to
@@ -102,6 +103,11 @@ def kv_saving(bare: Bare, messages: list[dict[str, str]], prefix: int) -> dict[s
 
 
 def main() -> int:
+    if "--compare" in sys.argv[1:]:
+        from bench.answer_compare import main as compare
+
+        sys.argv.remove("--compare")
+        return compare()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="questions (stratified sample; default: all)")
     ap.add_argument("--gold", type=Path, default=GOLD_PATH,
