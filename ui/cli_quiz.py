@@ -24,6 +24,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--export", metavar="FILE", help="also write FILE: .csv, .apkg, .json or Anki .txt/.tsv")
     s.add_argument("--ask", action="store_true", help="answer the questions one by one and get graded")
     s.add_argument("--seed", type=int, default=None, help="fix passage choice and option order")
+    s.add_argument("--user", default=None, help="record the items as study cards for this user (studybot review)")
 
 
 def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
@@ -66,6 +67,8 @@ def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
             print(f"\r{msg} …" + " " * 10, end="" if msg != "done" else "\n", file=sys.stderr, flush=True)
 
     result = svc.quiz(args.topic, args.n, args.qtype, session=QuizSession(args.seed), progress=progress)
+    if args.user:
+        svc.record_quiz(args.user, result.items)
     if args.export:
         path = export_items(result.items, args.export, topic=result.topic, qtype=result.type)
         if not args.json:

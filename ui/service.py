@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
     from rag.retrieval import Mode, Retriever
     from rag.store import Index
+    from rag.study.store import StudyStore
     from rag.types import Passage, Progress
 
 
@@ -61,6 +62,7 @@ class StudyService:
         self._llm = llm
         self._library: Library | None = None
         self._answers: AnswerPipeline | None = None
+        self._study: StudyStore | None = None
         self._lock = threading.RLock()
 
     # -- parts (built on first use unless given) ----------------------------------------------------
@@ -116,6 +118,22 @@ class StudyService:
             self._answers = AnswerPipeline(self.retriever, lambda: self.llm, self.settings, embedder=self.embedder)
         return self._answers
 
+    @property
+    def study(self) -> StudyStore:
+        """The study database (``<home>/study.sqlite3``): quiz items, reviews, FSRS cards, conversations."""
+        if self._study is None:
+            from rag.study.store import StudyStore
+
+            self._study = StudyStore(self.settings.storage.home / "study.sqlite3")
+        return self._study
+
+    def record_quiz(self, user: str, items: list[QuizItem]) -> list[int]:
+        """Make ``items`` study cards for ``user`` (due at once), remembering the text of the chunk each cites."""
+        chunks = self.retriever.chunks
+        hashes = {i.citation.chunk_id: chunks[i.citation.chunk_id].content_hash
+                  for i in items if i.citation.chunk_id in chunks}
+        return self.study.add_items(user, items, content_hashes=hashes)
+
     # -- the library ---------------------------------------------------------------------------------
     def ingest(self, path: Path | None = None, *, rebuild: bool = False, progress: Progress | None = None,
                on_plan: PlanFn | None = None, max_file_mb: float | None = None) -> IngestSummary:
@@ -125,7 +143,14 @@ class StudyService:
                                         max_file_mb=max_file_mb)
             if summary.changed or rebuild:
                 self._refresh_retriever()
+                self.mark_stale_cards()
             return summary
+
+    def mark_stale_cards(self) -> int:
+        """Study cards whose chunk a re-ingest changed or removed are marked stale (kept, shown as such)."""
+        if self._study is None and not (self.settings.storage.home / "study.sqlite3").exists():
+            return 0
+        return self.study.mark_stale({c.id: c.content_hash for c in self.retriever.chunks.values()})
 
     def add_documents(self, paths: Sequence[Path], *, progress: Progress | None = None,
                       on_plan: PlanFn | None = None, max_file_mb: float | None = None) -> list[AddResult]:

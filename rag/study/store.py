@@ -1,0 +1,269 @@
+"""Study state, persisted: the quiz items each user was asked, every answer and grade, FSRS review cards and
+saved conversations, in one SQLite file under ``STUDYBOT_HOME`` (``study.sqlite3``).
+
+The schema is versioned (``PRAGMA user_version``, upgraded in order by :data:`MIGRATIONS`); every write is
+one transaction; the database runs in WAL mode with a busy timeout, so several web UI users (threads) and a
+CLI process can use it at once. Scheduling is the ``fsrs`` package's :class:`fsrs.Scheduler`; a card's FSRS
+state is stored as its ``to_dict()`` JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag.errors import StudybotError
+from rag.quiz.models import QuizItem
+
+RATINGS = {"again": 1, "hard": 2, "good": 3, "easy": 4}
+
+MIGRATIONS: list[str] = [
+    # 1: items, cards, reviews, conversations
+    """
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        question TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        chunk_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        section TEXT NOT NULL DEFAULT '',
+        created TEXT NOT NULL,
+        stale INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (user, question)
+    );
+    CREATE TABLE cards (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        due TEXT NOT NULL,
+        fsrs TEXT NOT NULL
+    );
+    CREATE INDEX cards_due ON cards (user, due);
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        rating INTEGER NOT NULL,
+        correct INTEGER,
+        answer TEXT NOT NULL DEFAULT '',
+        reviewed_at TEXT NOT NULL
+    );
+    CREATE INDEX reviews_user ON reviews (user, reviewed_at);
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        title TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        turns TEXT NOT NULL
+    );
+    CREATE INDEX conversations_user ON conversations (user, updated);
+    """,
+]
+
+
+class StudyStoreError(StudybotError):
+    """The study database cannot be used; ``str(err)`` is one sentence for the user."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DueCard:
+    item_id: int
+    item: QuizItem
+    section: str
+    source: str
+    due: datetime
+    stale: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "question": self.item.question, "type": self.item.type,
+                "section": self.section, "source": self.source, "due": self.due.isoformat(),
+                "stale": self.stale}
+
+
+class StudyStore:
+    """One SQLite file; safe to share between threads (one connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StudyStoreError(
+                    f"{self.path} was written by a newer studybot (schema {version}); upgrade studybot to use it.")
+            for i in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[i].split(";"):  # not executescript: it would commit half-way
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {i + 1}")
+
+    # -- connection ---------------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.row_factory = sqlite3.Row
+            except sqlite3.DatabaseError as exc:
+                raise StudyStoreError(f"The study database {self.path} cannot be opened ({exc}); move it aside "
+                                      "to start a fresh one.") from exc
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- items and cards ----------------------------------------------------------------------------------
+    def add_items(self, user: str, items: Iterable[QuizItem], content_hashes: dict[str, str] | None = None,
+                  now: datetime | None = None) -> list[int]:
+        """Record quiz items for ``user``; each new one becomes an FSRS card due at once. Returns their ids
+        (an item the user already has keeps its id and its schedule)."""
+        from fsrs import Card
+
+        now = now or now_utc()
+        ids: list[int] = []
+        with self._tx() as db:
+            for item in items:
+                c = item.citation
+                row = db.execute("SELECT id FROM items WHERE user = ? AND question = ?", (user, item.question)).fetchone()
+                if row is not None:
+                    ids.append(int(row["id"]))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO items (user, kind, question, payload, chunk_id, content_hash, source, section, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (user, item.type, item.question, json.dumps(item.to_json(), ensure_ascii=False), c.chunk_id,
+                     (content_hashes or {}).get(c.chunk_id, ""), c.source, c.section, now.isoformat()))
+                item_id = int(cur.lastrowid or 0)
+                card = Card(due=now)
+                db.execute("INSERT INTO cards (item_id, user, due, fsrs) VALUES (?, ?, ?, ?)",
+                           (item_id, user, card.due.isoformat(), json.dumps(card.to_dict())))
+                ids.append(item_id)
+        return ids
+
+    def questions(self, user: str) -> list[str]:
+        """Every question ``user`` already has (a new quiz never repeats one)."""
+        return [r["question"] for r in self._db().execute("SELECT question FROM items WHERE user = ?", (user,))]
+
+    def due(self, user: str, now: datetime | None = None, limit: int = 100) -> list[DueCard]:
+        now = now or now_utc()
+        rows = self._db().execute(
+            "SELECT items.id, payload, section, source, stale, cards.due FROM cards JOIN items ON items.id = cards.item_id"
+            " WHERE cards.user = ? AND cards.due <= ? ORDER BY cards.due LIMIT ?",
+            (user, now.isoformat(), limit)).fetchall()
+        return [DueCard(int(r["id"]), QuizItem.from_json(json.loads(r["payload"])), r["section"], r["source"],
+                        datetime.fromisoformat(r["due"]), bool(r["stale"])) for r in rows]
+
+    def review(self, user: str, item_id: int, rating: int | str, *, answer: str = "", correct: bool | None = None,
+               now: datetime | None = None) -> datetime:
+        """Grade one card (1-4 or again/hard/good/easy) with FSRS; returns its next due time."""
+        from fsrs import Card, Rating, Scheduler
+
+        value = RATINGS.get(str(rating).lower(), rating) if isinstance(rating, str) else rating
+        if value not in (1, 2, 3, 4):
+            raise StudyStoreError(f"Unknown rating {rating!r}: use again, hard, good or easy.")
+        now = now or now_utc()
+        with self._tx() as db:
+            row = db.execute("SELECT fsrs FROM cards WHERE item_id = ? AND user = ?", (item_id, user)).fetchone()
+            if row is None:
+                raise StudyStoreError(f"There is no card {item_id} for {user}.")
+            card = Card.from_dict(json.loads(row["fsrs"]))
+            card, _log = Scheduler(enable_fuzzing=False).review_card(card, Rating(int(value)), review_datetime=now)
+            db.execute("UPDATE cards SET due = ?, fsrs = ? WHERE item_id = ?",
+                       (card.due.isoformat(), json.dumps(card.to_dict()), item_id))
+            db.execute("INSERT INTO reviews (user, item_id, rating, correct, answer, reviewed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (user, item_id, int(value), None if correct is None else int(correct), answer, now.isoformat()))
+        return card.due
+
+    def mark_stale(self, current: dict[str, str]) -> int:
+        """After a re-ingest: cards whose chunk is gone or whose text changed (``current``: chunk id -> content
+        hash) are marked stale (shown as such, never deleted). Returns how many changed state."""
+        changed = 0
+        with self._tx() as db:
+            for r in db.execute("SELECT id, chunk_id, content_hash, stale FROM items").fetchall():
+                stale = r["chunk_id"] not in current or bool(r["content_hash"]) and current[r["chunk_id"]] != r["content_hash"]
+                if stale != bool(r["stale"]):
+                    db.execute("UPDATE items SET stale = ? WHERE id = ?", (int(stale), r["id"]))
+                    changed += 1
+        return changed
+
+    # -- history ------------------------------------------------------------------------------------------
+    def section_history(self, user: str) -> dict[str, list[tuple[datetime, int]]]:
+        """Per section: (time, rating) of every review, oldest first."""
+        out: dict[str, list[tuple[datetime, int]]] = {}
+        for r in self._db().execute(
+                "SELECT items.section, items.source, rating, reviewed_at FROM reviews JOIN items ON items.id = reviews.item_id"
+                " WHERE reviews.user = ? ORDER BY reviewed_at", (user,)):
+            out.setdefault(r["section"] or r["source"], []).append((datetime.fromisoformat(r["reviewed_at"]), int(r["rating"])))
+        return out
+
+    def mastery(self, user: str, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Per handbook section the user has cards in: ``mastery`` = the mean FSRS retrievability of its
+        reviewed cards now (0 for a section never reviewed), and how many reviews it had; weakest first."""
+        from fsrs import Card, Scheduler
+
+        now = now or now_utc()
+        scheduler = Scheduler(enable_fuzzing=False)
+        sections: dict[str, dict[str, Any]] = {}
+        for r in self._db().execute(
+                "SELECT items.section, items.source, cards.fsrs, (SELECT COUNT(*) FROM reviews WHERE reviews.item_id"
+                " = items.id) AS n FROM items JOIN cards ON cards.item_id = items.id WHERE items.user = ?", (user,)):
+            key = r["section"] or r["source"]
+            entry = sections.setdefault(key, {"section": key, "source": r["source"], "r": [], "reviews": 0})
+            entry["reviews"] += int(r["n"])
+            card = Card.from_dict(json.loads(r["fsrs"]))
+            entry["r"].append(scheduler.get_card_retrievability(card, now) if r["n"] else 0.0)
+        out = [{"section": e["section"], "source": e["source"], "mastery": round(sum(e["r"]) / len(e["r"]), 3),
+                "reviews": e["reviews"]} for e in sections.values()]
+        return sorted(out, key=lambda e: (e["mastery"], e["section"]))
+
+    # -- conversations ------------------------------------------------------------------------------------
+    def save_conversation(self, user: str, conv_id: str, turns: Sequence[dict[str, Any]],
+                          now: datetime | None = None) -> None:
+        if not turns:
+            return
+        now = now or now_utc()
+        title = str(turns[0].get("question") or "(untitled)").strip()[:80]
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO conversations (id, user, title, created, updated, turns) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET updated = excluded.updated, turns = excluded.turns"
+                " WHERE conversations.user = excluded.user",
+                (conv_id, user, title, now.isoformat(), now.isoformat(), json.dumps(list(turns), ensure_ascii=False)))
+
+    def conversations(self, user: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db().execute(
+            "SELECT id, title, created, updated FROM conversations WHERE user = ? ORDER BY updated DESC", (user,))]
+
+    def conversation(self, user: str, conv_id: str) -> list[dict[str, Any]] | None:
+        row = self._db().execute("SELECT turns FROM conversations WHERE user = ? AND id = ?", (user, conv_id)).fetchone()
+        return None if row is None else list(json.loads(row["turns"]))
+
+    def delete_conversation(self, user: str, conv_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM conversations WHERE user = ? AND id = ?", (user, conv_id)).rowcount > 0
