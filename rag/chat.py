@@ -106,5 +106,12 @@ class ChatSession:
         if self.last_condense_s is not None:
             answer.timings["condense_s"] = self.last_condense_s
 
+    def restore(self, turns: list[dict[str, Any]]) -> None:
+        """Continue a saved conversation: its last turns become the history follow-ups are read against."""
+        self.history.clear()
+        for t in turns:
+            self.history.append(Turn(str(t.get("question", "")), str(t.get("standalone") or t.get("question", "")),
+                                     str(t.get("answer", ""))))
+
     def transcript(self) -> list[dict[str, Any]]:
         return [{"question": t.question, "standalone": t.standalone, "answer": t.answer} for t in self.history]

@@ -497,3 +497,23 @@ def test_warm_up_evaluates_the_fixed_prompt_once_and_swallows_model_errors(tmp_p
     assert llm.calls[0]["messages"][:-1] == fixed[:-1]  # system message and example turns
     svc.warm_up()  # a broken model is reported by the first real question, not here
     assert len(llm.calls) == 2
+
+
+def test_cli_chat_is_saved_and_resumed_with_its_history(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    svc, llm = _scripted_service(["L1 zeroes weights [1]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is L1?\n"))
+    assert run_cli(capsys, "chat", "--user", "ann", service=svc)[0] == 0
+    [conv] = svc.study.conversations("ann")
+    assert conv["title"] == "What is L1?" and svc.study.conversations("bob") == []
+    # a new process: the follow-up is condensed against the saved turn
+    svc2, llm2 = _scripted_service(["How does L1 differ from L2?", "L2 shrinks [2]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("and how is it different from L2?\n"))
+    code, out, _ = run_cli(capsys, "chat", "--user", "ann", "--resume", service=svc2)
+    assert code == 0 and "resuming “What is L1?”, 1 turns" in out
+    assert "What is L1?" in llm2.calls[0]["messages"][-1]["content"]  # the condense prompt holds the history
+    turns = svc2.study.conversation("ann", conv["id"])
+    assert turns is not None and [t["question"] for t in turns] == ["What is L1?", "and how is it different from L2?"]
+    assert turns[1]["standalone"] == "How does L1 differ from L2?" and turns[1]["answer"] == "L2 shrinks [2]."

@@ -28,6 +28,9 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("chat", help="interactive chat with follow-up questions (reads lines from stdin)")
     s.add_argument("-k", type=int, default=None)
     s.add_argument("--max-tokens", type=int, default=None)
+    s.add_argument("--user", default="local", help="whose conversations (saved in the study database)")
+    s.add_argument("--resume", nargs="?", const="latest", default=None, metavar="ID",
+                   help="continue the latest saved conversation (or the one with this id)")
 
 
 def print_sources(answer: Answer) -> None:
@@ -87,7 +90,23 @@ def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
 
 @command("chat")
 def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
+    import uuid
+
     session = svc.chat_session()
+    conv_id = uuid.uuid4().hex
+    saved: list[dict[str, Any]] = []
+    if args.resume:
+        listed = svc.study.conversations(args.user)
+        if args.resume != "latest":
+            listed = [c for c in listed if c["id"] == args.resume]
+        if not listed:
+            print(f"No saved conversation{'' if args.resume == 'latest' else ' ' + args.resume} for {args.user}; "
+                  "starting a new one.")
+        else:
+            conv_id = listed[0]["id"]
+            saved = svc.study.conversation(args.user, conv_id) or []
+            session.restore(saved)
+            print(f"(resuming “{listed[0]['title']}”, {len(saved)} turns)")
     interactive = sys.stdin.isatty()
     if interactive:
         print("Ask about the handbooks; follow-up questions are understood. `exit` or Ctrl-D quits.")
@@ -120,4 +139,8 @@ def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
             return EXIT_ERROR
         if answer is not None:
             print_sources(answer)
+            saved.append({"question": question, "standalone": answer.question, "answer": answer.answer,
+                          "refused": answer.refused, "citations": [c.to_json() for c in answer.citations],
+                          "lead": answer.lead.to_json() if answer.lead else None})
+            svc.study.save_conversation(args.user, conv_id, saved)
     return EXIT_OK
