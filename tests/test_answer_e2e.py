@@ -95,6 +95,9 @@ def test_tokens_stream_after_the_passages_arrive(real_service: StudyService) -> 
     assert final.answer[:20] in "".join(deltas)  # verification may drop a sentence, never rewrite one
     d = final.to_json()
     assert d["lead"]["text"] and d["lead"]["citations"] and 0 < d["timings"]["lead_s"] < d["timings"]["ttft_s"]
+    # the lead is the handbook's own sentence that answers: it holds the gold phrase, and cites its passage
+    assert any(ph.lower() in final.lead.text.lower() for ph in gold.phrases), final.lead.text
+    assert is_relevant(gold, final.lead.citations[0].source, final.lead.citations[0].text)
 
 
 def test_a_code_recipe_answer_has_no_marker_inside_code(real_service: StudyService) -> None:
@@ -102,6 +105,8 @@ def test_a_code_recipe_answer_has_no_marker_inside_code(real_service: StudyServi
     assert not answer.refused, answer.raw
     assert markers_in_code(answer.answer) == 0, answer.answer
     assert answer.lead is not None and markers_in_code(answer.lead.text) == 0
+    shown = answer.lead.text + "\n" + answer.answer
+    assert "fit_resample(X, y)" in shown.replace("X_train, y_train", "X, y"), shown  # the handbook's call, intact
     assert answer.citations and all(1 <= c.n <= len(answer.passages) for c in answer.citations)
 
 
