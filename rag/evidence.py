@@ -161,7 +161,6 @@ class Evidence:
     tokens: int
     lead: Lead | None
     scored: list[Scored] = field(default_factory=list)  # every unit, best first (for benches and reports)
-    units: list[list[Unit]] = field(default_factory=list)  # per evidence passage, the units it shows
 
 
 def _join(text: str, units: Sequence[Unit]) -> str:
@@ -296,7 +295,6 @@ class EvidenceSelector:
             if u.text.rstrip().endswith(":") and j + 1 < len(siblings):
                 add(siblings[j + 1])
         passages: list[Passage] = []
-        kept_units: list[list[Unit]] = []
         blocks: list[str] = []
         for n, i in enumerate(order, start=1):
             p = cands[i]
@@ -304,11 +302,10 @@ class EvidenceSelector:
             best = max((x.score for x in scored if x.unit.passage == i), default=0.0)
             passages.append(replace(p, chunk=replace(p.chunk, text=excerpt),
                                     extra={**p.extra, "evidence_score": round(best, 4), "candidate": i}))
-            kept_units.append(sorted(by_passage[i], key=lambda u: u.start))
             blocks.append(passage_block(n, p.chunk.title, p.chunk.section, excerpt))
         text = "\n".join(blocks)
         lead = self._lead(scored, order, passages)
-        return Evidence(passages, text, count_tokens(text), lead, scored, kept_units)
+        return Evidence(passages, text, count_tokens(text), lead, scored)
 
     def _lead(self, scored: list[Scored], order: list[int], passages: list[Passage]) -> Lead | None:
         """The best unit (and the next of the same passage when the best is an introduction ending in ":"

@@ -80,21 +80,8 @@ class Verifier:
         self.max_checks = max_checks
 
     def _closest(self, sentence: str, passages: Sequence[Passage]) -> int | None:
-        """The 1-based passage whose words (or, with an embedder, whose units) are closest to ``sentence``."""
-        if not passages:
-            return None
-        words = content_tokens(sentence)
-        if self.embed is None:
-            scores = [len(words & content_tokens(p.chunk.text)) for p in passages]
-            return max(range(len(passages)), key=scores.__getitem__) + 1
-        units = [(i, u.text) for i, p in enumerate(passages) for u in split_units(p.chunk.text, i)]
-        if not units:
-            return 1
-        vecs = self.embed([_strip_markers(sentence)] + [t for _, t in units])
-        sv = vecs[0]
-        sims = [sum(a * b for a, b in zip(sv, v, strict=True)) for v in vecs[1:]]
-        j = max(range(len(sims)), key=sims.__getitem__)
-        return units[j][0] + 1
+        """The 1-based passage holding the unit closest to ``sentence`` (the ranking :meth:`_quote` uses)."""
+        return self._quote(_strip_markers(sentence), passages, 1)[1] if passages else None
 
     def _quote(self, claim: str, passages: Sequence[Passage], cited: int) -> tuple[str, int]:
         """The evidence units closest to the claim (the best two, in document order) and the 1-based passage of
