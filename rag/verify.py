@@ -79,7 +79,7 @@ class Verifier:
         self.use_model = use_model
         self.max_checks = max_checks
 
-    def _closest(self, sentence: str, passages: Sequence[Passage]) -> int | None:
+    def closest(self, sentence: str, passages: Sequence[Passage]) -> int | None:
         """The 1-based passage holding the unit closest to ``sentence`` (the ranking :meth:`_quote` uses)."""
         return self._quote(_strip_markers(sentence), passages, 1)[1] if passages else None
 
@@ -129,7 +129,7 @@ class Verifier:
                 checks.append(SentenceCheck(sentence, cited[0] if cited else None, True, "short"))
                 out.append(sentence)
                 continue
-            n = cited[0] if cited else self._closest(claim, passages)
+            n = cited[0] if cited else self.closest(claim, passages)
             if n is None:
                 checks.append(SentenceCheck(sentence, None, False, "no_passage"))
                 continue

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rag import prompts
 from rag.llm import LLM, Request, Usage
 from rag.retrieval import HybridRetriever
 from rag.terms import Vocabulary
@@ -171,9 +172,24 @@ Reply = str | BaseException | Callable[[list[dict[str, str]]], str]
 
 class PassageLLM(ScriptedLLM):
     """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
-    quiz chose, which the test does not know in advance)."""
+    quiz chose, which the test does not know in advance).
+
+    The quiz's yes/no option checks (``rag/prompts/quiz_check*.txt``) are answered by a rule instead of a
+    scripted reply, and recorded in :attr:`option_checks`: "yes" when every word of the option is in the
+    passage (what :func:`good` items' keys are), else "no"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.option_checks: list[tuple[str, str]] = []
 
     def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        if messages and messages[0]["content"] == prompts.load("quiz_check_system"):
+            option = re.search(r"^Proposed answer: (.*)$", messages[-1]["content"], re.M)
+            _, text = passage_of(messages)
+            words = set(re.sub(r"[*#|`>_]", " ", text).lower().split())
+            verdict = "yes" if option and set(option.group(1).lower().split()) <= words else "no"
+            self.option_checks.append((option.group(1) if option else "", verdict))
+            return verdict
         reply: Any = super()._pop(messages, **kwargs)
         return reply(messages) if callable(reply) else reply
 
@@ -187,14 +203,24 @@ def passage_of(messages: list[dict[str, str]]) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def _whole(words: list[str]) -> str:
+    """The first 14 words, ending on a content word (an answer that stops on "of" reads as cut off)."""
+    from rag.quiz.validation import cut_off
+
+    words = words[:14]
+    while len(words) > 3 and cut_off(" ".join(words), 1000):
+        words = words[:-1]
+    return " ".join(words)
+
+
 def fact_of(messages: list[dict[str, str]]) -> str:
     """A sentence of the passage with at least 6 words (the 'answer' a good item would use)."""
     _, text = passage_of(messages)
     for sent in re.split(r"(?<=[.!?])\s+|\n+", text):
         words = re.sub(r"[*#|`>_]", " ", sent).split()
         if len(words) >= 6:
-            return " ".join(words[:14])
-    return " ".join(text.split()[:14])
+            return _whole(words)
+    return _whole(text.split())
 
 
 DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils at ten degrees"]

@@ -1,5 +1,6 @@
 """The Gradio web app: one :class:`ui.service.StudyService` (one model instance) behind a queue, one tab per
-feature (Chat, Library, Quiz, Evals). A tab builder takes the service and builds its ``gr.Tab`` inside the
+feature (Chat, Library, Quiz, Review, Progress, Evals). Study state (cards, reviews, saved conversations) is
+the signed-in ``--auth`` user's, or the one local user's without a login. A tab builder takes the service and builds its ``gr.Tab`` inside the
 current ``gr.Blocks``. Events that call the LLM pass ``concurrency_id=LLM_QUEUE`` to share the single-model
 queue.
 """
@@ -17,7 +18,9 @@ import gradio as gr  # noqa: E402
 from ui.tab_chat import LLM_QUEUE, build_chat_tab, register_api  # noqa: E402
 from ui.tab_evals import build_evals_tab  # noqa: E402
 from ui.tab_library import build_library_tab  # noqa: E402
+from ui.tab_progress import build_progress_tab  # noqa: E402
 from ui.tab_quiz import build_quiz_tab  # noqa: E402
+from ui.tab_review import build_review_tab  # noqa: E402
 
 if TYPE_CHECKING:
     from ui.service import StudyService
@@ -77,14 +80,17 @@ def build_app(service: StudyService, extra_tabs: list[TabBuilder] | None = None)
         gr.Markdown("## studybot\nAsk the ML interview handbooks; every answer cites its passages.",
                     elem_id="sb-header")
         with gr.Tabs():
-            build_chat_tab(service)
+            chat = build_chat_tab(service)
             library = build_library_tab(service)
             build_quiz_tab(service)
+            build_review_tab(service)
+            build_progress_tab(service)
             build_evals_tab(service)
             for builder in extra_tabs or []:
                 builder(service)
         register_api(service)
         app.load(library["refresh"], None, library["refresh_outputs"], api_visibility="private", queue=False)
+        app.load(chat["load"], None, [chat["saved"]], api_visibility="private", queue=False)
     limit = max(1, int(service.settings.ui.concurrency))
     app.queue(default_concurrency_limit=limit)
     return app

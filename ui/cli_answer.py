@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import QueryError, StudybotError
 from rag.events import AnswerEvent, Condensed, Delta, Finished, LeadReady
+from rag.study.store import LOCAL_USER
 from ui.commands import EXIT_ERROR, EXIT_OK, command
 from ui.render import source_line
 
@@ -28,7 +29,7 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("chat", help="interactive chat with follow-up questions (reads lines from stdin)")
     s.add_argument("-k", type=int, default=None)
     s.add_argument("--max-tokens", type=int, default=None)
-    s.add_argument("--user", default="local", help="whose conversations (saved in the study database)")
+    s.add_argument("--user", default=LOCAL_USER, help="whose conversations (saved in the study database)")
     s.add_argument("--resume", nargs="?", const="latest", default=None, metavar="ID",
                    help="continue the latest saved conversation (or the one with this id)")
 

@@ -8,7 +8,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ui.commands import EXIT_OK, command
+from rag.study.store import LOCAL_USER
+from ui.commands import EXIT_ERROR, EXIT_OK, command, err
 from ui.render import grade_feedback, source_line
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--ask", action="store_true", help="answer the questions one by one and get graded")
     s.add_argument("--seed", type=int, default=None, help="fix passage choice and option order")
     s.add_argument("--user", default=None, help="record the items as study cards for this user (studybot review)")
+    s.add_argument("--weak", action="store_true",
+                   help="new questions from the sections the user does worst on (needs --user; default user: local)")
 
 
 def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
@@ -66,7 +69,16 @@ def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
         if sys.stderr.isatty() and not args.json:
             print(f"\r{msg} …" + " " * 10, end="" if msg != "done" else "\n", file=sys.stderr, flush=True)
 
-    result = svc.quiz(args.topic, args.n, args.qtype, session=QuizSession(args.seed), progress=progress)
+    if args.weak:
+        if args.topic:
+            err("--weak picks the sections itself: leave out --topic.")
+            return EXIT_ERROR
+        args.user = args.user or LOCAL_USER
+        result, weak = svc.weak_quiz(args.user, args.n, args.qtype, session=QuizSession(args.seed),
+                                     progress=progress)
+        result.topic = "weak spots: " + "; ".join(w["section"] for w in weak)
+    else:
+        result = svc.quiz(args.topic, args.n, args.qtype, session=QuizSession(args.seed), progress=progress)
     if args.user:
         svc.record_quiz(args.user, result.items)
     if args.export:

@@ -6,13 +6,14 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from rag.study.store import LOCAL_USER
 from ui.commands import EXIT_OK, command
 from ui.render import source_line
 
 if TYPE_CHECKING:
     from ui.service import StudyService
 
-DEFAULT_USER = "local"
+DEFAULT_USER = LOCAL_USER
 
 
 def add_parsers(sub: Any) -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import StudybotError
-from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizSession
+from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizResult, QuizSession
+from rag.study.store import LOCAL_USER, VERDICT_RATING
 from rag.types import Progress
 from ui.quiz_export import export_items
 
@@ -103,6 +104,9 @@ class QuizState:
     dropped: int = 0  # generated items that failed validation, all rounds
     message: str = ""
     error: str = ""
+    user: str = LOCAL_USER  # whose study cards the items become (the signed-in user)
+    card_ids: tuple[int, ...] = ()  # card_ids[i]: item i's study card
+    weak: bool = False  # questions from the user's weak spots (StudyService.weak_quiz)
 
     @property
     def current(self) -> tuple[int, QuizItem] | None:
@@ -145,22 +149,39 @@ def _generated_note(n_items: int, dropped: int) -> str:
     return note + "."
 
 
+def _generate(service: StudyService, st: QuizState, session: QuizSession, progress: Progress | None
+              ) -> tuple[QuizResult, tuple[int, ...], str | None]:
+    """(the quiz, the items' study card ids, the topic shown): a quiz on the topic or from the weak spots;
+    its items become the user's study cards."""
+    topic = st.topic
+    if st.weak:
+        result, weak = service.weak_quiz(st.user, st.n, st.type, session=session, progress=progress)
+        topic = "your weak spots: " + "; ".join(w["section"] for w in weak)
+    else:
+        result = service.quiz(st.topic, st.n, st.type, session=session, progress=progress)
+    return result, tuple(service.record_quiz(st.user, result.items)), topic
+
+
 def start_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
-               state: QuizState | None = None, progress: Progress | None = None) -> QuizState:
-    """A new quiz with a fresh QuizSession. On a :class:`StudybotError` (unknown topic, bad count, model
-    trouble) the state has no items and ``error`` holds the one-sentence reason."""
+               state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
+               weak: bool = False) -> QuizState:
+    """A new quiz with a fresh QuizSession (``weak``: from the user's weak spots, ignoring ``topic``); its
+    items become ``user``'s study cards. On a :class:`StudybotError` (unknown topic, no weak spot, bad count,
+    model trouble) the state has no items and ``error`` holds the one-sentence reason."""
     if state is not None:
         sessions.drop(state.id)
-    st = QuizState(topic=re.sub(r"\s+", " ", str(topic or "")).strip()[:MAX_TOPIC_CHARS] or None)
+    text = None if weak else re.sub(r"\s+", " ", str(topic or "")).strip()[:MAX_TOPIC_CHARS] or None
+    st = QuizState(topic=text, user=user, weak=weak)
     try:
         st = replace(st, type=_type(qtype), n=_count(count))
         session = sessions.new(st.id)
-        result = service.quiz(st.topic, st.n, st.type, session=session, progress=progress)
+        result, ids, shown = _generate(service, st, session, progress)
     except StudybotError as exc:
         sessions.drop(st.id)
         return replace(st, error=str(exc))
-    return replace(st, items=tuple(result.items), results=(None,) * len(result.items), dropped=result.dropped,
-                   rounds=1, message=_generated_note(len(result.items), result.dropped))
+    return replace(st, topic=shown, items=tuple(result.items), results=(None,) * len(result.items),
+                   card_ids=ids, dropped=result.dropped, rounds=1,
+                   message=_generated_note(len(result.items), result.dropped))
 
 
 def _begin(state: QuizState) -> tuple[QuizState, tuple[int, QuizItem] | None]:
@@ -188,6 +209,12 @@ def check_answer(service: StudyService, state: QuizState, answer: Any) -> QuizSt
     results = list(st.results)
     results[i] = Checked(text, grade)
     st = replace(st, results=tuple(results))
+    rating = VERDICT_RATING.get(grade.verdict)
+    if rating and i < len(st.card_ids):
+        try:  # the answer is the card's first review: FSRS schedules it
+            service.study.review(st.user, st.card_ids[i], rating, answer=text, correct=grade.correct)
+        except StudybotError as exc:
+            return replace(st, error=str(exc))
     right, total = st.score()
     answered = sum(1 for r in st.results[st.round_start:] if r is not None)
     return replace(st, message=f"{answered} of {total} answered, {right} correct.")
@@ -213,11 +240,12 @@ def more_questions(service: StudyService, sessions: QuizSessions, state: QuizSta
         return replace(st, message="Start a quiz first.")
     session = sessions.get(st.id, list(st.items))
     try:
-        result = service.quiz(st.topic, st.n, st.type, session=session, progress=progress)
+        result, ids, _ = _generate(service, st, session, progress)
     except StudybotError as exc:
         return replace(st, error=str(exc))
     start = len(st.items)
     return replace(st, items=(*st.items, *result.items), results=(*st.results, *([None] * len(result.items))),
+                   card_ids=(*st.card_ids, *ids),
                    round_start=start, index=start, rounds=st.rounds + 1, dropped=st.dropped + result.dropped,
                    message=_generated_note(len(result.items), result.dropped))
 
@@ -236,7 +264,7 @@ def export_dir() -> Path:
         return _EXPORT_DIR
 
 
-def _slug(text: str | None) -> str:
+def slug(text: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:40].strip("-") or "handbooks"
 
 
@@ -247,6 +275,6 @@ def export_quiz(state: QuizState, fmt: str = DEFAULT_EXPORT, directory: Path | N
         return None
     suffix = EXPORT_FORMATS.get(fmt, ".csv")
     sid = re.sub(r"[^a-f0-9]", "", state.id)[:12] or "quiz"
-    name = f"studybot-quiz-{_slug(state.topic)}-{sid}{suffix}"
+    name = f"studybot-quiz-{slug(state.topic)}-{sid}{suffix}"
     path = export_items(list(state.items), (directory or export_dir()) / name, topic=state.topic, qtype=state.type)
     return str(path)

@@ -36,6 +36,11 @@ def _md_escape_brackets(text: str) -> str:
     return text.replace("[", "\\[").replace("]", "\\]")
 
 
+def md_escape(text: str) -> str:
+    """Untrusted text for a Markdown page: HTML-escaped (no tags run) and brackets neutralised (no links)."""
+    return _md_escape_brackets(esc(text))
+
+
 # Code spans and fenced blocks: Markdown shows their content literally (and escapes it itself).
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
 
@@ -246,3 +251,27 @@ def conversation_markdown(turns: Sequence[Mapping[str, Any]]) -> str:
                 quoted = "\n".join("  > " + ln for ln in str(s.get("text", "")).strip().splitlines())
                 lines += [quoted, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def guide_markdown(guide: Mapping[str, Any]) -> str:
+    """A study guide (``StudyGuide.to_json()``) as a Markdown page: key terms, summary, likely questions, each
+    line ending in its ``[n]``, then the numbered sources. Document text is escaped for Markdown."""
+
+    def line(entry: Mapping[str, Any]) -> str:
+        return f"{md_escape(str(entry['text']))} [{int(entry['n'])}]"
+
+    out = [f"# Study guide: {md_escape(str(guide.get('topic', '')))}", ""]
+    if guide.get("terms"):
+        out += ["## Key terms", ""] + [f"- **{md_escape(str(t['term']))}**: {line(t)}" for t in guide["terms"]] + [""]
+    if guide.get("summary"):
+        out += ["## Summary", ""] + [line(s) for s in guide["summary"]] + [""]
+    if guide.get("questions"):
+        out += ["## Likely interview questions", ""]
+        out += [f"{i}. {line(q)}" for i, q in enumerate(guide["questions"], start=1)] + [""]
+    cited = {int(e["n"]) for key in ("terms", "summary", "questions") for e in guide.get(key) or []}
+    sources = [c for c in guide.get("citations") or [] if int(c.get("n", 0)) in cited]
+    if sources:
+        out += ["## Sources", ""] + [f"{int(c['n'])}. {md_escape(source_line(c))}" for c in sources] + [""]
+    if guide.get("dropped"):
+        out.append(f"_{int(guide['dropped'])} generated line(s) were dropped: their passage did not state them._")
+    return "\n".join(out).rstrip() + "\n"

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import StudybotError
 from rag.settings import Settings, apply_offline_env, get_settings
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
     from rag.retrieval import Mode, Retriever
     from rag.store import Index
+    from rag.study.guide import StudyGuide
     from rag.study.store import StudyStore
     from rag.types import Passage, Progress
 
@@ -218,6 +219,35 @@ class StudyService:
 
         maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz)
         return maker.make(topic, n, qtype, session=session, progress=progress)
+
+    def weak_quiz(self, user: str, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
+                  progress: Progress | None = None) -> tuple[QuizResult, list[dict[str, Any]]]:
+        """New questions from the sections ``user`` does worst on (:meth:`StudyStore.weak_sections`), never one
+        they already have; returns the quiz and the weak sections it drew on. ``QuizError`` when there is
+        no weak spot yet."""
+        from rag.quiz import QuizError, QuizMaker, QuizSession
+        from rag.study.store import top_section
+
+        weak = self.study.weak_sections(user)
+        if not weak:
+            raise QuizError(f"No weak spots for {user} yet: review some cards first (a weak spot is a section "
+                            "whose cards you get wrong).")
+        wanted = {(w["source"], w["section"]) for w in weak}
+        session = session if session is not None else QuizSession()
+        earlier = self.study.questions(user)
+        session.avoid(earlier, self.embedder.embed(earlier) if earlier else [], self.study.chunk_ids(user))
+        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz)
+        result = maker.make(None, n, qtype, session=session, progress=progress,
+                            where=lambda c: (c.source, top_section(c.section, c.source)) in wanted)
+        return result, weak
+
+    def guide(self, topic: str) -> StudyGuide:
+        """A one-page study guide on a topic or section, every line cited and validated like an answer."""
+        from rag.study.guide import GuideMaker
+
+        maker = GuideMaker(self.llm, self.retriever, self.answers.verifier, self.settings.quiz,
+                           self.answers.messages("", topic))
+        return maker.make(topic)
 
     def grade(self, item: QuizItem, answer: str) -> GradeResult:
         """Grade an answer to a quiz item (the feedback quotes the cited passage)."""

@@ -20,7 +20,9 @@ import gradio as gr
 
 from rag.errors import StudybotError
 from rag.events import Condensed, Delta, Finished, LeadReady, Passages
+from rag.study.store import LOCAL_USER
 from ui import render
+from ui.user import user_of
 
 LLM_QUEUE = "llm"  # concurrency_id shared by every event that runs the (single) model
 
@@ -127,8 +129,38 @@ def _status(turn: dict[str, Any]) -> str:
     return f"{cited} of {n} passages cited{searched}{took}."
 
 
-def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
-    """One chat turn: yields (messages, sources html, state, textbox, export file) as the answer streams."""
+SAVED_KEYS = ("question", "standalone", "answer", "refused", "uncited", "lead", "sources", "timings",
+              "missing_terms", "error")
+
+
+def save_turns(service: Any, user: str, state: dict[str, Any]) -> None:
+    """Save the conversation (its finished turns, with their sources) to the user's study database."""
+    turns = [{k: t[k] for k in SAVED_KEYS if k in t} for t in state.get("turns", []) if not t.get("pending")]
+    if turns and state.get("id"):
+        service.study.save_conversation(user, state["id"], turns)
+
+
+def saved_choices(service: Any, user: str) -> list[tuple[str, str]]:
+    """(label, id) of the user's saved conversations, newest first: the first question and the date."""
+    return [(f"{c['title'][:70]} · {str(c['updated'])[:16].replace('T', ' ')}", c["id"])
+            for c in service.study.conversations(user)]
+
+
+def reopen(sessions: Sessions, user: str, conv_id: str | None) -> dict[str, Any] | None:
+    """The chat state of a saved conversation (None if it is not the user's), with the model's follow-up
+    history restored, so the next question reads against it."""
+    turns = sessions.service.study.conversation(user, conv_id or "")
+    if turns is None:
+        return None
+    sessions.drop(conv_id)
+    sessions.get(str(conv_id)).restore(turns)
+    return {"id": conv_id, "turns": turns}
+
+
+def respond(sessions: Sessions, question: str, state: dict[str, Any] | None, user: str = LOCAL_USER
+            ) -> Iterator[tuple[Any, ...]]:
+    """One chat turn: yields (messages, sources html, state, textbox, export file) as the answer streams;
+    the finished turn is saved in ``user``'s conversations."""
     state = state or {}
     state.setdefault("id", uuid.uuid4().hex)
     turns: list[dict[str, Any]] = state.setdefault("turns", [])
@@ -167,6 +199,10 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None) -> 
     except StudybotError as exc:
         turn.update(error=str(exc), pending=False)
     turn["pending"] = False
+    try:
+        save_turns(sessions.service, user, state)
+    except StudybotError as exc:  # the answer is still shown; saving it is what failed
+        turn["error"] = turn.get("error") or str(exc)
     yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)), state, "",
            _export(turns))
 
@@ -206,27 +242,65 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                                           max_length=service.settings.retrieval.max_question_chars)
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="sb-ask")
                 with gr.Row():
-                    clear_btn = gr.Button("Clear", size="sm", elem_id="sb-clear")
+                    clear_btn = gr.Button("New conversation", size="sm", elem_id="sb-clear")
                     export_btn = gr.DownloadButton("Export conversation (.md)", value=None, size="sm",
                                                    elem_id="sb-export")
+                with gr.Row(equal_height=True):
+                    saved = gr.Dropdown(choices=[], value=None, label="Saved conversations", scale=4,
+                                        elem_id="sb-saved", allow_custom_value=False)
+                    open_btn = gr.Button("Open", size="sm", scale=1, elem_id="sb-saved-open")
+                    delete_btn = gr.Button("Delete", size="sm", scale=1, elem_id="sb-saved-delete")
                 gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render.sources_html([]), elem_id="sb-sources")
 
-    outputs = [chatbot, sources, state, question, export_btn]
+    outputs = [chatbot, sources, state, question, export_btn, saved]
     sessions = Sessions(service)
 
-    def on_ask(q: str, st: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
-        yield from respond(sessions, q, st)
+    def on_ask(q: str, st: dict[str, Any] | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        user = user_of(request)
+        last: tuple[Any, ...] = ()
+        for out in respond(sessions, q, st, user):
+            if last:
+                yield (*last, gr.skip())
+            last = out
+        if last:
+            yield (*last, gr.update(choices=saved_choices(service, user), value=last[2].get("id")))
 
-    def on_clear(st: dict[str, Any] | None) -> tuple[Any, ...]:
+    def on_clear(st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
         sessions.drop((st or {}).get("id"))
-        return [], render.sources_html([]), {}, "", None
+        return [], render.sources_html([]), {}, "", None, gr.update(choices=saved_choices(service, user_of(request)),
+                                                                     value=None)
+
+    def on_open(conv_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+        st = reopen(sessions, user_of(request), conv_id)
+        if st is None:
+            return (gr.skip(), render.sources_html([], status="Pick a saved conversation to open."), gr.skip(),
+                    gr.skip(), gr.skip(), gr.skip())
+        last = st["turns"][-1] if st["turns"] else {}
+        return (_turn_messages(st["turns"]), render.sources_html(last.get("sources", []), status=_status(last)),
+                st, "", _export(st["turns"]), gr.skip())
+
+    def on_delete(conv_id: str | None, st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
+        user = user_of(request)
+        if conv_id:
+            service.study.delete_conversation(user, conv_id)
+            sessions.drop(conv_id)
+        choices = gr.update(choices=saved_choices(service, user), value=None)
+        if conv_id and (st or {}).get("id") == conv_id:  # the open conversation was deleted: start afresh
+            return [], render.sources_html([]), {}, "", None, choices
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices
+
+    def on_load(request: gr.Request) -> Any:
+        return gr.update(choices=saved_choices(service, user_of(request)), value=None)
 
     for trigger in (ask_btn.click, question.submit):
         trigger(on_ask, [question, state], outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
                 show_progress="minimal")
     clear_btn.click(on_clear, [state], outputs, queue=False, api_visibility="private")
+    open_btn.click(on_open, [saved], outputs, queue=False, api_visibility="private")
+    delete_btn.click(on_delete, [saved, state], outputs, queue=False, api_visibility="private")
 
-    return {"chatbot": chatbot, "sources": sources, "state": state, "question": question}
+    return {"chatbot": chatbot, "sources": sources, "state": state, "question": question, "saved": saved,
+            "load": on_load}

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from rag.errors import StudybotError
 from rag.quiz import QuizItem
 from rag.types import Progress
 from ui import quiz_state as flow
 from ui import render
 from ui.quiz_state import Checked, QuizState
 from ui.tab_chat import LLM_QUEUE
+from ui.user import user_of
 
 if TYPE_CHECKING:
     from ui.service import StudyService
@@ -147,7 +149,9 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
                              elem_id="sb-quiz-type")
             count = gr.Slider(flow.MIN_COUNT, flow.MAX_COUNT, value=flow.DEFAULT_COUNT, step=1, label="Questions", scale=1,
                               elem_id="sb-quiz-count")
-        start_btn = gr.Button("Start quiz", variant="primary", elem_id="sb-quiz-start")
+        with gr.Row():
+            start_btn = gr.Button("Start quiz", variant="primary", elem_id="sb-quiz-start", scale=3)
+            weak_btn = gr.Button("Quiz my weak spots", elem_id="sb-quiz-weak", scale=1)
         status = gr.HTML("", elem_id="sb-quiz-status")
         question = gr.HTML(view(None).question_html, elem_id="sb-quiz-question")
         options = gr.Radio(choices=[], value=None, label="Options", visible=False, elem_id="sb-quiz-options")
@@ -164,6 +168,14 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
                                   elem_id="sb-quiz-export-format")
             export_btn = gr.DownloadButton("Export questions", value=None, interactive=False,
                                            elem_id="sb-quiz-export")
+        with gr.Accordion("Study guide", open=False, elem_id="sb-guide"):
+            gr.Markdown("A one-page guide to the topic above (or a section name): key terms, a short summary and "
+                        "three likely interview questions, every line cited to its passage.")
+            with gr.Row():
+                guide_btn = gr.Button("Write a study guide", elem_id="sb-guide-write")
+                guide_file = gr.DownloadButton("Download guide (.md)", value=None, interactive=False,
+                                               elem_id="sb-guide-download")
+            guide_md = gr.Markdown("", elem_id="sb-guide-text", latex_delimiters=[])
 
     outputs = [state, question, options, answer, check_btn, next_btn, feedback, score_box, more_btn, status,
                export_btn]
@@ -196,9 +208,26 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         return cb
 
     def on_start(topic_v: str, type_v: str, count_v: Any, st: QuizState | None, fmt: str | None,
-                 progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        new = flow.start_quiz(service, sessions, topic_v, type_v, count_v, st, progress=gr_progress(progress))
+                 request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        new = flow.start_quiz(service, sessions, topic_v, type_v, count_v, st, progress=gr_progress(progress),
+                              user=user_of(request))
         return updates(new, fmt, export=True)
+
+    def on_weak(type_v: str, count_v: Any, st: QuizState | None, fmt: str | None, request: gr.Request,
+                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        new = flow.start_quiz(service, sessions, None, type_v, count_v, st, progress=gr_progress(progress),
+                              user=user_of(request), weak=True)
+        return updates(new, fmt, export=True)
+
+    def on_guide(topic_v: str) -> tuple[Any, ...]:
+        try:
+            guide = service.guide(str(topic_v or "")).to_json()
+        except StudybotError as exc:
+            return render.error_markdown(str(exc)), gr.update(value=None, interactive=False)
+        text = render.guide_markdown(guide)
+        path = flow.export_dir() / f"studybot-guide-{flow.slug(guide['topic'])}.md"
+        path.write_text(text, encoding="utf-8")
+        return text, gr.update(value=str(path), interactive=True)
 
     def on_check(choice: str | None, text: str | None, st: QuizState | None) -> tuple[Any, ...]:
         st = st or QuizState()
@@ -220,6 +249,10 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
     # "undocumented": callable by name (gradio_client, tests) but not listed on the API page.
     start_btn.click(on_start, [topic, qtype, count, state, export_fmt], outputs, concurrency_id=LLM_QUEUE,
                     api_name="quiz_start", api_visibility="undocumented")
+    weak_btn.click(on_weak, [qtype, count, state, export_fmt], outputs, concurrency_id=LLM_QUEUE,
+                   api_name="quiz_weak", api_visibility="undocumented")
+    guide_btn.click(on_guide, [topic], [guide_md, guide_file], concurrency_id=LLM_QUEUE, api_name="guide",
+                    api_visibility="undocumented")
     topic.submit(on_start, [topic, qtype, count, state, export_fmt], outputs, concurrency_id=LLM_QUEUE,
                  api_visibility="private")
     check_btn.click(on_check, [options, answer, state], outputs, api_name="quiz_check",
@@ -230,7 +263,8 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
                    api_visibility="undocumented")
     export_fmt.change(on_format, [export_fmt, state], [export_btn], api_visibility="private", queue=False)
 
-    return {"state": state, "topic": topic, "type": qtype, "count": count, "start": start_btn,
+    return {"state": state, "topic": topic, "type": qtype, "count": count, "start": start_btn, "weak": weak_btn,
+            "guide": guide_btn, "guide_text": guide_md, "guide_file": guide_file,
             "question": question, "options": options, "answer": answer, "check": check_btn, "next": next_btn,
             "feedback": feedback, "score": score_box, "more": more_btn, "export": export_btn,
             "export_format": export_fmt, "status": status, "sessions": sessions}

@@ -17,6 +17,7 @@ from rag.embeddings import TextEmbedder
 from rag.errors import QueryError
 from rag.llm import LLM
 from rag.quiz.models import (
+    ANSWER_MAX_CHARS,
     MAX_ITEMS,
     QUIZ_TYPES,
     QuizError,
@@ -27,7 +28,7 @@ from rag.quiz.models import (
     section_key,
 )
 from rag.quiz.text import clean_field, normalize, whole_sentences
-from rag.quiz.validation import rejection
+from rag.quiz.validation import option_rejection, rejection
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
 from rag.types import Chunk, Citation, Passage, Progress
@@ -46,31 +47,35 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {
             "question": _s(10, 180),
-            "answer": _s(1, 90),
+            "answer": _s(1, ANSWER_MAX_CHARS["mcq"]),
             # Four asked, three used: a small model often repeats the answer or itself in one of them.
-            "distractors": {"type": "array", "items": _s(1, 90), "minItems": 3, "maxItems": 4},
+            "distractors": {"type": "array", "items": _s(1, ANSWER_MAX_CHARS["mcq"]), "minItems": 3, "maxItems": 4},
             "explanation": _s(10, 220),
         },
         "required": ["question", "answer", "distractors", "explanation"],
     },
     "short": {
         "type": "object",
-        "properties": {"question": _s(10, 180), "answer": _s(2, 200), "explanation": _s(10, 220)},
+        "properties": {"question": _s(10, 180), "answer": _s(2, ANSWER_MAX_CHARS["short"]),
+                       "explanation": _s(10, 220)},
         "required": ["question", "answer", "explanation"],
     },
     "flashcard": {
         "type": "object",
-        "properties": {"question": _s(2, 120), "answer": _s(2, 240)},
+        "properties": {"question": _s(2, 120), "answer": _s(2, ANSWER_MAX_CHARS["flashcard"])},
         "required": ["question", "answer"],
     },
 }
 
 
+def _passage_text(chunk: Chunk) -> str:
+    text = chunk.text.strip()
+    return text if len(text) <= MAX_PASSAGE_CHARS else text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+
+
 def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[str] = ()
                   ) -> list[dict[str, str]]:
-    text = chunk.text.strip()
-    if len(text) > MAX_PASSAGE_CHARS:
-        text = text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    text = _passage_text(chunk)
     focus = f', about "{topic.strip()[:80]}"' if topic else ""
     avoid_txt = ""
     if avoid:
@@ -154,15 +159,17 @@ class QuizMaker:
         good = [p.chunk for p, s in zip(passages, sims, strict=True) if s >= self.settings.passage_min_similarity]
         return [c for c in good if quizzable(c)] or good
 
-    def spread_chunks(self, session: QuizSession) -> Callable[[], Chunk | None]:
-        """A picker of passages across the corpus: an unused top-level section first, never the section of
-        the previous question, and a fresh cycle once every section has been used."""
+    def spread_chunks(self, session: QuizSession, where: Callable[[Chunk], bool] | None = None
+                      ) -> Callable[[], Chunk | None]:
+        """A picker of passages across the corpus (or those ``where`` accepts): an unused top-level section
+        first, never the section of the previous question, and a fresh cycle once every section has been used."""
         by_section: dict[str, list[Chunk]] = {}
         for c in self.retriever.chunks.values():
-            if quizzable(c):
+            if quizzable(c) and (where is None or where(c)):
                 by_section.setdefault(section_key(c), []).append(c)
         if not by_section:
-            raise QuizError("The index has no passages to quiz on: ingest some documents first.")
+            raise QuizError("The index has no passages to quiz on: ingest some documents first." if where is None
+                            else "Those sections have no passages left to quiz on: re-ingest, or pick a topic.")
         tried: set[str] = set()
 
         def pick() -> Chunk | None:
@@ -203,7 +210,10 @@ class QuizMaker:
     def validate(self, item: QuizItem, chunk: Chunk, session: QuizSession) -> tuple[str | None, list[float]]:
         """(why the item is rejected or None, the question's embedding)."""
         earlier = list(zip(session.questions, session.question_vectors, strict=True))
-        return rejection(item, chunk.text, earlier, self.embedder, self.settings)
+        reason, vector = rejection(item, chunk.text, earlier, self.embedder, self.settings)
+        if reason is None and item.type == "mcq" and self.settings.check_options_with_model:
+            reason = option_rejection(item, self.llm, chunk.title, chunk.section, _passage_text(chunk))
+        return reason, vector
 
     # -- a quiz --------------------------------------------------------------------------------------
     def make(
@@ -214,7 +224,10 @@ class QuizMaker:
         *,
         session: QuizSession | None = None,
         progress: Progress | None = None,
+        where: Callable[[Chunk], bool] | None = None,
     ) -> QuizResult:
+        """``n`` validated items on ``topic`` (passages retrieved for it), or spread across the sections whose
+        passages ``where`` accepts (all when None)."""
         if qtype not in QUIZ_TYPES:
             raise QuizError(f"Unknown quiz type {qtype!r}: use one of {', '.join(QUIZ_TYPES)}.")
         if not 1 <= n <= MAX_ITEMS:
@@ -235,7 +248,7 @@ class QuizMaker:
                     queue.extend(order)  # every passage had its turn: go round again
                 return queue.pop(0) if queue else None
         else:
-            next_chunk = self.spread_chunks(session)
+            next_chunk = self.spread_chunks(session, where)
 
         items: list[QuizItem] = []
         dropped = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +14,9 @@ from rag.types import Chunk, Citation
 QuizType = Literal["mcq", "short", "flashcard"]
 QUIZ_TYPES: tuple[str, ...] = ("mcq", "short", "flashcard")
 MAX_ITEMS = 20
+# The longest answer each type's JSON schema allows (rag.quiz.generation.SCHEMAS): an answer that fills it
+# was cut off by the grammar.
+ANSWER_MAX_CHARS: dict[str, int] = {"mcq": 90, "short": 200, "flashcard": 240}
 MIN_PASSAGE_CHARS = 150
 # Sections that are reading lists, link collections or chatty endings: nothing to quiz on.
 _SKIP_SECTION = re.compile(
@@ -146,6 +150,13 @@ class QuizSession:
         self.questions.append(item.question)
         self.question_vectors.append(vector)
         self.items.append(item)
+
+    def avoid(self, questions: list[str], vectors: list[list[float]], chunk_ids: Collection[str] = ()) -> None:
+        """Questions asked before (a student's earlier cards): a new item too close to one is rejected, and
+        their passages are used last."""
+        self.questions.extend(questions)
+        self.question_vectors.extend(vectors)
+        self.used_chunks |= set(chunk_ids)
 
     def coverage(self, chunks: dict[str, Chunk]) -> tuple[int, int]:
         """(sections quizzed so far, quizzable sections in the index)."""

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import re
 
+from rag import prompts
 from rag.embeddings import TextEmbedder
-from rag.quiz.models import QuizItem
+from rag.llm import LLM
+from rag.quiz.models import ANSWER_MAX_CHARS, QuizItem
 from rag.quiz.text import cos, normalize, term_overlap
 from rag.settings import QuizSettings
 
 _BAD_OPTION = re.compile(r"^(?:all|none|both|neither) of (?:the )?(?:above|these|them)$")
+# An answer that stops on one of these words was cut off ("... not reliant on"): the sentence has no end.
+_DANGLING = re.compile(
+    r"\b(?:a|an|the|of|on|in|to|for|with|by|from|at|as|and|or|but|nor|than|that|which|whose|is|are|was|"
+    r"were|be|its|their|not|into|onto|between|such|very|more|most|less)$", re.I)
+
+
+def cut_off(text: str, max_chars: int) -> bool:
+    """Whether a field reads as truncated: it filled its schema bound exactly (the grammar stopped it), ends
+    on a function word or an ellipsis, or leaves a bracket or quote open."""
+    t = text.strip()
+    if max_chars - 1 <= len(t) <= max_chars or t.endswith(("…", "...", ",", ":", ";", "-", "(")):
+        return True
+    if _DANGLING.search(t.rstrip(".!?")):
+        return True
+    return t.count("(") > t.count(")") or t.count("[") > t.count("]") or t.count('"') % 2 == 1
 
 
 def support_scores(item: QuizItem, embedder: TextEmbedder, passage: str) -> dict[str, float]:
@@ -50,7 +67,11 @@ def check_item(item: QuizItem) -> str | None:
         return "the question is empty or too short"
     if not normalize(item.answer):
         return "the answer is empty"
+    if cut_off(item.answer, ANSWER_MAX_CHARS.get(item.type, 240)):
+        return "the answer is cut off"
     if item.type == "mcq":
+        if any(cut_off(o, ANSWER_MAX_CHARS["mcq"]) for o in item.options if o != item.answer):
+            return "an option is cut off"
         return check_options(item)
     if item.type in ("short", "flashcard") and normalize(item.answer) == normalize(item.question):
         return "the answer repeats the question"
@@ -77,3 +98,27 @@ def rejection(item: QuizItem, passage: str, earlier: list[tuple[str, list[float]
         if sim > settings.duplicate_similarity:
             return f"near-duplicate of an earlier question ({sim:.2f}): {question[:60]}", []
     return None, vector
+
+
+def option_check_messages(item: QuizItem, option: str, title: str, section: str, passage: str
+                          ) -> list[dict[str, str]]:
+    """The yes/no prompt "is this option a correct answer according to the passage?" (the option last, so
+    the checks of one item share the KV-cached passage and question)."""
+    user = prompts.render(prompts.load("quiz_check"), title=title, section=section or "(start)", text=passage,
+                          question=item.question, option=option)
+    return [{"role": "system", "content": prompts.load("quiz_check_system")}, {"role": "user", "content": user}]
+
+
+def option_rejection(item: QuizItem, llm: LLM, title: str, section: str, passage: str) -> str | None:
+    """An MCQ needs exactly one defensible answer: the model, asked of each option whether the passage makes
+    it a correct answer, must say yes to the key and no to every distractor (None when it does). The key
+    is asked first; a "no" there ends the check."""
+    for option in [item.answer, *(o for o in item.options if o != item.answer)]:
+        verdict = llm.complete(option_check_messages(item, option, title, section, passage), max_tokens=3,
+                               temperature=0.0).strip().lower()
+        says_yes = verdict.startswith("yes")
+        if option == item.answer and not says_yes:
+            return "its passage does not make the key a correct answer"
+        if option != item.answer and says_yes:
+            return f"a distractor is also correct by its passage: {option[:60]}"
+    return None

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,13 @@ from rag.errors import StudybotError
 from rag.quiz.models import QuizItem
 
 RATINGS = {"again": 1, "hard": 2, "good": 3, "easy": 4}
+# The quiz grader's verdict as an FSRS rating when a quiz answer is a card's review ("revealed": a flashcard
+# turned over without an answer is not a review; the card stays due).
+VERDICT_RATING = {"correct": "good", "partial": "hard", "incorrect": "again"}
+LOCAL_USER = "local"  # the one user of the CLI without --user and of the web UI without --auth
+# A section is weak below FSRS's default desired retention (fsrs.Scheduler(desired_retention=0.9)): its
+# cards are, on average, less likely to be recalled than the scheduler aims for.
+WEAK_MASTERY = 0.9
 
 MIGRATIONS: list[str] = [
     # 1: items, cards, reviews, conversations
@@ -77,6 +84,12 @@ class StudyStoreError(StudybotError):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def top_section(section: str, source: str = "") -> str:
+    """The unit mastery is measured on: a handbook's top-level section ("Section 8 — Ensemble Methods" of
+    "Section 8 — Ensemble Methods > Bagging"), or the document when a passage has no section."""
+    return section.split(" > ")[0].strip() if section else (source or "(start)")
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,10 @@ class StudyStore:
         """Every question ``user`` already has (a new quiz never repeats one)."""
         return [r["question"] for r in self._db().execute("SELECT question FROM items WHERE user = ?", (user,))]
 
+    def chunk_ids(self, user: str) -> set[str]:
+        """The passages ``user``'s cards were written from."""
+        return {r["chunk_id"] for r in self._db().execute("SELECT chunk_id FROM items WHERE user = ?", (user,))}
+
     def due(self, user: str, now: datetime | None = None, limit: int = 100) -> list[DueCard]:
         now = now or now_utc()
         rows = self._db().execute(
@@ -214,17 +231,19 @@ class StudyStore:
 
     # -- history ------------------------------------------------------------------------------------------
     def section_history(self, user: str) -> dict[str, list[tuple[datetime, int]]]:
-        """Per section: (time, rating) of every review, oldest first."""
+        """Per top-level section: (time, rating) of every review, oldest first."""
         out: dict[str, list[tuple[datetime, int]]] = {}
         for r in self._db().execute(
                 "SELECT items.section, items.source, rating, reviewed_at FROM reviews JOIN items ON items.id = reviews.item_id"
                 " WHERE reviews.user = ? ORDER BY reviewed_at", (user,)):
-            out.setdefault(r["section"] or r["source"], []).append((datetime.fromisoformat(r["reviewed_at"]), int(r["rating"])))
+            out.setdefault(top_section(r["section"], r["source"]), []).append(
+                (datetime.fromisoformat(r["reviewed_at"]), int(r["rating"])))
         return out
 
     def mastery(self, user: str, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Per handbook section the user has cards in: ``mastery`` = the mean FSRS retrievability of its
-        reviewed cards now (0 for a section never reviewed), and how many reviews it had; weakest first."""
+        """Per top-level handbook section the user has cards in: ``mastery`` = the mean FSRS retrievability of
+        its cards now (0 for a card never reviewed), ``right`` = the share of its reviews rated good or easy,
+        ``reviews``, ``cards``; weakest first."""
         from fsrs import Card, Scheduler
 
         now = now or now_utc()
@@ -232,15 +251,49 @@ class StudyStore:
         sections: dict[str, dict[str, Any]] = {}
         for r in self._db().execute(
                 "SELECT items.section, items.source, cards.fsrs, (SELECT COUNT(*) FROM reviews WHERE reviews.item_id"
-                " = items.id) AS n FROM items JOIN cards ON cards.item_id = items.id WHERE items.user = ?", (user,)):
-            key = r["section"] or r["source"]
-            entry = sections.setdefault(key, {"section": key, "source": r["source"], "r": [], "reviews": 0})
+                " = items.id) AS n, (SELECT COUNT(*) FROM reviews WHERE reviews.item_id = items.id AND rating >= 3)"
+                " AS good FROM items JOIN cards ON cards.item_id = items.id WHERE items.user = ?", (user,)):
+            key = top_section(r["section"], r["source"])
+            entry = sections.setdefault(key, {"section": key, "source": r["source"], "r": [], "reviews": 0,
+                                              "good": 0})
             entry["reviews"] += int(r["n"])
+            entry["good"] += int(r["good"])
             card = Card.from_dict(json.loads(r["fsrs"]))
             entry["r"].append(scheduler.get_card_retrievability(card, now) if r["n"] else 0.0)
         out = [{"section": e["section"], "source": e["source"], "mastery": round(sum(e["r"]) / len(e["r"]), 3),
-                "reviews": e["reviews"]} for e in sections.values()]
+                "right": round(e["good"] / e["reviews"], 3) if e["reviews"] else None,
+                "reviews": e["reviews"], "cards": len(e["r"])} for e in sections.values()]
         return sorted(out, key=lambda e: (e["mastery"], e["section"]))
+
+    def weak_sections(self, user: str, k: int = 3, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The (at most ``k``) sections the user does worst on: reviewed at least once and below
+        :data:`WEAK_MASTERY`, lowest mastery first, then lowest share right. Sections never reviewed are
+        not weak spots (they are due in Review)."""
+        rows = [m for m in self.mastery(user, now) if m["reviews"] and m["mastery"] < WEAK_MASTERY]
+        rows.sort(key=lambda m: (m["mastery"], m["right"] if m["right"] is not None else 1.0, m["section"]))
+        return rows[:k]
+
+    def activity(self, user: str, now: datetime | None = None, days: int = 14) -> dict[str, list[dict[str, Any]]]:
+        """For the Progress charts: reviews per day over the last ``days`` days and cards due per day over
+        the next ``days`` (everything already due counts today), dates in UTC."""
+        now = now or now_utc()
+        today = now.date()
+        past = {(today - timedelta(days=d)).isoformat(): 0 for d in range(days - 1, -1, -1)}
+        for r in self._db().execute("SELECT reviewed_at FROM reviews WHERE user = ?", (user,)):
+            day = datetime.fromisoformat(r["reviewed_at"]).date().isoformat()
+            if day in past:
+                past[day] += 1
+        ahead = {(today + timedelta(days=d)).isoformat(): 0 for d in range(days)}
+        for r in self._db().execute("SELECT due FROM cards WHERE user = ?", (user,)):
+            day = max(datetime.fromisoformat(r["due"]).date(), today).isoformat()
+            if day in ahead:
+                ahead[day] += 1
+        return {"reviews": [{"day": d, "count": n} for d, n in past.items()],
+                "due": [{"day": d, "count": n} for d, n in ahead.items()]}
+
+    def next_due(self, user: str) -> datetime | None:
+        row = self._db().execute("SELECT MIN(due) AS d FROM cards WHERE user = ?", (user,)).fetchone()
+        return datetime.fromisoformat(row["d"]) if row and row["d"] else None
 
     # -- conversations ------------------------------------------------------------------------------------
     def save_conversation(self, user: str, conv_id: str, turns: Sequence[dict[str, Any]],

@@ -1,0 +1,192 @@
+"""Study guides: a one-page guide to a topic or section (key terms with one-line definitions, a short summary,
+three likely interview questions), every line cited to the passage that states it.
+
+The passages are retrieved for the topic (the same topic check as quizzes: :class:`rag.quiz.QuizError` for a
+topic the handbooks do not cover); the model writes the guide as JSON constrained by :func:`schema`, so the
+reply always parses and every line carries a passage number. Then every line goes through the same
+citation validation as answers (:class:`rag.verify.Verifier`: the rules, then the model's yes/no against
+the passage's closest sentences, re-citing a line to the passage that states it); a definition or summary
+sentence that fails is dropped and counted. A question is not a claim: it is kept when its named terms are
+in the passages, cited to the passage closest to it. Formatting (Markdown) is the UI's job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rag import prompts
+from rag.citations import CITATION
+from rag.errors import StudybotError
+from rag.llm import LLM
+from rag.quiz.models import QuizError
+from rag.retrieval import Retriever
+from rag.settings import QuizSettings
+from rag.terms import missing_terms
+from rag.types import Citation, Passage
+from rag.verify import Verifier
+
+GUIDE_PASSAGES = 4
+MAX_PASSAGE_CHARS = 900  # four passages of about 225 tokens: the prompt stays near 1,100 tokens
+MAX_TOKENS = 520  # five terms, four sentences and three questions of the schema's bounded lengths fit
+LineKind = Literal["term", "summary", "question"]
+
+
+@dataclass
+class GuideLine:
+    kind: LineKind
+    text: str  # the definition, sentence or question (no marker)
+    n: int  # its passage: 1-based into StudyGuide.citations
+    term: str = ""  # for a key term
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "n": self.n}
+        if self.kind == "term":
+            out["term"] = self.term
+        return out
+
+
+@dataclass
+class StudyGuide:
+    topic: str
+    terms: list[GuideLine]
+    summary: list[GuideLine]
+    questions: list[GuideLine]
+    citations: list[Citation]  # the passages, numbered as the lines cite them
+    dropped: int = 0  # lines that failed citation validation
+    seconds: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[GuideLine]:
+        return [*self.terms, *self.summary, *self.questions]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topic": self.topic, "terms": [t.to_json() for t in self.terms],
+                "summary": [s.to_json() for s in self.summary],
+                "questions": [q.to_json() for q in self.questions],
+                "citations": [c.to_json() for c in self.citations], "dropped": self.dropped,
+                "seconds": round(self.seconds, 2)}
+
+
+def _s(min_len: int, max_len: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_len, "maxLength": max_len}
+
+
+def schema(n_passages: int) -> dict[str, Any]:
+    """The JSON the model writes: bounded lists of bounded strings, each with a valid passage number."""
+    number = {"type": "integer", "enum": list(range(1, n_passages + 1))}
+
+    def entries(fields: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
+        return {"type": "array", "minItems": lo, "maxItems": hi,
+                "items": {"type": "object", "properties": {**fields, "passage": number},
+                          "required": [*fields, "passage"]}}
+
+    return {"type": "object",
+            "properties": {"terms": entries({"term": _s(2, 50), "definition": _s(10, 160)}, 3, 5),
+                           "summary": entries({"sentence": _s(20, 220)}, 2, 4),
+                           "questions": entries({"question": _s(10, 160)}, 3, 3)},
+            "required": ["terms", "summary", "questions"]}
+
+
+def guide_messages(topic: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
+    blocks = []
+    for i, p in enumerate(passages, start=1):
+        text = p.chunk.text.strip()
+        if len(text) > MAX_PASSAGE_CHARS:
+            text = text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+        where = " — ".join(x for x in (p.chunk.title, p.chunk.section) if x)
+        blocks.append(f'<passage n="{i}" from="{where}">\n{text}\n</passage>')
+    user = prompts.render(prompts.load("guide"), passages="\n\n".join(blocks), topic=topic.strip()[:120])
+    return [{"role": "system", "content": prompts.load("guide_system")}, {"role": "user", "content": user}]
+
+
+def _clean(value: Any) -> str:
+    return " ".join(CITATION.sub("", str(value or "")).split()).strip()
+
+
+class GuideMaker:
+    """Writes :class:`StudyGuide` objects. ``verify_messages``: the answer prompt whose fixed prefix the
+    verifier's yes/no questions follow (KV-cached after the first)."""
+
+    def __init__(self, llm: LLM, retriever: Retriever, verifier: Verifier, quiz_settings: QuizSettings,
+                 verify_messages: list[dict[str, str]]) -> None:
+        self.llm = llm
+        self.retriever = retriever
+        self.verifier = verifier
+        self.quiz_settings = quiz_settings
+        self.verify_messages = verify_messages
+
+    def passages(self, topic: str) -> list[Passage]:
+        topic = (topic or "").strip()
+        if not topic:
+            raise QuizError("Name a topic or section for the study guide, e.g. regularization.")
+        try:
+            passages = self.retriever.retrieve(topic, k=GUIDE_PASSAGES)
+        except StudybotError as exc:
+            raise QuizError(str(exc).replace("question", "topic")) from exc
+        sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
+        if not passages or max(sims) < self.quiz_settings.topic_min_similarity:
+            raise QuizError(f'The handbooks have nothing on "{topic[:80]}", so there is no study guide to write: '
+                            "try a machine-learning topic such as regularization or gradient descent.")
+        return passages
+
+    def make(self, topic: str) -> StudyGuide:
+        start = time.perf_counter()
+        passages = self.passages(topic)
+        raw = self.llm.complete(guide_messages(topic, passages), max_tokens=MAX_TOKENS, temperature=0.1,
+                                json_schema=schema(len(passages)))
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise QuizError("The model's study guide could not be read (it was cut off); try again, or a "
+                            "narrower topic.") from exc
+        guide = StudyGuide(topic.strip(), [], [], [], [Citation.of(i, p.chunk) for i, p in enumerate(passages, 1)])
+        for key, kind, field_name in (("terms", "term", "definition"), ("summary", "summary", "sentence"),
+                                      ("questions", "question", "question")):
+            for entry in data.get(key) or []:
+                if not isinstance(entry, dict):
+                    continue
+                line = self._line(kind, entry, field_name, passages, topic, guide)  # type: ignore[arg-type]
+                if line is not None:
+                    getattr(guide, "terms" if kind == "term" else key).append(line)
+        if not guide.terms and not guide.summary:
+            raise QuizError(f'No line of the study guide on "{topic.strip()[:80]}" was supported by its passages; '
+                            "try a narrower topic or a section name.")
+        guide.seconds = time.perf_counter() - start
+        return guide
+
+    def _line(self, kind: LineKind, entry: dict[str, Any], field_name: str, passages: Sequence[Passage],
+              topic: str, guide: StudyGuide) -> GuideLine | None:
+        text = _clean(entry.get(field_name))
+        term = _clean(entry.get("term")) if kind == "term" else ""
+        try:
+            n = int(entry.get("passage") or 0)
+        except (TypeError, ValueError):
+            n = 0
+        if not text or not 1 <= n <= len(passages) or (kind == "term" and not term):
+            guide.dropped += 1
+            guide.reasons.append(f"{kind}: empty or without a passage")
+            return None
+        if kind == "question":
+            texts = [topic, *(f"{p.chunk.title}\n{p.chunk.section}\n{p.chunk.text}" for p in passages)]
+            if missing_terms(text, texts):
+                guide.dropped += 1
+                guide.reasons.append(f"question: names a term no passage has ({text[:60]})")
+                return None
+            return GuideLine(kind, text, self.verifier.closest(text, passages) or n)
+        claim = f"{term}: {text}" if term else text
+        claim = claim.rstrip(" .") + f" [{n}]."
+        check = self.verifier.verify(claim, claim, passages, topic, self.verify_messages, self.llm)
+        kept = [c for c in check.checks if c.supported]
+        if not check.text or not kept:
+            guide.dropped += 1
+            reason = check.checks[0].reason if check.checks else "empty"
+            guide.reasons.append(f"{kind}: not stated by its passage ({reason}): {claim[:60]}")
+            return None
+        return GuideLine(kind, text, kept[0].passage or n, term)
