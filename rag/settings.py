@@ -56,6 +56,8 @@ class StorageSettings(_Group):
     home: Path = Field(default_factory=_default_home, description="All state lives here.")
     corpus_dir: Path = Field(default_factory=_project_corpus, description="The library's folder (`make run`).")
     models_cache: Path | None = Field(None, description="Where the assembled default GGUF lives; default <home>/models.")
+    study_db: Path | None = Field(None, description="The study database (cards, reviews, conversations); "
+                                  "default <home>/study.sqlite3.")
 
     @property
     def index_dir(self) -> Path:
@@ -72,6 +74,10 @@ class StorageSettings(_Group):
     @property
     def evals_dir(self) -> Path:
         return self.home / "evals"
+
+    @property
+    def study_path(self) -> Path:
+        return self.study_db or (self.home / "study.sqlite3")
 
 
 class ChromaSettings(_Group):

@@ -22,7 +22,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help='print {"due": [...]} and review nothing')
     s = sub.add_parser("progress", help="mastery per handbook section, weakest first")
     s.add_argument("--user", default=DEFAULT_USER, help=f"whose history (default: {DEFAULT_USER})")
-    s.add_argument("--json", action="store_true", help='print {"sections": [{"section", "mastery", "reviews"}]}')
+    s.add_argument("--json", action="store_true", help='print {"sections": [{"section", "mastery", "reviews", ...}]}; mastery: '
+                   "the recency-weighted share of reviews rated good or easy")
 
 
 @command("review")
@@ -61,5 +62,9 @@ def cmd_progress(args: argparse.Namespace, svc: StudyService) -> int:
         print(f"No study history for {args.user} yet.")
     for s in sections:
         bar = "#" * round(10 * s["mastery"])
-        print(f"{s['mastery']:5.0%} {bar:<10} {s['reviews']:>3} reviews  {s['section']} ({s['source']})")
+        print(f"{s['mastery']:5.0%} {bar:<10} {s['reviews']:>3} reviews {s['cards']:>3} cards  {s['section']} "
+              f"({s['source']})")
+    weak = svc.study.weak_sections(args.user)
+    if weak:
+        print(f"\nweak spots: {'; '.join(w['section'] for w in weak)} (studybot quiz --weak --user {args.user})")
     return EXIT_OK

@@ -125,7 +125,7 @@ class StudyService:
         if self._study is None:
             from rag.study.store import StudyStore
 
-            self._study = StudyStore(self.settings.storage.home / "study.sqlite3")
+            self._study = StudyStore(self.settings.storage.study_path)
         return self._study
 
     def record_quiz(self, user: str, items: list[QuizItem]) -> list[int]:
@@ -149,7 +149,7 @@ class StudyService:
 
     def mark_stale_cards(self) -> int:
         """Study cards whose chunk a re-ingest changed or removed are marked stale (kept, shown as such)."""
-        if self._study is None and not (self.settings.storage.home / "study.sqlite3").exists():
+        if self._study is None and not self.settings.storage.study_path.exists():
             return 0
         return self.study.mark_stale({c.id: c.content_hash for c in self.retriever.chunks.values()})
 

@@ -1,4 +1,5 @@
-"""The Progress tab: mastery per handbook section (mean FSRS retrievability of its cards), reviews per day over
+"""The Progress tab: mastery per handbook section (the recency-weighted share of its reviews rated good or
+easy; :meth:`rag.study.store.StudyStore.mastery`), reviews per day over
 the last two weeks and the cards due over the next two, as Gradio bar plots, plus the table and the weak
 spots ("Quiz my weak spots" on the Quiz tab draws on them). :func:`progress_data` is the tab's data, tested
 without a browser."""
@@ -33,6 +34,8 @@ def progress_data(service: StudyService, user: str) -> dict[str, Any]:
                           "document": [s["source"] for s in sections],
                           "mastery": [f"{s['mastery']:.0%}" for s in sections],
                           "right": ["–" if s["right"] is None else f"{s['right']:.0%}" for s in sections],
+                          "recall now (FSRS)": ["–" if s["retrievability"] is None else f"{s['retrievability']:.0%}"
+                                                for s in sections],
                           "reviews": [s["reviews"] for s in sections], "cards": [s["cards"] for s in sections]})
     reviews = pd.DataFrame({"day": [d["day"][5:] for d in activity["reviews"]],
                             "reviews": [d["count"] for d in activity["reviews"]]})
@@ -60,7 +63,7 @@ def build_progress_tab(service: StudyService) -> dict[str, Any]:
     with gr.Tab("Progress", id="progress") as tab:
         summary = gr.HTML("", elem_id="sb-progress-summary")
         refresh_btn = gr.Button("Refresh", size="sm", elem_id="sb-progress-refresh")
-        mastery = gr.BarPlot(None, x="section", y="mastery", title="Mastery by section (FSRS retrievability)",
+        mastery = gr.BarPlot(None, x="section", y="mastery", title="Mastery by section (recent reviews right)",
                              y_lim=[0, 1], x_label_angle=-30, sort="y", height=320, elem_id="sb-progress-mastery")
         with gr.Row():
             reviews = gr.BarPlot(None, x="day", y="reviews", title="Reviews per day (last 14 days)", height=240,

@@ -27,6 +27,7 @@ RATINGS = {"again": 1, "hard": 2, "good": 3, "easy": 4}
 # turned over without an answer is not a review; the card stays due).
 VERDICT_RATING = {"correct": "good", "partial": "hard", "incorrect": "again"}
 LOCAL_USER = "local"  # the one user of the CLI without --user and of the web UI without --auth
+MASTERY_HALF_LIFE_DAYS = 14  # the Progress charts' window: a review two weeks old counts half
 # A section is weak below FSRS's default desired retention (fsrs.Scheduler(desired_retention=0.9)): its
 # cards are, on average, less likely to be recalled than the scheduler aims for.
 WEAK_MASTERY = 0.9
@@ -241,36 +242,51 @@ class StudyStore:
         return out
 
     def mastery(self, user: str, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Per top-level handbook section the user has cards in: ``mastery`` = the mean FSRS retrievability of
-        its cards now (0 for a card never reviewed), ``right`` = the share of its reviews rated good or easy,
-        ``reviews``, ``cards``; weakest first."""
+        """Per top-level handbook section the user has cards in, weakest first:
+
+        * ``mastery``: the recency-weighted share of its reviews rated good or easy (a review's weight halves
+          every :data:`MASTERY_HALF_LIFE_DAYS`), 0 for a section never reviewed. Not FSRS retrievability: right
+          after a review every card's retrievability is near 1, a card just forgotten included;
+        * ``retrievability``: the mean FSRS probability of recalling its reviewed cards now (None if none);
+        * ``right`` (plain share of good/easy reviews, None without reviews), ``reviews``, ``cards``."""
         from fsrs import Card, Scheduler
 
         now = now or now_utc()
         scheduler = Scheduler(enable_fuzzing=False)
         sections: dict[str, dict[str, Any]] = {}
-        for r in self._db().execute(
-                "SELECT items.section, items.source, cards.fsrs, (SELECT COUNT(*) FROM reviews WHERE reviews.item_id"
-                " = items.id) AS n, (SELECT COUNT(*) FROM reviews WHERE reviews.item_id = items.id AND rating >= 3)"
-                " AS good FROM items JOIN cards ON cards.item_id = items.id WHERE items.user = ?", (user,)):
+        cards = self._db().execute(
+            "SELECT items.id, items.section, items.source, cards.fsrs FROM items JOIN cards ON cards.item_id = items.id"
+            " WHERE items.user = ?", (user,)).fetchall()
+        reviews: dict[int, list[tuple[datetime, int]]] = {}
+        for r in self._db().execute("SELECT item_id, rating, reviewed_at FROM reviews WHERE user = ?", (user,)):
+            reviews.setdefault(int(r["item_id"]), []).append((datetime.fromisoformat(r["reviewed_at"]), int(r["rating"])))
+        for r in cards:
             key = top_section(r["section"], r["source"])
-            entry = sections.setdefault(key, {"section": key, "source": r["source"], "r": [], "reviews": 0,
-                                              "good": 0})
-            entry["reviews"] += int(r["n"])
-            entry["good"] += int(r["good"])
-            card = Card.from_dict(json.loads(r["fsrs"]))
-            entry["r"].append(scheduler.get_card_retrievability(card, now) if r["n"] else 0.0)
-        out = [{"section": e["section"], "source": e["source"], "mastery": round(sum(e["r"]) / len(e["r"]), 3),
+            e = sections.setdefault(key, {"section": key, "source": r["source"], "w": 0.0, "w_right": 0.0,
+                                          "reviews": 0, "good": 0, "r": [], "cards": 0})
+            e["cards"] += 1
+            done = reviews.get(int(r["id"]), [])
+            for when, rating in done:
+                weight = 0.5 ** (max((now - when).total_seconds(), 0.0) / 86400 / MASTERY_HALF_LIFE_DAYS)
+                e["w"] += weight
+                e["w_right"] += weight * (rating >= 3)
+                e["reviews"] += 1
+                e["good"] += rating >= 3
+            if done:
+                e["r"].append(scheduler.get_card_retrievability(Card.from_dict(json.loads(r["fsrs"])), now))
+        out = [{"section": e["section"], "source": e["source"],
+                "mastery": round(e["w_right"] / e["w"], 3) if e["w"] else 0.0,
+                "retrievability": round(sum(e["r"]) / len(e["r"]), 3) if e["r"] else None,
                 "right": round(e["good"] / e["reviews"], 3) if e["reviews"] else None,
-                "reviews": e["reviews"], "cards": len(e["r"])} for e in sections.values()]
+                "reviews": e["reviews"], "cards": e["cards"]} for e in sections.values()]
         return sorted(out, key=lambda e: (e["mastery"], e["section"]))
 
     def weak_sections(self, user: str, k: int = 3, now: datetime | None = None) -> list[dict[str, Any]]:
         """The (at most ``k``) sections the user does worst on: reviewed at least once and below
-        :data:`WEAK_MASTERY`, lowest mastery first, then lowest share right. Sections never reviewed are
+        :data:`WEAK_MASTERY`, lowest mastery first, then lowest retrievability. Sections never reviewed are
         not weak spots (they are due in Review)."""
         rows = [m for m in self.mastery(user, now) if m["reviews"] and m["mastery"] < WEAK_MASTERY]
-        rows.sort(key=lambda m: (m["mastery"], m["right"] if m["right"] is not None else 1.0, m["section"]))
+        rows.sort(key=lambda m: (m["mastery"], m["retrievability"] or 0.0, m["section"]))
         return rows[:k]
 
     def activity(self, user: str, now: datetime | None = None, days: int = 14) -> dict[str, list[dict[str, Any]]]:
