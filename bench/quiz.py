@@ -4,6 +4,10 @@ validation, per type (mcq, short, flashcard), over a few topics.
     .venv/bin/python bench/quiz.py                     # 2 items per topic and type, 3 topics (~10 min, 2 cores)
     .venv/bin/python bench/quiz.py --n 1 --types mcq --dump /tmp/attempts.jsonl
     .venv/bin/python bench/quiz.py --grading            # grading calibration only (no LLM)
+    .venv/bin/python bench/quiz.py --types mcq --n 4 --topics regularization,... --read /tmp/mcqs.md
+
+``--read`` writes every valid item with its options, key and cited passage as a Markdown sheet, to judge by
+reading (does exactly one option answer the question by the passage? is any text cut off?).
 
 ``--dump`` writes every model call (raw reply, parsed item, validation result) plus the support scores of
 the item against an unrelated passage and with another item's answer: the data the support thresholds in
@@ -127,6 +131,18 @@ def negatives(maker: QuizMaker, attempts: list[Any], rng: random.Random) -> list
     return out
 
 
+def reading_sheet(items: list[QuizItem]) -> str:
+    """Each item as a reader judges it: question, lettered options, the key, and the passage it cites."""
+    out = ["# Quiz items to judge by reading", "",
+           "For each: exactly one defensible answer by the passage (yes/no)? Anything cut off?", ""]
+    for n, item in enumerate(items, start=1):
+        out += [f"## {n}. {item.question}", ""]
+        out += [f"- {'ABCD'[i]}) {o}" for i, o in enumerate(item.options)]
+        out += ["", f"Key: {item.answer}", "", f"Passage ({item.citation.source} — {item.citation.section}):", ""]
+        out += ["> " + line for line in item.citation.text.strip().splitlines()] + [""]
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2, help="valid items asked per topic and type (default 2)")
@@ -136,6 +152,7 @@ def main() -> int:
     p.add_argument("--dump", help="write every attempt with its support scores (JSONL)")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("--grading", action="store_true", help="only the grading calibration (no LLM)")
+    p.add_argument("--read", help="write the valid items with their passages as Markdown, to judge by reading")
     args = p.parse_args()
     apply_offline_env()
     svc = StudyService(Settings())
@@ -157,6 +174,7 @@ def main() -> int:
     deadline = time.perf_counter() + args.max_minutes * 60
     summary: dict[str, Any] = {}
     all_attempts: list[dict[str, Any]] = []
+    valid_items: list[QuizItem] = []
     rng = random.Random(0)
     for qtype in [t.strip() for t in args.types.split(",")]:
         maker = QuizMaker(svc.llm, svc.embedder, svc.retriever, svc.settings.quiz)
@@ -183,6 +201,7 @@ def main() -> int:
         row["reasons"] = [a.reason for a in maker.attempts if not a.ok]
         summary[qtype] = row
         all_attempts += negatives(maker, maker.attempts, rng)
+        valid_items += [a.item for a in maker.attempts if a.ok and a.item is not None]
     print("\n| type | topics | generated | valid | pass rate | s / valid question |")
     print("|---|---|---|---|---|---|")
     for qtype, r in summary.items():
@@ -192,6 +211,8 @@ def main() -> int:
             print(f"dropped {qtype}: {reason}")
         for err in r["errors"]:
             print(f"error {qtype}: {err}")
+    if args.read:
+        Path(args.read).write_text(reading_sheet(valid_items), encoding="utf-8")
     if args.dump:
         with open(args.dump, "w", encoding="utf-8") as fh:
             for a in all_attempts:

@@ -4,7 +4,8 @@ real index and the real default GGUF (short answers). A failing test leaves a sc
 Covered: a gold question gets a streamed, cited answer with its passage in the sources panel (which fills
 before generation ends); an uploaded file shows up in the library and answers a question; a document with
 an XSS payload shows the payload as text and runs none of it; the Quiz tab asks a question, grades the
-answer with the cited passage, scores and exports.
+answer with the cited passage, scores and exports; the Review tab grades a due card and shows its next
+review date; the Progress tab draws its charts.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def test_a_gold_question_gets_a_cited_answer_with_its_passage(page: Any, real_ap
     assert any(ph.lower() in passage.inner_text().lower() for ph in gold.phrases), passage.inner_text()
     status = page.locator("#sb-sources .sb-sources-status").inner_text()
     assert "cited" in status and "Uncited" not in status, status
+    # The conversation was saved: it is the selected entry of the saved-conversations list.
+    saved = page.locator("#sb-saved input").first
+    page.wait_for_function("s => document.querySelector(s) && document.querySelector(s).value.length > 0",
+                           arg="#sb-saved input", timeout=10_000)
+    assert saved.input_value().startswith(gold.question[:40]), saved.input_value()
 
 
 def test_an_uploaded_file_is_listed_and_answers_a_question(page: Any, real_app: dict[str, Any],
@@ -136,3 +142,41 @@ def test_the_quiz_tab_asks_grades_with_the_cited_passage_and_scores(page: Any, r
     with page.expect_download(timeout=30_000) as download:
         page.locator("#sb-quiz-export").click()
     assert download.value.suggested_filename.endswith(".csv")
+
+
+def test_review_grades_a_due_card_and_progress_draws_its_charts(page: Any, real_app: dict[str, Any]) -> None:
+    from rag.quiz import QuizItem
+    from rag.study.store import LOCAL_USER
+    from rag.types import Citation
+
+    svc = real_app["service"]
+    chunk = next(c for c in svc.retriever.chunks.values() if c.section and "regulari" in c.text.lower())
+    item = QuizItem(type="flashcard", question="Browser review: what does regularization do?",
+                    answer="It penalizes model complexity", explanation="", options=[],
+                    citation=Citation.of(1, chunk))
+    svc.record_quiz(LOCAL_USER, [item])  # a new card: due at once
+    open_tab(page, "Review")
+    card = page.locator("#sb-review-question .sb-review-card")
+    card.wait_for(timeout=10_000)
+    assert int(card.get_attribute("data-due") or 0) >= 1
+    page.locator("#sb-review-show").click()
+    answer = page.locator("#sb-review-answer .sb-review-answer")
+    answer.wait_for(timeout=10_000)
+    assert "Answer:" in answer.inner_text()
+    assert page.locator("#sb-review-answer .sb-quiz-cite").inner_text().strip()
+    page.locator("#sb-review-good").click()
+    message = page.locator("#sb-review-status .sb-review-message")
+    message.wait_for(timeout=10_000)
+    assert re.search(r"Graded good: that card is next due \d{4}-\d\d-\d\d \d\d:\d\d UTC", message.inner_text()), \
+        message.inner_text()
+
+    open_tab(page, "Progress")
+    summary = page.locator("#sb-progress-summary .sb-progress-summary")
+    summary.wait_for(timeout=10_000)
+    assert int(summary.get_attribute("data-reviews") or 0) >= 1, summary.inner_text()
+    for chart in ("#sb-progress-mastery", "#sb-progress-reviews", "#sb-progress-due"):
+        drawn = page.locator(f"{chart} canvas, {chart} svg.marks, {chart} .vega-embed")
+        drawn.first.wait_for(timeout=15_000)
+        assert drawn.count() >= 1, chart
+    table = page.locator("#sb-progress-table")
+    assert chunk.section.split(" > ")[0][:20] in table.inner_text() or "regular" in table.inner_text().lower()

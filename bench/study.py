@@ -1,0 +1,106 @@
+"""The study loop on the real model: seconds per study guide and per weak-spot question, on an idle machine.
+
+    .venv/bin/python bench/study.py [--topics regularization,"gradient descent"] [--weak 3] [--out DIR]
+
+Guides: one per topic (kept / dropped lines, seconds), written to DIR as Markdown to read. Weak spots: a
+temporary study database gets a history in which two sections were forgotten (cards rated "again"), then
+``StudyService.weak_quiz`` writes ``--weak`` MCQs from them (seconds per valid question, and whether each
+came from a weak section and repeats no card). Run it alone: two model jobs at once slow each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rag.quiz import QuizItem, QuizSession  # noqa: E402
+from rag.settings import Settings, apply_offline_env  # noqa: E402
+from rag.study.store import top_section  # noqa: E402
+from rag.types import Citation  # noqa: E402
+from ui.render import guide_markdown  # noqa: E402
+from ui.service import StudyService  # noqa: E402
+
+TOPICS = ["regularization", "gradient descent", "random forests"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--topics", default=",".join(TOPICS))
+    p.add_argument("--weak", type=int, default=3, help="weak-spot MCQs to write (0: none)")
+    p.add_argument("--out", default=None, help="where the guides (.md) and the summary (study.json) go")
+    args = p.parse_args()
+    apply_offline_env()
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench-study-"))
+    out.mkdir(parents=True, exist_ok=True)
+    base = Settings()
+    settings = base.updated(storage={"study_db": out / "study.sqlite3"})
+    svc = StudyService(settings)
+    t0 = time.perf_counter()
+    load = getattr(svc.llm, "load", None)
+    if load:
+        load()
+    svc.retriever.refresh()
+    print(f"model ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    summary: dict[str, object] = {"guides": [], "weak": None}
+    guides: list[dict[str, object]] = []
+    for topic in [t.strip() for t in args.topics.split(",") if t.strip()]:
+        start = time.perf_counter()
+        guide = svc.guide(topic)
+        seconds = time.perf_counter() - start
+        data = guide.to_json()
+        slug = "".join(ch if ch.isalnum() else "-" for ch in topic.lower())
+        (out / f"guide-{slug}.md").write_text(guide_markdown(data), encoding="utf-8")
+        row = {"topic": topic, "seconds": round(seconds, 1), "terms": len(guide.terms),
+               "summary": len(guide.summary), "questions": len(guide.questions), "dropped": guide.dropped,
+               "reasons": guide.reasons}
+        guides.append(row)
+        print(f"guide {topic!r}: {seconds:.1f} s, {len(guide.lines)} lines kept, {guide.dropped} dropped",
+              file=sys.stderr)
+    summary["guides"] = guides
+    if args.weak:
+        user = "bench"
+        chunks = [c for c in svc.retriever.chunks.values() if c.section and len(c.text) > 300]
+        seen: dict[tuple[str, str], object] = {}
+        for c in chunks:
+            key = (c.source, top_section(c.section))
+            if key not in seen:
+                seen[key] = c
+        picked = list(seen.values())[:4]
+        items = [QuizItem("flashcard", f"Bench card {i}: what does this passage say?", c.text.split(".")[0][:80],  # type: ignore[attr-defined]
+                          "", [], Citation.of(1, c)) for i, c in enumerate(picked)]  # type: ignore[arg-type]
+        ids = svc.record_quiz(user, items)
+        for iid, rating in zip(ids, ["again", "again", "good", "easy"], strict=True):
+            svc.study.review(user, iid, rating)
+        weak_keys = {(w["source"], w["section"]) for w in svc.study.weak_sections(user)}
+        before = set(svc.study.questions(user))
+        start = time.perf_counter()
+        result, weak = svc.weak_quiz(user, args.weak, "mcq", session=QuizSession(0))
+        seconds = time.perf_counter() - start
+        from_weak = sum((i.citation.source, top_section(i.citation.section)) in weak_keys for i in result.items)
+        summary["weak"] = {"asked": args.weak, "valid": len(result.items), "generated": result.generated,
+                           "seconds": round(seconds, 1),
+                           "s_per_question": round(seconds / len(result.items), 1) if result.items else None,
+                           "from_weak_sections": from_weak, "repeats": sum(i.question in before for i in result.items),
+                           "weak_sections": [w["section"] for w in weak], "reasons": result.reasons,
+                           "questions": [i.question for i in result.items]}
+        print(f"weak spots: {len(result.items)} MCQs in {seconds:.1f} s", file=sys.stderr)
+    (out / "study.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    print("| guide topic | seconds | terms | summary | questions | dropped |\n|---|---|---|---|---|---|")
+    for g in guides:
+        print(f"| {g['topic']} | {g['seconds']} | {g['terms']} | {g['summary']} | {g['questions']} | {g['dropped']} |")
+    if summary["weak"]:
+        w = summary["weak"]
+        print(f"\nweak-spot MCQs: {w['valid']}/{w['asked']} in {w['seconds']} s ({w['s_per_question']} s per question; "  # type: ignore[index]
+              f"{w['generated']} generated; from weak sections {w['from_weak_sections']}; repeats {w['repeats']})")  # type: ignore[index]
+    print(f"\noutput: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
