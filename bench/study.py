@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/study.py [--topics regularization,"gradient descent"] [--weak 3] [--out DIR]
 
-Guides: one per topic (kept / dropped lines, seconds), written to DIR as Markdown to read. Weak spots: a
+Guides: one per topic (kept / dropped lines, seconds), written to DIR as Markdown and as JSON with the
+cited passages' text, to judge by reading. Weak spots: a
 temporary study database gets a history in which two sections were forgotten (cards rated "again"), then
 ``StudyService.weak_quiz`` writes ``--weak`` MCQs from them (seconds per valid question, and whether each
 came from a weak section and repeats no card). Run it alone: two model jobs at once slow each other.
@@ -56,6 +57,7 @@ def main() -> int:
         data = guide.to_json()
         slug = "".join(ch if ch.isalnum() else "-" for ch in topic.lower())
         (out / f"guide-{slug}.md").write_text(guide_markdown(data), encoding="utf-8")
+        (out / f"guide-{slug}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
         row = {"topic": topic, "seconds": round(seconds, 1), "terms": len(guide.terms),
                "summary": len(guide.summary), "questions": len(guide.questions), "dropped": guide.dropped,
                "reasons": guide.reasons}

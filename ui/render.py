@@ -37,8 +37,9 @@ def _md_escape_brackets(text: str) -> str:
 
 
 def md_escape(text: str) -> str:
-    """Untrusted text for a Markdown page: HTML-escaped (no tags run) and brackets neutralised (no links)."""
-    return _md_escape_brackets(esc(text))
+    """Untrusted text for a Markdown page that stays readable as a file: ``<`` escaped (no HTML tag can
+    open, so nothing runs) and brackets neutralised (no links or images)."""
+    return _md_escape_brackets(str(text).replace("<", "&lt;"))
 
 
 # Code spans and fenced blocks: Markdown shows their content literally (and escapes it itself).
@@ -264,7 +265,7 @@ def guide_markdown(guide: Mapping[str, Any]) -> str:
     if guide.get("terms"):
         out += ["## Key terms", ""] + [f"- **{md_escape(str(t['term']))}**: {line(t)}" for t in guide["terms"]] + [""]
     if guide.get("summary"):
-        out += ["## Summary", ""] + [line(s) for s in guide["summary"]] + [""]
+        out += ["## Summary", ""] + [f"- {line(s)}" for s in guide["summary"]] + [""]
     if guide.get("questions"):
         out += ["## Likely interview questions", ""]
         out += [f"{i}. {line(q)}" for i, q in enumerate(guide["questions"], start=1)] + [""]

@@ -171,20 +171,24 @@ class QuizMaker:
             raise QuizError("The index has no passages to quiz on: ingest some documents first." if where is None
                             else "Those sections have no passages left to quiz on: re-ingest, or pick a topic.")
         tried: set[str] = set()
+        attempted: set[str] = set()  # passages tried in this call (a failed one is not retried first)
 
         def pick() -> Chunk | None:
+            if len(tried) == len(by_section):  # every section had its turn: another round (the caller's
+                tried.clear()                   # attempt budget bounds the loop)
             keys = [k for k in by_section if k != session.last_section and k not in tried] or [
                 k for k in by_section if k not in tried
             ]
-            if not keys:
-                return None
             low = min(session.used_sections.get(k, 0) for k in keys)
             fresh = sorted(k for k in keys if session.used_sections.get(k, 0) == low)
             key = session.rng.choice(fresh)
             chunks = by_section[key]
-            unused = [c for c in chunks if c.id not in session.used_chunks] or chunks
+            unused = [c for c in chunks if c.id not in session.used_chunks]
+            untried = [c for c in unused if c.id not in attempted]
             tried.add(key)
-            return session.rng.choice(unused)
+            chunk = session.rng.choice(untried or unused or chunks)
+            attempted.add(chunk.id)
+            return chunk
 
         return pick
 
