@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.quiz import QuizItem, QuizSession  # noqa: E402
+from rag.quiz import QuizError, QuizItem, QuizSession  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
 from rag.study.store import top_section  # noqa: E402
 from rag.types import Citation  # noqa: E402
@@ -65,6 +65,7 @@ def main() -> int:
         print(f"guide {topic!r}: {seconds:.1f} s, {len(guide.lines)} lines kept, {guide.dropped} dropped",
               file=sys.stderr)
     summary["guides"] = guides
+    result = None
     if args.weak:
         user = "bench"
         chunks = [c for c in svc.retriever.chunks.values() if c.section and len(c.text) > 300]
@@ -82,8 +83,15 @@ def main() -> int:
         weak_keys = {(w["source"], w["section"]) for w in svc.study.weak_sections(user)}
         before = set(svc.study.questions(user))
         start = time.perf_counter()
-        result, weak = svc.weak_quiz(user, args.weak, "mcq", session=QuizSession(0))
+        try:
+            result, weak = svc.weak_quiz(user, args.weak, "mcq", session=QuizSession(0))
+        except QuizError as exc:  # every attempt failed validation: a figure too
+            summary["weak"] = {"asked": args.weak, "valid": 0, "error": str(exc),
+                               "seconds": round(time.perf_counter() - start, 1)}
+            print(f"weak spots: {exc}", file=sys.stderr)
+            result = None
         seconds = time.perf_counter() - start
+    if result is not None:
         from_weak = sum((i.citation.source, top_section(i.citation.section)) in weak_keys for i in result.items)
         summary["weak"] = {"asked": args.weak, "valid": len(result.items), "generated": result.generated,
                            "seconds": round(seconds, 1),
@@ -98,8 +106,9 @@ def main() -> int:
         print(f"| {g['topic']} | {g['seconds']} | {g['terms']} | {g['summary']} | {g['questions']} | {g['dropped']} |")
     if summary["weak"]:
         w = summary["weak"]
-        print(f"\nweak-spot MCQs: {w['valid']}/{w['asked']} in {w['seconds']} s ({w['s_per_question']} s per question; "  # type: ignore[index]
-              f"{w['generated']} generated; from weak sections {w['from_weak_sections']}; repeats {w['repeats']})")  # type: ignore[index]
+        print(f"\nweak-spot MCQs: {w['valid']}/{w['asked']} in {w['seconds']} s ({w.get('s_per_question')} s per "  # type: ignore[union-attr,index]
+              f"question; {w.get('generated')} generated; from weak sections {w.get('from_weak_sections')}; "  # type: ignore[union-attr]
+              f"repeats {w.get('repeats')}; {w.get('error', '')})")  # type: ignore[union-attr]
     print(f"\noutput: {out}")
     return 0
 

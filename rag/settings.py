@@ -207,8 +207,9 @@ class QuizSettings(_Group):
     support_min_overlap: float = Field(0.6, description="Share of the answer's key terms in the passage.")
     duplicate_similarity: float = Field(0.9, description="Questions this similar (cosine) are duplicates.")
     # The "regularization" quiz of the study-loop issue: two of three MCQs had a distractor that is also right.
-    check_options_with_model: bool = Field(True, description="Ask the model of each MCQ option whether its "
-                                           "passage makes it correct; keep the item only when just the key is.")
+    check_options_with_model: bool = Field(True, description="The model picks each MCQ's answer from its "
+                                           "passage in two option orders; the item is kept only when it picks "
+                                           "the key both times.")
     # Grading of free-text answers: score = 0.6 x cosine(answer, reference) + 0.4 x key-term recall; 0.50 and
     # 0.33 set on bench/quiz.py's graded answers (right, partly right, wrong).
     grade_correct: float = Field(0.50, description="Score from which a free-text answer is correct.")

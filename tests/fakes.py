@@ -174,9 +174,9 @@ class PassageLLM(ScriptedLLM):
     """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
     quiz chose, which the test does not know in advance).
 
-    The quiz's yes/no option checks (``rag/prompts/quiz_check*.txt``) are answered by a rule instead of a
-    scripted reply, and recorded in :attr:`option_checks`: "yes" when every word of the option is in the
-    passage (what :func:`good` items' keys are), else "no"."""
+    The quiz's option checks (``rag/prompts/quiz_check*.txt``: "which option does the passage make correct?")
+    are answered by a rule instead of a scripted reply, and recorded in :attr:`option_checks`: the first
+    option every word of which is in the passage (what :func:`good` items' keys are), else "D"."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,12 +184,12 @@ class PassageLLM(ScriptedLLM):
 
     def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
         if messages and messages[0]["content"] == prompts.load("quiz_check_system"):
-            option = re.search(r"^Proposed answer: (.*)$", messages[-1]["content"], re.M)
+            options = re.findall(r"^([ABCD])\) (.*)$", messages[-1]["content"], re.M)
             _, text = passage_of(messages)
             words = set(re.sub(r"[*#|`>_]", " ", text).lower().split())
-            verdict = "yes" if option and set(option.group(1).lower().split()) <= words else "no"
-            self.option_checks.append((option.group(1) if option else "", verdict))
-            return verdict
+            letter = next((k for k, o in options if set(o.lower().split()) <= words), "D")
+            self.option_checks.append((dict(options).get(letter, ""), letter))
+            return json.dumps(letter)
         reply: Any = super()._pop(messages, **kwargs)
         return reply(messages) if callable(reply) else reply
 

@@ -220,18 +220,23 @@ def mcq(answer: str, distractors: list[str]) -> QuizItem:
                     options=[answer, *distractors], citation=cite)
 
 
-@pytest.mark.parametrize(("verdicts", "reason"), [
-    (["yes", "no", "no", "no"], None),
-    (["Yes.", "No", "yes"], "a distractor is also correct"),  # the check stops at the first distractor "yes"
-    (["no"], "does not make the key a correct answer"),
+@pytest.mark.parametrize(("picks", "reason"), [
+    (['"A"', '"D"'], None),  # the key both times (first, then last in the reversed order)
+    (['"A"', '"C"'], "picks another option: To reduce variance"),  # a distractor the passage also supports
+    (['"B"'], "picks another option: To reduce variance"),  # the key loses at once
+    (['""'], "gave no letter"),
 ])
-def test_an_mcq_needs_exactly_one_answer_its_passage_supports(verdicts: list[str], reason: str | None) -> None:
-    llm = ScriptedLLM(list(verdicts))
+def test_an_mcq_needs_exactly_one_answer_its_passage_supports(picks: list[str], reason: str | None) -> None:
+    llm = ScriptedLLM(list(picks))
     item = mcq("To prevent overfitting", ["To reduce variance", "To speed up training", "To add features"])
     got = option_rejection(item, llm, "D", "S", "Dropout prevents overfitting by reducing variance.")
-    assert (got is None) if reason is None else (reason in (got or ""))
-    assert len(llm.calls) == len(verdicts)
-    assert "Proposed answer: To prevent overfitting" in llm.calls[0]["messages"][-1]["content"]
+    assert (got is None) if reason is None else (reason in (got or "")), got
+    assert len(llm.calls) == len(picks)
+    first = llm.calls[0]["messages"][-1]["content"]
+    assert "A) To prevent overfitting" in first and "D) To add features" in first
+    assert llm.calls[0]["json_schema"] == {"type": "string", "enum": ["A", "B", "C", "D"]}
+    if len(llm.calls) > 1:
+        assert "A) To add features" in llm.calls[1]["messages"][-1]["content"]  # the reversed order
 
 
 @pytest.mark.parametrize(("text", "cut"), [
@@ -254,5 +259,5 @@ def test_an_item_whose_distractor_its_passage_supports_is_rewritten(quiz_svc: An
 
     svc = quiz_svc(both_true, good())
     result = svc.quiz("regularization", 1, "mcq", session=QuizSession(2))
-    assert result.dropped == 1 and "also correct" in result.reasons[0] and len(result.items) == 1
-    assert isinstance(svc.llm, PassageLLM) and any(v == "yes" for _, v in svc.llm.option_checks)
+    assert result.dropped == 1 and "picks another option" in result.reasons[0] and len(result.items) == 1
+    assert isinstance(svc.llm, PassageLLM) and len(svc.llm.option_checks) >= 3
