@@ -206,6 +206,8 @@ class QuizSettings(_Group):
     support_min_similarity: float = Field(0.45, description="Cosine of the item's answer to the passage.")
     support_min_overlap: float = Field(0.6, description="Share of the answer's key terms in the passage.")
     duplicate_similarity: float = Field(0.9, description="Questions this similar (cosine) are duplicates.")
+    # 0.3: varied questions when "more questions" revisits a passage; tests on the real model use 0 (greedy).
+    temperature: float = Field(0.3, description="Sampling temperature of quiz generation.")
     # The "regularization" quiz of the study-loop issue: two of three MCQs had a distractor that is also right.
     check_options_with_model: bool = Field(True, description="The model picks each MCQ's answer from its "
                                            "passage in two option orders; the item is kept only when it picks "

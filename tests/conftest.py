@@ -139,7 +139,8 @@ def real_app(tmp_path_factory: pytest.TempPathFactory, corpus_home: Path, embedd
 
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(corpus_home, home)
-    settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE}, llm={"max_tokens": 72, "temperature": 0.0})
+    settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE}, llm={"max_tokens": 72, "temperature": 0.0},
+                        quiz={"temperature": 0.0})
     svc = StudyService(settings, embedder=embedder)
     with served_app(svc) as served:
         yield served

@@ -25,7 +25,8 @@ ON_TOPIC = re.compile(r"regulari|\bl1\b|\bl2\b|ridge|lasso|penalt|weight decay|d
 
 @pytest.fixture(scope="module")
 def real_service(corpus_home: Path, embedder: Any) -> StudyService:
-    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}, llm={"temperature": 0.0}), embedder=embedder)
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}, llm={"temperature": 0.0},
+                                 quiz={"temperature": 0.0}), embedder=embedder)
     return svc
 
 
@@ -37,7 +38,7 @@ def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: S
     took = time.perf_counter() - start
     print(f"\n2 MCQs in {took:.1f} s: {result.generated} model calls, {result.dropped} dropped {result.reasons}")
     # Every model call ends as a valid item or a counted drop; at least one valid item, two preferred.
-    assert 1 <= len(result.items) <= 2 and result.generated <= 4
+    assert 1 <= len(result.items) <= 2 and result.generated <= 6
     assert len(result.items) + result.dropped == result.generated
     assert len(result.reasons) == result.dropped
     if len(result.items) < 2:
