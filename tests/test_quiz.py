@@ -60,14 +60,17 @@ def test_bad_items_are_regenerated_or_dropped_and_counted(quiz_svc: Callable[...
             "How long should bread dough rise in the fridge?"),  # not supported by any ML passage
         "this is not JSON",
         good(),
+        "still not JSON",
+        "nor this",
+        "{}",
     )
     result = svc.quiz("regularization", 3, "mcq", session=QuizSession(2))
-    assert len(result.items) == 2  # 6 attempts is the budget for 3 items
-    assert result.dropped == 4 and result.generated == 6
+    assert len(result.items) == 2  # 9 attempts is the budget for 3 items (MAX_ATTEMPTS_PER_ITEM)
+    assert result.dropped == 7 and result.generated == 9
     assert any("distinct" in r for r in result.reasons)
     assert any("not supported" in r for r in result.reasons)
     assert any("unparseable" in r for r in result.reasons)
-    assert result.to_json()["dropped"] == 4
+    assert result.to_json()["dropped"] == 7
 
 
 def test_a_fourth_distractor_replaces_one_that_repeats_the_answer(quiz_svc: Callable[..., Any]) -> None:

@@ -123,7 +123,7 @@ def option_rejection(item: QuizItem, llm: LLM, title: str, section: str, passage
         raw = llm.complete(option_check_messages(item, options, title, section, passage), max_tokens=4,
                            temperature=0.0, json_schema=PICK_SCHEMA)
         letter = raw.strip().strip('"').strip().upper()[:1]
-        picked = options[LETTERS.index(letter)] if letter in LETTERS[: len(options)] else None
+        picked = options[LETTERS.index(letter)] if len(letter) == 1 and letter in LETTERS[: len(options)] else None
         if picked != item.answer:
             return (f"by its passage the model picks another option: {picked[:60]}" if picked is not None
                     else "the option check gave no letter")
