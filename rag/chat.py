@@ -19,6 +19,7 @@ from rag import prompts
 from rag.answer import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline
 from rag.citations import CITATION
 from rag.events import AnswerEvent, Condensed, Finished
+from rag.text import clip
 
 HISTORY_ANSWER_CHARS = 300
 _MARKER = re.compile(r"\s*" + CITATION.pattern, re.I)
@@ -58,9 +59,7 @@ class ChatSession:
     def history_text(self) -> str:
         lines = []
         for t in self.history:
-            answer = _MARKER.sub("", t.answer)
-            if len(answer) > HISTORY_ANSWER_CHARS:
-                answer = answer[:HISTORY_ANSWER_CHARS].rsplit(" ", 1)[0] + " …"
+            answer = clip(_MARKER.sub("", t.answer), HISTORY_ANSWER_CHARS)
             lines.append(f"User: {t.standalone}\nAssistant: {answer}")
         return "\n".join(lines)
 

@@ -31,6 +31,7 @@ from rag.quiz.text import clean_field, normalize, whole_sentences
 from rag.quiz.validation import option_rejection, rejection
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
+from rag.text import clip
 from rag.types import Chunk, Citation, Passage, Progress
 
 # 3: bench/quiz.py, 32 MCQs generated on 5 topics, 53% passed validation; three attempts make a one-item
@@ -40,7 +41,8 @@ MAX_PASSAGE_CHARS = 1200
 _TOKENS = {"mcq": 300, "short": 220, "flashcard": 170}
 
 
-def _s(min_len: int, max_len: int) -> dict[str, Any]:
+def string_schema(min_len: int, max_len: int) -> dict[str, Any]:
+    """A JSON-schema string of bounded length (the grammar stops the model at ``max_len``)."""
     return {"type": "string", "minLength": min_len, "maxLength": max_len}
 
 
@@ -48,31 +50,46 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "mcq": {
         "type": "object",
         "properties": {
-            "question": _s(10, 180),
-            "answer": _s(1, ANSWER_MAX_CHARS["mcq"]),
+            "question": string_schema(10, 180),
+            "answer": string_schema(1, ANSWER_MAX_CHARS["mcq"]),
             # Four asked, three used: a small model often repeats the answer or itself in one of them.
-            "distractors": {"type": "array", "items": _s(1, ANSWER_MAX_CHARS["mcq"]), "minItems": 3, "maxItems": 4},
-            "explanation": _s(10, 220),
+            "distractors": {"type": "array", "items": string_schema(1, ANSWER_MAX_CHARS["mcq"]), "minItems": 3, "maxItems": 4},
+            "explanation": string_schema(10, 220),
         },
         "required": ["question", "answer", "distractors", "explanation"],
     },
     "short": {
         "type": "object",
-        "properties": {"question": _s(10, 180), "answer": _s(2, ANSWER_MAX_CHARS["short"]),
-                       "explanation": _s(10, 220)},
+        "properties": {"question": string_schema(10, 180), "answer": string_schema(2, ANSWER_MAX_CHARS["short"]),
+                       "explanation": string_schema(10, 220)},
         "required": ["question", "answer", "explanation"],
     },
     "flashcard": {
         "type": "object",
-        "properties": {"question": _s(2, 120), "answer": _s(2, ANSWER_MAX_CHARS["flashcard"])},
+        "properties": {"question": string_schema(2, 120), "answer": string_schema(2, ANSWER_MAX_CHARS["flashcard"])},
         "required": ["question", "answer"],
     },
 }
 
 
 def _passage_text(chunk: Chunk) -> str:
-    text = chunk.text.strip()
-    return text if len(text) <= MAX_PASSAGE_CHARS else text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    return clip(chunk.text.strip(), MAX_PASSAGE_CHARS)
+
+
+def covered_passages(retriever: Retriever, topic: str, k: int, settings: QuizSettings, what: str) -> list[Passage]:
+    """The ``k`` passages retrieved for a topic, best first; :class:`QuizError` naming ``what`` cannot be
+    made ("quiz to make") when the best dense similarity says the handbooks do not cover the topic."""
+    try:
+        passages: list[Passage] = retriever.retrieve(topic, k=k)
+    except QueryError as exc:
+        raise QuizError(str(exc).replace("question", "topic")) from exc
+    sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
+    if not passages or max(sims) < settings.topic_min_similarity:
+        raise QuizError(
+            f'The handbooks have nothing on "{topic.strip()[:80]}", so there is no {what}: '
+            "try a machine-learning topic such as regularization, gradient descent or random forests."
+        )
+    return passages
 
 
 def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[str] = ()
@@ -148,16 +165,8 @@ class QuizMaker:
     # -- passages --------------------------------------------------------------------------------
     def topic_chunks(self, topic: str, n: int) -> list[Chunk]:
         """Passages about the topic, best first; :class:`QuizError` when the handbooks do not cover it."""
-        try:
-            passages: list[Passage] = self.retriever.retrieve(topic, k=max(8, 2 * n + 4))
-        except QueryError as exc:
-            raise QuizError(str(exc).replace("question", "topic")) from exc
+        passages = covered_passages(self.retriever, topic, max(8, 2 * n + 4), self.settings, "quiz to make")
         sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
-        if not passages or max(sims) < self.settings.topic_min_similarity:
-            raise QuizError(
-                f'The handbooks have nothing on "{topic.strip()[:80]}", so there is no quiz to make: '
-                "try a machine-learning topic such as regularization, gradient descent or random forests."
-            )
         good = [p.chunk for p, s in zip(passages, sims, strict=True) if s >= self.settings.passage_min_similarity]
         return [c for c in good if quizzable(c)] or good
 

@@ -20,12 +20,13 @@ from typing import Any, Literal
 
 from rag import prompts
 from rag.citations import CITATION
-from rag.errors import StudybotError
 from rag.llm import LLM
+from rag.quiz.generation import covered_passages, string_schema
 from rag.quiz.models import QuizError
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
 from rag.terms import missing_terms
+from rag.text import clip
 from rag.types import Citation, Passage
 from rag.verify import Verifier
 
@@ -72,10 +73,6 @@ class StudyGuide:
                 "seconds": round(self.seconds, 2)}
 
 
-def _s(min_len: int, max_len: int) -> dict[str, Any]:
-    return {"type": "string", "minLength": min_len, "maxLength": max_len}
-
-
 def schema(n_passages: int) -> dict[str, Any]:
     """The JSON the model writes: bounded lists of bounded strings, each with a valid passage number."""
     number = {"type": "integer", "enum": list(range(1, n_passages + 1))}
@@ -86,18 +83,16 @@ def schema(n_passages: int) -> dict[str, Any]:
                           "required": [*fields, "passage"]}}
 
     return {"type": "object",
-            "properties": {"terms": entries({"term": _s(2, 50), "definition": _s(10, 160)}, 3, 5),
-                           "summary": entries({"sentence": _s(20, 220)}, 2, 4),
-                           "questions": entries({"question": _s(10, 160)}, 3, 3)},
+            "properties": {"terms": entries({"term": string_schema(2, 50), "definition": string_schema(10, 160)}, 3, 5),
+                           "summary": entries({"sentence": string_schema(20, 220)}, 2, 4),
+                           "questions": entries({"question": string_schema(10, 160)}, 3, 3)},
             "required": ["terms", "summary", "questions"]}
 
 
 def guide_messages(topic: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
     blocks = []
     for i, p in enumerate(passages, start=1):
-        text = p.chunk.text.strip()
-        if len(text) > MAX_PASSAGE_CHARS:
-            text = text[:MAX_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+        text = clip(p.chunk.text.strip(), MAX_PASSAGE_CHARS)
         where = " — ".join(x for x in (p.chunk.title, p.chunk.section) if x)
         blocks.append(f'<passage n="{i}" from="{where}">\n{text}\n</passage>')
     user = prompts.render(prompts.load("guide"), passages="\n\n".join(blocks), topic=topic.strip()[:120])
@@ -124,15 +119,7 @@ class GuideMaker:
         topic = (topic or "").strip()
         if not topic:
             raise QuizError("Name a topic or section for the study guide, e.g. regularization.")
-        try:
-            passages = self.retriever.retrieve(topic, k=GUIDE_PASSAGES)
-        except StudybotError as exc:
-            raise QuizError(str(exc).replace("question", "topic")) from exc
-        sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
-        if not passages or max(sims) < self.quiz_settings.topic_min_similarity:
-            raise QuizError(f'The handbooks have nothing on "{topic[:80]}", so there is no study guide to write: '
-                            "try a machine-learning topic such as regularization or gradient descent.")
-        return passages
+        return covered_passages(self.retriever, topic, GUIDE_PASSAGES, self.quiz_settings, "study guide to write")
 
     def make(self, topic: str) -> StudyGuide:
         start = time.perf_counter()
