@@ -34,6 +34,23 @@ def term_overlap(text: str, reference: str) -> float:
     return len(terms & key_terms(reference)) / len(terms)
 
 
+def _stems(text: str) -> set[str]:
+    """Key terms cut to 5 letters (the light stemmer keeps "combine" and "combin" apart)."""
+    return {t[:5] for t in key_terms(text)}
+
+
+def restates(text: str, reference: str) -> bool:
+    """Whether every key term of ``text`` (it has some) is in ``reference``, up to the word ending."""
+    terms = _stems(text)
+    return bool(terms) and terms <= _stems(reference)
+
+
+def stated_in(text: str, passage: str) -> bool:
+    """Whether one line or sentence of ``passage`` holds every key term of ``text``: the passage states it
+    (a list item such as "Dropout" in a list of regularizers)."""
+    return any(restates(text, part) for part in _SENT.split(passage) if part.strip())
+
+
 def cos(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=False)))  # vectors are normalised
 
