@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     questions = [i.question for i in load_gold()]
-    rows = [measure("handbooks", Settings().corpus_dir, questions, args.queries)]
+    rows = [measure("handbooks", Settings().storage.corpus_dir, questions, args.queries)]
     if args.synthetic_chunks:
         with tempfile.TemporaryDirectory() as tmp:
             synthetic_corpus(Path(tmp), args.synthetic_chunks)

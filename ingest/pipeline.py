@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.chunking import chunk_document, windows
+from ingest.chunking import chunk_document, window_spans, windows
 from ingest.loaders import LoadedDocument, discover, file_sha256, load_file
+from rag import keyword
 from rag.errors import IngestError
+from rag.retrieval import build_keyword
 from rag.store import FileRecord, Index, Manifest
 from rag.types import Chunk, Progress
 
@@ -94,7 +96,7 @@ RATE_FILE = "embed-rate.json"  # texts embedded per second by the last ingest he
 def chunk_params(index: Index) -> dict[str, object]:
     s = index.settings
     return {"chunk_size": s.ingest.chunk_size, "chunk_min": s.ingest.chunk_min, "embedder": index.embedder.name,
-            "schema": 2}
+            "schema": 2, "pooled_windows": s.embed.pooled_windows}
 
 
 def _too_big(path: Path, source: str, max_file_mb: float) -> str | None:
@@ -282,12 +284,23 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
         _save_rate(index, plan.texts / max(time.perf_counter() - started, 1e-6))
         summary.chunks_embedded = len(to_embed)
 
-    new_manifest = Manifest(collection=collection.name, version=new_version, params=params, files=records)
-    index.write_manifest(new_manifest)  # the atomic switch
-    index.drop_orphans(keep=collection.name)
+    _switch(index, collection, Manifest(collection=collection.name, version=new_version, params=params, files=records))
     summary.collection = collection.name
     summary.chunks_total = sum(r.chunks for r in records.values())
     return summary
+
+
+def _switch(index: Index, collection: Any, manifest: Manifest) -> None:
+    """Make ``collection`` the current version: its keyword index is written first, then the manifest is
+    switched (the atomic step), then older collections and their keyword indexes are dropped. A kill before
+    the switch leaves the previous version whole; one after it, an orphan the next ingest drops."""
+    index_dir = index.settings.storage.index_dir
+    built = build_keyword(collection)
+    if len(built):  # an empty library has no keyword index (the retriever says "run ingest")
+        built.save(keyword.folder_for(index_dir, collection.name))
+    index.write_manifest(manifest)  # the atomic switch
+    index.drop_orphans(keep=collection.name)
+    keyword.drop_orphans(index_dir, keep=collection.name)
 
 
 def _last_rate(index: Index) -> float | None:
@@ -306,14 +319,30 @@ def _save_rate(index: Index, rate: float) -> None:
 
 
 def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
+    """Embed chunks and their sentence windows and add them. With a real embedder, a window's vector is
+    pooled from its chunk's own pass (``Embedder.embed_with_spans``): one model pass per chunk instead of one
+    per chunk and window (windows cut off by the model's length limit are embedded on their own)."""
     batch = max(8, index.settings.embed.batch_size)
+    pooled = index.settings.embed.pooled_windows and hasattr(index.embedder, "embed_with_spans")
+    if progress:
+        progress("embedding", 0, len(chunks))  # the clock of the time-left estimate starts here
     for i in range(0, len(chunks), batch):
         part = chunks[i : i + batch]
-        wins = [windows(c) for c in part]
-        flat = [c.embed_text() for c in part] + [w for ws in wins for w in ws]
-        vectors = index.embedder.embed(flat)
-        chunk_vecs, rest = vectors[: len(part)], iter(vectors[len(part) :])
-        win_pairs = [[(w, next(rest)) for w in ws] for ws in wins]
+        if pooled:
+            spans = [window_spans(c) for c in part]
+            heads = [len(c.embed_text()) - len(c.text) for c in part]
+            chunk_vecs, win_vecs = index.embedder.embed_with_spans(  # type: ignore[attr-defined]
+                [c.embed_text() for c in part], [[(h + a, h + b) for _, a, b in sp] for h, sp in zip(heads, spans, strict=True)])
+            missing = [(j, k) for j, vs in enumerate(win_vecs) for k, v in enumerate(vs) if v is None]
+            for (j, k), vec in zip(missing, index.embedder.embed([spans[j][k][0] for j, k in missing]), strict=True):
+                win_vecs[j][k] = vec
+            win_pairs = [[(w, vs[k]) for k, (w, _, _) in enumerate(sp)] for sp, vs in zip(spans, win_vecs, strict=True)]
+        else:
+            wins = [windows(c) for c in part]
+            flat = [c.embed_text() for c in part] + [w for ws in wins for w in ws]
+            vectors = index.embedder.embed(flat)
+            chunk_vecs, rest = vectors[: len(part)], iter(vectors[len(part) :])
+            win_pairs = [[(w, next(rest)) for w in ws] for ws in wins]
         Index.add_chunks(collection, part, chunk_vecs, win_pairs)
         if progress:
             progress("embedding", min(i + batch, len(chunks)), len(chunks))
@@ -341,8 +370,7 @@ def remove_sources(index: Index, sources: list[str]) -> IngestSummary:
     summary.chunks_reused = index.copy_records(old, collection, lambda src: src not in gone)
     records = {s: r for s, r in manifest.files.items() if s not in gone}
     summary.unchanged = sorted(records)
-    index.write_manifest(Manifest(collection.name, manifest.version + 1, manifest.params, records))
-    index.drop_orphans(keep=collection.name)
+    _switch(index, collection, Manifest(collection.name, manifest.version + 1, manifest.params, records))
     summary.collection = collection.name
     summary.chunks_total = sum(r.chunks for r in records.values())
     summary.seconds = time.perf_counter() - t0

@@ -69,6 +69,43 @@ class Embedder:
     def embed_query(self, text: str) -> list[float]:
         return self.embed([text])[0]
 
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                         ) -> tuple[list[list[float]], list[list[list[float] | None]]]:
+        """One model pass per text: its vector (the same mean pooling as :meth:`embed`) and, for each
+        character span of it, the mean of the token vectors inside the span (normalised); None for a span
+        past the model's length limit (the text was cut there). Spans are pooled from the whole text's
+        context ("late chunking"), so their vectors cost no extra pass."""
+        import numpy as np
+        import torch
+
+        model = self.model
+        vectors: list[list[float]] = [[] for _ in texts]
+        pooled: list[list[list[float] | None]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            enc = model.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                  max_length=model.max_seq_length, return_offsets_mapping=True,
+                                  return_tensors="pt")
+            offsets = enc.pop("offset_mapping").numpy()
+            with torch.inference_mode():
+                out = model({k: v.to(model.device) for k, v in enc.items()})
+            tokens = out["token_embeddings"].float().cpu().numpy()
+            sentence = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
+            mask = enc["attention_mask"].numpy().astype(bool)
+            for row, i in enumerate(idx):
+                vectors[i] = sentence[row].tolist()
+                starts, ends = offsets[row, :, 0], offsets[row, :, 1]
+                real = mask[row] & (ends > starts)  # special and padding tokens have empty offsets
+                for a, z in spans[i]:
+                    sel = real & (starts < z) & (ends > a)
+                    if not sel.any() or (ends[real].max(initial=0) < z and sel.sum() < 3):
+                        pooled[i].append(None)  # cut off by the length limit
+                        continue
+                    v = tokens[row][sel].mean(axis=0)
+                    pooled[i].append((v / (np.linalg.norm(v) or 1.0)).tolist())
+        return vectors, pooled
+
 
 _shared: dict[tuple[str, str], Embedder] = {}
 _shared_lock = threading.Lock()

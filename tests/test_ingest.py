@@ -138,6 +138,35 @@ def _texts(index: Index) -> list[str]:
     return [c.text for c in index.all_chunks()]
 
 
+def test_window_spans_locate_each_window_in_its_chunk(corpus_dir: Path) -> None:
+    from ingest.chunking import window_spans
+
+    doc = load_file(corpus_dir / "ml-overview-notes.txt", "ml-overview-notes.txt")
+    for chunk in chunk_document(doc, 900, 250):
+        spans = window_spans(chunk)
+        assert [w for w, _, _ in spans] == windows(chunk)
+        for text, a, b in spans:
+            body = text.removeprefix(f"{chunk.section}: ") if chunk.section else text
+            first, last = body.split()[0], body.split()[-1]
+            assert chunk.text[a:b].startswith(first) and chunk.text[a:b].endswith(last)
+
+
+def test_pooled_window_vectors_come_from_the_chunks_own_pass(embedder) -> None:
+    import numpy as np
+
+    text = ("Regularization — L1\nL1 regularization adds the absolute weights to the loss. It drives some "
+            "weights to exactly zero, which selects features. Dropout randomly silences neurons in training.")
+    a = text.index("It drives")
+    b = text.index("features.") + len("features.")
+    (vec,), ((span,),) = embedder.embed_with_spans([text], [[(a, b)]])
+    assert np.dot(vec, embedder.embed([text])[0]) > 0.999  # the chunk vector is the usual one
+    alone = embedder.embed([text[a:b]])[0]
+    other = embedder.embed(["Dropout randomly silences neurons in training."])[0]
+    assert span is not None and np.dot(span, alone) > np.dot(span, other)
+    (_,), ((cut,),) = embedder.embed_with_spans([text + " filler" * 400], [[(len(text) + 2000, len(text) + 2010)]])
+    assert cut is None  # past the model's length limit: the ingest embeds that window on its own
+
+
 def test_incremental_ingest(tmp_path: Path) -> None:
     embedder = HashEmbedder()  # the index's bookkeeping, not what the embedder knows
     corpus = tmp_path / "corpus"
@@ -185,6 +214,7 @@ def test_incremental_ingest(tmp_path: Path) -> None:
     assert rebuilt.chunks_embedded == rebuilt.chunks_total
     names = [c.name for c in index.client.list_collections()]
     assert sum(n.startswith("handbooks__v") for n in names) == 1
+    assert [p.name for p in (tmp_path / "home" / "index" / "keyword").iterdir()] == [rebuilt.collection]
 
 
 def test_add_and_remove_single_files(tmp_path: Path) -> None:
@@ -249,6 +279,7 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, embedder) ->
     assert proc.returncode == -signal.SIGKILL
     fresh = _index(home, embedder)  # a new process's view of the index
     assert fresh.manifest().collection == before.collection
+    assert (home / "index" / "keyword" / before.collection / "done.json").is_file()  # its keyword index whole
     assert sorted(c.id for c in fresh.all_chunks()) == before_ids
     top = HybridRetriever(fresh).retrieve("How does bagging reduce variance?", 3)
     assert top and all(p.chunk.source != "extra.md" for p in top)
@@ -257,3 +288,4 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, embedder) ->
     assert "extra.md" in after.added
     names = [c.name for c in fresh.client.list_collections()]
     assert sum(n.startswith("handbooks__v") for n in names) == 1
+    assert [p.name for p in (home / "index" / "keyword").iterdir()] == [after.collection]

@@ -129,7 +129,14 @@ def test_chroma_server_mode(tmp_path: Path, embedder) -> None:
         assert index.where.startswith("chroma://127.0.0.1")
         top = HybridRetriever(index).retrieve("How do random forests combine trees?", 3)
         assert any("Bagging" in p.chunk.text or "forest" in p.chunk.text.lower() for p in top)
-        assert not (tmp_path / "home" / "index" / "chroma").exists()  # nothing stored locally
+        assert not (tmp_path / "home" / "index" / "chroma").exists()  # no vectors stored locally
+        # the keyword index: written by the ingesting machine, built once from the server on another one
+        assert (tmp_path / "home" / "index" / "keyword" / summary.collection / "done.json").is_file()
+        other = Index(Settings(storage={"home": tmp_path / "other"}, chroma={"host": "127.0.0.1", "port": port}),
+                      embedder)
+        again = HybridRetriever(other).retrieve("How do random forests combine trees?", 3)
+        assert [p.chunk.id for p in again] == [p.chunk.id for p in top]
+        assert (tmp_path / "other" / "index" / "keyword" / summary.collection / "done.json").is_file()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -143,3 +143,15 @@ def test_documents_rows() -> None:
 
     rows = render.documents_rows([D("a.md", "A", 3, 0.0, "markdown")])
     assert rows == [["A", "a.md", "markdown", 3, ""]]
+
+
+def test_progress_text_shows_the_time_left_from_the_rate_so_far() -> None:
+    from ui.render import ProgressText, duration
+
+    now = [100.0]
+    text = ProgressText(clock=lambda: now[0])
+    assert text("embedding", 0, 2000) == "embedding 0/2,000"  # no estimate before any work
+    now[0] += 10.0
+    assert text("embedding", 200, 2000) == "embedding 200/2,000 · about 1 min 30 s left"  # 20/s, 1800 left
+    assert text("embedding", 2000, 2000) == "embedding 2,000/2,000"
+    assert duration(45) == "45 s" and duration(3 * 3600 + 300) == "3 h 05 min"

@@ -8,19 +8,10 @@ import time
 from typing import Any, TextIO
 
 from ingest.pipeline import IngestPlan
+from ui.render import duration
 
 LINE_EVERY_S = 10.0  # non-TTY: one progress line this often (and at the end)
 LIST_FILES = 8  # the plan names this many files (the largest first), then "and N more"
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 90:
-        return f"{minutes} min {seconds % 60:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class IngestConsole:

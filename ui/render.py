@@ -219,6 +219,34 @@ def format_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
+def duration(seconds: float) -> str:
+    """"45 s", "3 min 20 s", "2 h 05 min"."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"{minutes} min {seconds % 60:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class ProgressText:
+    """The line a progress bar shows: "embedding 1,200/20,000 · about 3 min 20 s left", the time left from
+    the rate since the stage's first call (no estimate until some work is done)."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._start: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> str:
+        now = self._clock()
+        t0, d0 = self._start.setdefault(stage, (now, done))
+        text = f"{stage} {done:,}/{total:,}"
+        if total > done > d0 and now > t0:
+            text += f" · about {duration((total - done) * (now - t0) / (done - d0))} left"
+        return text
+
+
 def documents_rows(docs: Iterable[Any]) -> list[list[Any]]:
     """Rows for the library table: title, file, kind, chunks, last ingested (plain values; the table escapes)."""
     return [[d.title, d.source, d.kind, d.chunks, format_time(d.ingested_at)] for d in docs]

@@ -62,8 +62,10 @@ def build_library_tab(service: StudyService) -> dict[str, Any]:
         if not paths:
             return (render.esc("Choose one or more .md, .txt or .pdf files first."), *table_and_choices(), None)
 
+        text = render.ProgressText()
+
         def cb(stage: str, done: int, total: int) -> None:
-            progress((done, total), desc=stage)
+            progress((done, total), desc=text(stage, done, total))
 
         results = upload_files(service, paths, progress=cb)
         good = [r.message for r in results if r.ok]
@@ -83,8 +85,10 @@ def build_library_tab(service: StudyService) -> dict[str, Any]:
         return (render.esc(msg), *table_and_choices())
 
     def on_reindex(progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        text = render.ProgressText()
+
         def cb(stage: str, done: int, total: int) -> None:
-            progress((done, total), desc=stage)
+            progress((done, total), desc=text(stage, done, total))
 
         try:
             msg = _status_md(reindex(service, progress=cb))
