@@ -38,7 +38,7 @@ from rag.types import Chunk, Citation, Passage, Progress
 # quiz come out about 90% of the time (two: 78%).
 MAX_ATTEMPTS_PER_ITEM = 3
 MAX_PASSAGE_CHARS = 1200
-_TOKENS = {"mcq": 380, "short": 220, "flashcard": 170}
+_TOKENS = {"mcq": 300, "short": 220, "flashcard": 170}
 
 
 def string_schema(min_len: int, max_len: int) -> dict[str, Any]:

@@ -46,9 +46,14 @@ def restates(text: str, reference: str) -> bool:
 
 
 def stated_in(text: str, passage: str) -> bool:
-    """Whether one line or sentence of ``passage`` holds every key term of ``text``: the passage states it
-    (a list item such as "Dropout" in a list of regularizers)."""
-    return any(restates(text, part) for part in _SENT.split(passage) if part.strip())
+    """Whether one line or sentence of ``passage`` holds the key terms of ``text`` (all of one or two, all
+    but one of three or more): the passage states it ("Dropout" in a list of regularizers; "To reduce the
+    variance of the model" where a line says regularization "reduces variance")."""
+    terms = _stems(text)
+    if not terms:
+        return False
+    need = len(terms) if len(terms) < 3 else len(terms) - 1
+    return any(len(terms & _stems(part)) >= need for part in _SENT.split(passage) if part.strip())
 
 
 def cos(a: Sequence[float], b: Sequence[float]) -> float:
