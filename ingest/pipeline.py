@@ -318,11 +318,16 @@ def _save_rate(index: Index, rate: float) -> None:
         path.write_text(json.dumps({"texts_per_s": round(rate, 2), "measured_at": time.time()}))
 
 
+# Chunks per embedding call: one call sorts its texts (chunks and windows) by length before batching them, so
+# the short windows share batches; 256 keeps the progress bar moving (a call is ~30 s on 2 cores).
+INGEST_BATCH = 256
+
+
 def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
     """Embed chunks and their sentence windows and add them. With a real embedder, a window's vector is
     pooled from its chunk's own pass (``Embedder.embed_with_spans``): one model pass per chunk instead of one
     per chunk and window (windows cut off by the model's length limit are embedded on their own)."""
-    batch = max(8, index.settings.embed.batch_size)
+    batch = INGEST_BATCH
     pooled = index.settings.embed.pooled_windows and hasattr(index.embedder, "embed_with_spans")
     if progress:
         progress("embedding", 0, len(chunks))  # the clock of the time-left estimate starts here

@@ -28,7 +28,7 @@ class Embedder:
     """Normalised MiniLM embeddings (cosine similarity = dot product), sentence-transformers from a local
     directory."""
 
-    def __init__(self, path: Path, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, path: Path, device: str = "cpu", batch_size: int = 16) -> None:
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -117,5 +117,5 @@ def shared_embedder(settings: Settings) -> Embedder:
     key = (str(path), settings.embed.device)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = Embedder(path, settings.embed.device, settings.embed.batch_size)
+            _shared[key] = Embedder.from_settings(settings)
         return _shared[key]
