@@ -153,10 +153,14 @@ class HybridRetriever:
         """
         vec = self.index.embedder.embed_query(question)
         n = min(n, len(self._keyword))
-        chunk_sims = Index.nearest_chunks(self._collection, vec, n)
+        # One query over chunks and windows together, split by kind: a query filtered by kind took 74 ms at
+        # 20,000 chunks, an unfiltered one 2.6 ms (bench/scale.py). 4n records hold about n chunks and 3n
+        # windows (a chunk has ~3 windows).
         win_sims: dict[str, float] = {}
-        if self.window_weight > 0:
-            win_sims = Index.nearest_windows(self._collection, vec, min(3 * n, self._n_windows or 1))
+        if self.window_weight > 0 and self._n_windows:
+            chunk_sims, win_sims = Index.nearest_records(self._collection, vec, min(4 * n, self._n_windows + n))
+        else:
+            chunk_sims = Index.nearest_records(self._collection, vec, n)[0]
         if not win_sims:
             return sorted(chunk_sims, key=lambda i: -chunk_sims[i]), chunk_sims
         floor_c = min(chunk_sims.values(), default=0.0)

@@ -369,22 +369,22 @@ class Index:
         return int(collection.count())
 
     @staticmethod
-    def nearest_chunks(collection: Any, vector: Sequence[float], n: int) -> dict[str, float]:
-        """{chunk id: cosine similarity} of the ``n`` chunks nearest to ``vector``."""
-        got = collection.query(query_embeddings=[list(vector)], n_results=n, where={"kind": "chunk"},
-                               include=["distances"])
-        return {i: 1.0 - float(d) for i, d in zip(got["ids"][0], got["distances"][0], strict=False)}
-
-    @staticmethod
-    def nearest_windows(collection: Any, vector: Sequence[float], n: int) -> dict[str, float]:
-        """{chunk id: the similarity of its best sentence window} over the ``n`` windows nearest to ``vector``."""
-        got = collection.query(query_embeddings=[list(vector)], n_results=n, where={"kind": "window"},
+    def nearest_records(collection: Any, vector: Sequence[float], n: int
+                        ) -> tuple[dict[str, float], dict[str, float]]:
+        """The ``n`` records nearest to ``vector``, unfiltered (a metadata filter makes Chroma's query many
+        times slower): ({chunk id: cosine similarity}, {chunk id: the similarity of its best window})."""
+        got = collection.query(query_embeddings=[list(vector)], n_results=max(1, n),
                                include=["distances", "metadatas"])
+        chunks: dict[str, float] = {}
         best: dict[str, float] = {}
-        for meta, dist in zip(got["metadatas"][0], got["distances"][0], strict=False):
-            parent = str((meta or {}).get("parent"))
-            best[parent] = max(best.get(parent, -1.0), 1.0 - float(dist))
-        return best
+        for rid, meta, dist in zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=False):
+            meta = meta or {}
+            if meta.get("kind") == "window":
+                parent = str(meta.get("parent"))
+                best[parent] = max(best.get(parent, -1.0), 1.0 - float(dist))
+            else:
+                chunks[rid] = 1.0 - float(dist)
+        return chunks, best
 
     def copy_records(self, source: Any, target: Any, keep: Callable[[str], bool]) -> int:
         """Copy every record (chunks and windows) whose source file ``keep`` accepts; returns chunks copied."""
