@@ -318,9 +318,9 @@ def _save_rate(index: Index, rate: float) -> None:
         path.write_text(json.dumps({"texts_per_s": round(rate, 2), "measured_at": time.time()}))
 
 
-# Chunks per embedding call: one call sorts its texts (chunks and windows) by length before batching them, so
-# the short windows share batches; 256 keeps the progress bar moving (a call is ~30 s on 2 cores).
-INGEST_BATCH = 256
+# Chunks per embedding call: one call sorts its texts (the chunks and their ~3 windows each) by length
+# before batching them, so the short windows share batches; 64 keeps the progress bar moving (~8 s a call).
+INGEST_BATCH = 64
 
 
 def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
