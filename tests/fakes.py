@@ -229,9 +229,7 @@ DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils
 def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
     def reply(messages: list[dict[str, str]]) -> str:
         fact = fact_of(messages)
-        words = [w for w in fact.split() if any(ch.isalnum() for ch in w)]
-        lead = words[: min(4, len(words) // 2)]  # part of the answer, never all of it
-        q = question or f"Which statement about {' '.join(lead)} is right?"
+        q = question or f"Which statement about {fact.split()[0]} {' '.join(fact.split()[1:5])} is right?"
         data: dict[str, Any] = {"question": q, "answer": fact, "explanation": f"The handbook says: {fact}."}
         if qtype == "mcq":
             data["distractors"] = DISTRACTORS

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from rag.quiz import QuizError, QuizItem, QuizSession
-from rag.quiz.text import stated_in
-from rag.quiz.validation import check_item, cut_off, option_rejection
+from rag.quiz.validation import cut_off, option_rejection
 from rag.study.store import StudyStore, top_section
 from rag.types import Chunk, Citation
 from tests.fakes import PassageLLM, ScriptedLLM, good
@@ -222,9 +221,7 @@ def mcq(answer: str, distractors: list[str]) -> QuizItem:
 
 
 @pytest.mark.parametrize(("picks", "reason"), [
-    (['"A"', '"D"', '"D"'], None),  # the key both times (first, then last in the reversed order), then "none"
-    (['"A"', '"D"', '"A"'], "the passage also states a distractor: To reduce variance"),  # a second right answer
-    (['"A"', '"D"', '"B"'], None),  # a distractor over "none", but one the passage does not state: kept
+    (['"A"', '"D"'], None),  # the key both times (first, then last in the reversed order)
     (['"A"', '"C"'], "picks another option: To reduce variance"),  # a distractor the passage also supports
     (['"B"'], "picks another option: To reduce variance"),  # the key loses at once
     (['""'], "gave no letter"),
@@ -240,35 +237,11 @@ def test_an_mcq_needs_exactly_one_answer_its_passage_supports(picks: list[str], 
     assert llm.calls[0]["json_schema"] == {"type": "string", "enum": ["A", "B", "C", "D"]}
     if len(llm.calls) > 1:
         assert "A) To add features" in llm.calls[1]["messages"][-1]["content"]  # the reversed order
-    if len(llm.calls) > 2:  # the key replaced by "none", last
-        third = llm.calls[2]["messages"][-1]["content"]
-        assert "To prevent overfitting" not in third and "D) None of these options is correct" in third
-
-
-@pytest.mark.parametrize(("answer", "question", "away"), [
-    ("Adam combines RMSprop and Momentum.", "How does Adam combine RMSprop and Momentum?", True),  # "combin(e)"
-    ("Gradient Descent", "Which method does gradient descent use to update parameters?", True),
-    ("L1 gives sparse weights", "What does L1 regularization do to weights?", False),
-])
-def test_a_question_holding_its_answer_is_rejected(answer: str, question: str, away: bool) -> None:
-    item = mcq(answer, ["Bananas are blue", "Paris is big", "Water is dry"])
-    item.question = question
-    assert (check_item(item) == "the question gives its answer away") is away
-
-
-def test_a_passage_states_a_distractor_only_when_one_line_holds_all_its_terms() -> None:
-    passage = ("Common regularizers:\n- L1/L2 penalties\n- Dropout\n- Early stopping. L2 shrinks weights uniformly.\n"
-               "Regularization increases bias slightly but significantly reduces variance.")
-    assert stated_in("Dropout", passage) and stated_in("Early stopping", passage)
-    assert stated_in("Weights shrink uniformly", passage)
-    assert stated_in("To reduce the variance of the model", passage)  # all its terms but "model" in one line
-    assert not stated_in("L1 and L2 both shrink weights uniformly", passage)  # a recombination: wrong
-    assert not stated_in("Data augmentation", passage) and not stated_in("", passage)
 
 
 @pytest.mark.parametrize(("text", "cut"), [
     ("It is not reliant on", True), ("Reduces variance of the", True), ("Shrinks weights (toward zero", True),
-    ("x" * 90, True), ("K-fold shuffles the data, while time-series CV does not.", False), ("Shrinks weights toward zero", False), ("L1 gives sparse weights.", False),
+    ("x" * 90, True), ("Shrinks weights toward zero", False), ("L1 gives sparse weights.", False),
     ("Bagging and boosting", False),
 ])
 def test_cut_off_answers_are_recognised(text: str, cut: bool) -> None:

@@ -15,8 +15,7 @@ QuizType = Literal["mcq", "short", "flashcard"]
 QUIZ_TYPES: tuple[str, ...] = ("mcq", "short", "flashcard")
 MAX_ITEMS = 20
 # The longest answer each type's JSON schema allows (rag.quiz.generation.SCHEMAS): an answer that fills it
-# was cut off by the grammar. MCQ 90: with 120 the model wrote longer answers and 14 of 60 were cut at 120
-# (bench/quiz.py, 5 topics); the prompt asks for at most 12 words.
+# was cut off by the grammar.
 ANSWER_MAX_CHARS: dict[str, int] = {"mcq": 90, "short": 200, "flashcard": 240}
 MIN_PASSAGE_CHARS = 150
 # Sections that are reading lists, link collections or chatty endings: nothing to quiz on.

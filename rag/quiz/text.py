@@ -34,28 +34,6 @@ def term_overlap(text: str, reference: str) -> float:
     return len(terms & key_terms(reference)) / len(terms)
 
 
-def _stems(text: str) -> set[str]:
-    """Key terms cut to 5 letters (the light stemmer keeps "combine" and "combin" apart)."""
-    return {t[:5] for t in key_terms(text)}
-
-
-def restates(text: str, reference: str) -> bool:
-    """Whether every key term of ``text`` (it has some) is in ``reference``, up to the word ending."""
-    terms = _stems(text)
-    return bool(terms) and terms <= _stems(reference)
-
-
-def stated_in(text: str, passage: str) -> bool:
-    """Whether one line or sentence of ``passage`` holds the key terms of ``text`` (all of one or two, all
-    but one of three or more): the passage states it ("Dropout" in a list of regularizers; "To reduce the
-    variance of the model" where a line says regularization "reduces variance")."""
-    terms = _stems(text)
-    if not terms:
-        return False
-    need = len(terms) if len(terms) < 3 else len(terms) - 1
-    return any(len(terms & _stems(part)) >= need for part in _SENT.split(passage) if part.strip())
-
-
 def cos(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=False)))  # vectors are normalised
 

@@ -8,7 +8,7 @@ from rag import prompts
 from rag.embeddings import TextEmbedder
 from rag.llm import LLM
 from rag.quiz.models import ANSWER_MAX_CHARS, QuizItem
-from rag.quiz.text import cos, normalize, restates, stated_in, term_overlap
+from rag.quiz.text import cos, normalize, term_overlap
 from rag.settings import QuizSettings
 
 _BAD_OPTION = re.compile(r"^(?:all|none|both|neither) of (?:the )?(?:above|these|them)$")
@@ -24,9 +24,7 @@ def cut_off(text: str, max_chars: int) -> bool:
     t = text.strip()
     if max_chars - 1 <= len(t) <= max_chars or t.endswith(("…", "...", ",", ":", ";", "-", "(")):
         return True
-    # A sentence that ends in a full stop is whole even when its last word is "not" or "on" ("..., while
-    # time-series CV does not."): 6 of 14 answers rejected as cut off in bench/quiz.py were such sentences.
-    if not t.endswith((".", "!", "?")) and _DANGLING.search(t):
+    if _DANGLING.search(t.rstrip(".!?")):
         return True
     return t.count("(") > t.count(")") or t.count("[") > t.count("]") or t.count('"') % 2 == 1
 
@@ -71,8 +69,6 @@ def check_item(item: QuizItem) -> str | None:
         return "the answer is empty"
     if cut_off(item.answer, ANSWER_MAX_CHARS.get(item.type, 240)):
         return "the answer is cut off"
-    if restates(item.answer, item.question):
-        return "the question gives its answer away"
     if item.type == "mcq":
         if any(cut_off(o, ANSWER_MAX_CHARS["mcq"]) for o in item.options if o != item.answer):
             return "an option is cut off"
@@ -117,34 +113,18 @@ def option_check_messages(item: QuizItem, options: list[str], title: str, sectio
     return [{"role": "system", "content": prompts.load("quiz_check_system")}, {"role": "user", "content": user}]
 
 
-NONE_OPTION = "None of these options is correct"
-
-
-def _pick(llm: LLM, item: QuizItem, options: list[str], title: str, section: str, passage: str) -> str | None:
-    """The option the model picks as the passage's answer (None when it gives no letter)."""
-    raw = llm.complete(option_check_messages(item, options, title, section, passage), max_tokens=4,
-                       temperature=0.0, json_schema=PICK_SCHEMA)
-    letter = raw.strip().strip('"').strip().upper()[:1]
-    return options[LETTERS.index(letter)] if len(letter) == 1 and letter in LETTERS[: len(options)] else None
-
-
 def option_rejection(item: QuizItem, llm: LLM, title: str, section: str, passage: str) -> str | None:
     """An MCQ needs exactly one defensible answer. The model, shown the passage, the question and the options,
-    picks the answer twice, with the options in the item's order and reversed; a key it does not pick both
-    times is rejected (a distractor the passage also supports often wins one order, a key it does not
-    support loses them). It then picks once more with the key replaced by "None of these options is
-    correct": when it picks a distractor that one line of the passage states (a list item such as "Dropout"
-    when the key is "L1/L2 penalties"), that distractor is a second right answer and the item goes. The
-    model's pick alone is not enough there: it picked a distractor over "none" for 4 of 12 items, 2 of them
-    good ones with recombined wrong statements (bench/quiz.py --dump). One letter per call (a grammar):
-    asked yes/no of each option on its own, the 1.5B model said yes to most distractors (22 of 40 items)."""
+    picks the answer twice, with the options in the item's order and reversed; the item is kept only when
+    it picks the key both times (None). A distractor the passage also supports splits the picks, a key it
+    does not support loses them. One letter per call (a grammar): asked yes/no of each option on its own, the
+    1.5B model said yes to most distractors (22 of 40 generated items rejected, bench/quiz.py)."""
     for options in (list(item.options), list(reversed(item.options))):
-        picked = _pick(llm, item, options, title, section, passage)
+        raw = llm.complete(option_check_messages(item, options, title, section, passage), max_tokens=4,
+                           temperature=0.0, json_schema=PICK_SCHEMA)
+        letter = raw.strip().strip('"').strip().upper()[:1]
+        picked = options[LETTERS.index(letter)] if len(letter) == 1 and letter in LETTERS[: len(options)] else None
         if picked != item.answer:
             return (f"by its passage the model picks another option: {picked[:60]}" if picked is not None
                     else "the option check gave no letter")
-    blind = [o for o in item.options if o != item.answer] + [NONE_OPTION]
-    picked = _pick(llm, item, blind, title, section, passage)
-    if picked not in (None, NONE_OPTION) and stated_in(picked, passage):
-        return f"the passage also states a distractor: {picked[:60]}"
     return None
