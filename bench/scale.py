@@ -146,7 +146,7 @@ def measure(home: Path, queries: int, engine: str) -> dict[str, Any]:
     index = Index(settings, Embedder.from_settings(settings))
     index.embedder.embed_query("warm up")
     base_rss = rss_mb()
-    retriever = OldEngine.from_settings(index) if engine == "old" else HybridRetriever.from_settings(index)
+    retriever = (_old_engine() if engine == "old" else HybridRetriever).from_settings(index)
     t0 = time.perf_counter()
     retriever.refresh()
     open_s = time.perf_counter() - t0
@@ -158,7 +158,7 @@ def measure(home: Path, queries: int, engine: str) -> dict[str, Any]:
         lat.append((time.perf_counter() - t0) * 1000)
         assert len(got) == 5, (q, len(got))
     lat.sort()
-    return {"engine": engine, "chunks": len(retriever._keyword) if engine == "new" else len(retriever.chunks),
+    return {"engine": engine, "chunks": len(retriever._keyword),
             "retrieval_p50_ms": round(statistics.median(lat), 1),
             "retrieval_p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1),
             "rss_mb": round(rss_mb(), 0), "index_rss_mb": round(rss_mb() - base_rss, 0),
@@ -189,12 +189,6 @@ def _old_engine() -> Any:
             return [self._old_ids[i] for i in np.argsort(-scores)[:n] if scores[i] > 0]
 
     return Old
-
-
-class OldEngine:
-    @staticmethod
-    def from_settings(index: Any) -> Any:
-        return _old_engine().from_settings(index)
 
 
 def main() -> None:

@@ -358,11 +358,11 @@ def window_spans(chunk: Chunk, size: int = 220) -> list[tuple[str, int, int]]:
     """The windows of :func:`windows` with where each lies in ``chunk.text`` (start, end character)."""
     parts: list[tuple[str, int, int]] = []
     pos = 0
-    for raw in _WINDOW_SPLIT.split(chunk.text):
+    for raw in _WINDOW_SPLIT.split(chunk.text):  # the pieces are substrings, in order
         start = chunk.text.find(raw, pos)
-        pos = start + len(raw) if start >= 0 else pos
+        pos = start + len(raw)
         part = raw.strip()
-        if len(part) > 15 and start >= 0:
+        if len(part) > 15:
             lead = raw.index(part[0])
             parts.append((part, start + lead, start + lead + len(part)))
     out: list[tuple[str, int, int]] = []

@@ -14,7 +14,7 @@ from ingest.chunking import chunk_document, window_spans, windows
 from ingest.loaders import LoadedDocument, discover, file_sha256, load_file
 from rag import keyword
 from rag.errors import IngestError
-from rag.retrieval import build_keyword
+from rag.retrieval import write_keyword
 from rag.store import FileRecord, Index, Manifest
 from rag.types import Chunk, Progress
 
@@ -294,13 +294,10 @@ def _switch(index: Index, collection: Any, manifest: Manifest) -> None:
     """Make ``collection`` the current version: its keyword index is written first, then the manifest is
     switched (the atomic step), then older collections and their keyword indexes are dropped. A kill before
     the switch leaves the previous version whole; one after it, an orphan the next ingest drops."""
-    index_dir = index.settings.storage.index_dir
-    built = build_keyword(collection)
-    if len(built):  # an empty library has no keyword index (the retriever says "run ingest")
-        built.save(keyword.folder_for(index_dir, collection.name))
+    write_keyword(index, collection)
     index.write_manifest(manifest)  # the atomic switch
     index.drop_orphans(keep=collection.name)
-    keyword.drop_orphans(index_dir, keep=collection.name)
+    keyword.drop_orphans(index.settings.storage.index_dir, keep=collection.name)
 
 
 def _last_rate(index: Index) -> float | None:
@@ -324,9 +321,10 @@ INGEST_BATCH = 64
 
 
 def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
-    """Embed chunks and their sentence windows and add them. With a real embedder, a window's vector is
-    pooled from its chunk's own pass (``Embedder.embed_with_spans``): one model pass per chunk instead of one
-    per chunk and window (windows cut off by the model's length limit are embedded on their own)."""
+    """Embed chunks and their sentence windows and add them. With ``embed.pooled_windows`` (off by default)
+    and a real embedder, a window's vector is pooled from its chunk's own pass (``Embedder.embed_with_spans``):
+    one model pass per chunk instead of one per chunk and window (windows cut off by the model's length
+    limit are embedded on their own)."""
     batch = INGEST_BATCH
     pooled = index.settings.embed.pooled_windows and hasattr(index.embedder, "embed_with_spans")
     if progress:

@@ -1,6 +1,6 @@
 """The keyword (BM25) index of one collection version, persisted with bm25s.
 
-``KeywordIndex.build(ids, texts)`` tokenizes with :func:`rag.retrieval.tokenize` (the gold-set tokenizer)
+``KeywordIndex.build(ids, texts)`` tokenizes with :func:`tokenize` below (the gold-set tokenizer)
 and scores with bm25s's sparse matrix (one column per term, so a query costs only its terms' postings, not
 one pass over every document as rank_bm25 did). :meth:`KeywordIndex.save` writes the index into
 ``<index_dir>/keyword/<collection name>/`` by building it in a temporary folder and renaming it into place,

