@@ -177,7 +177,7 @@ def main() -> int:
     valid_items: list[QuizItem] = []
     rng = random.Random(0)
     for qtype in [t.strip() for t in args.types.split(",")]:
-        maker = QuizMaker(svc.llm, svc.embedder, svc.retriever, svc.settings.quiz)
+        maker = QuizMaker(svc.llm, svc.embedder, svc.retriever, svc.settings.quiz, glossary=svc.glossary)
         session = QuizSession(0)
         row = {"valid": 0, "generated": 0, "seconds": 0.0, "topics": 0, "errors": []}
         for topic in topics:
@@ -202,6 +202,7 @@ def main() -> int:
         summary[qtype] = row
         all_attempts += negatives(maker, maker.attempts, rng)
         valid_items += [a.item for a in maker.attempts if a.ok and a.item is not None]
+    print(f"\nglossary model calls (MCQ keys and distractors): {svc.glossary.calls}")
     print("\n| type | topics | generated | valid | pass rate | s / valid question |")
     print("|---|---|---|---|---|---|")
     for qtype, r in summary.items():

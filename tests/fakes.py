@@ -15,6 +15,7 @@ from typing import Any
 
 from rag import prompts
 from rag.llm import LLM, Request, Usage
+from rag.quiz.glossary import SCHEMA as GLOSSARY_SCHEMA
 from rag.retrieval import HybridRetriever
 from rag.terms import Vocabulary
 from rag.types import Chunk, Passage
@@ -174,24 +175,49 @@ class PassageLLM(ScriptedLLM):
     """ScriptedLLM whose replies may be functions of the messages (to write items from the passage the
     quiz chose, which the test does not know in advance).
 
-    The quiz's option checks (``rag/prompts/quiz_check*.txt``: "which option does the passage make correct?")
-    are answered by a rule instead of a scripted reply, and recorded in :attr:`option_checks`: the first
-    option every word of which is in the passage (what :func:`good` items' keys are), else "D"."""
+    Two kinds of call are answered by a rule instead of a scripted reply:
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    * the quiz's option checks (``rag/prompts/quiz_check*.txt``: "which option does the passage make
+      correct?"), recorded in :attr:`option_checks`: ``pick(options, passage, question)``, by default
+      :func:`pick_from_lines` (the first option stated by the passage's lines that name the asked term);
+    * the glossary prompts (``rag/prompts/quiz_terms.txt``), recorded in :attr:`calls` like any call:
+      ``glossary(messages)``, by default :func:`glossary_of` (terms and definitions cut from the passage's
+      own sentences)."""
+
+    def __init__(self, *args: Any, glossary: Callable[[list[dict[str, str]]], str] | None = None,
+                 pick: Callable[[list[tuple[str, str]], str, str], str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.option_checks: list[tuple[str, str]] = []
+        self.glossary = glossary or glossary_of
+        self.pick = pick or pick_from_lines
 
     def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        if kwargs.get("json_schema") == GLOSSARY_SCHEMA:
+            self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
+            return self.glossary(messages)
         if messages and messages[0]["content"] == prompts.load("quiz_check_system"):
-            options = re.findall(r"^([ABCD])\) (.*)$", messages[-1]["content"], re.M)
+            content = messages[-1]["content"]
+            options = re.findall(r"^([ABCD])\) (.*)$", content, re.M)
+            question = re.search(r"^Question: (.*)$", content, re.M)
             _, text = passage_of(messages)
-            words = set(re.sub(r"[*#|`>_]", " ", text).lower().split())
-            letter = next((k for k, o in options if set(o.lower().split()) <= words), "D")
+            letter = self.pick(options, text, question.group(1) if question else "")
             self.option_checks.append((dict(options).get(letter, ""), letter))
             return json.dumps(letter)
         reply: Any = super()._pop(messages, **kwargs)
         return reply(messages) if callable(reply) else reply
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def pick_from_lines(options: list[tuple[str, str]], passage: str, question: str) -> str:
+    """What a careful reader picks: the first option every word of which is in the passage's lines that name
+    the asked term (the whole passage when none does), else "D"."""
+    term = re.sub(r"^Which of these best describes (.+)\?$", r"\1", question).lower()
+    lines = [ln for ln in re.split(r"(?<=[.!?])\s+|\n+", passage) if term and term in ln.lower()] or [passage]
+    words = _words(" ".join(lines))
+    return next((k for k, o in options if _words(o) <= words), "D")
 
 
 _PASSAGE = re.compile(r'<passage from="(.*?)">\n(.*?)\n</passage>', re.S)
@@ -223,16 +249,12 @@ def fact_of(messages: list[dict[str, str]]) -> str:
     return _whole(text.split())
 
 
-DISTRACTORS = ["Bananas are blue", "Paris is the capital of Spain", "Water boils at ten degrees"]
-
-
-def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
+def good(qtype: str = "short", question: str | None = None) -> Callable[[list[dict[str, str]]], str]:
+    """A short-answer or flashcard reply written from a fact of the passage."""
     def reply(messages: list[dict[str, str]]) -> str:
         fact = fact_of(messages)
         q = question or f"Which statement about {fact.split()[0]} {' '.join(fact.split()[1:5])} is right?"
         data: dict[str, Any] = {"question": q, "answer": fact, "explanation": f"The handbook says: {fact}."}
-        if qtype == "mcq":
-            data["distractors"] = DISTRACTORS
         if qtype == "flashcard":
             data.pop("explanation")
         return json.dumps(data)
@@ -240,6 +262,27 @@ def good(qtype: str = "mcq", question: str | None = None) -> Callable[[list[dict
     return reply
 
 
-def mcq(answer: str, distractors: list[str], question: str = "Which one is right here?") -> str:
-    return json.dumps({"question": question, "answer": answer, "distractors": distractors,
-                       "explanation": "Because the passage says so."})
+_COMMON = {"learning", "training", "machine", "features", "between", "another", "example", "without", "through",
+           "because", "different", "important", "including", "problems", "problem", "performance", "methods"}
+
+
+def glossary_of(messages: list[dict[str, str]]) -> str:
+    """A glossary reply from the passage: for up to three of its sentences of 7+ words, the longest
+    uncommon word as the term and the sentence's other words (at most 12, ending on a content word) as
+    its definition: terms the passage names, definitions it states."""
+    _, text = passage_of(messages)
+    terms: list[dict[str, str]] = []
+    for sent in re.split(r"(?<=[.!?])\s+|\n+", text):
+        words = re.sub(r"[*#|`>_()\[\]:;,\"]", " ", sent).split()
+        if len(words) < 7:
+            continue
+        plain = [w for w in words if w.isalpha() and w.lower() not in _COMMON]
+        term = max(plain, key=len, default="")
+        if len(term) < 7 or any(t["term"].lower() == term.lower() for t in terms):
+            continue
+        definition = _whole([w for w in words if w.lower() != term.lower()][:12])
+        if len(definition.split()) >= 3:
+            terms.append({"term": term, "definition": definition})
+        if len(terms) == 3:
+            break
+    return json.dumps({"terms": terms or [{"term": "nothing", "definition": "no sentence to define"}]})

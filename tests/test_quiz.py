@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,17 +26,20 @@ from rag.quiz import (
 )
 from rag.settings import QuizSettings
 from rag.types import Citation
-from tests.fakes import fact_of, good, mcq, passage_of
+from tests.fakes import GLOSSARY_SCHEMA, glossary_of, good, passage_of
 from ui.quiz_export import export_items
 from ui.render import grade_feedback
 
-
 # --- generation and validation -------------------------------------------------------------------------
-def test_topic_mcq_items_are_valid_and_cite_their_passage(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(good(), good(), good())
+_TERM = re.compile(r"^Which of these best describes (.+)\?$")
+
+
+def test_topic_mcqs_ask_for_a_term_its_passage_defines(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()
     result = svc.quiz("regularization", 3, "mcq", session=QuizSession(1))
-    assert len(result.items) == 3 and result.dropped == 0 and result.generated == 3
+    assert len(result.items) == 3 and result.generated >= 3
     topic_ids = {p.id for p in svc.retrieve("regularization", 20)}
+    known = svc.glossary.known(list(svc.retriever.chunks.values()))
     for item in result.items:
         assert len(item.options) == 4 and len({normalize(o) for o in item.options}) == 4
         assert item.answer in item.options
@@ -43,42 +47,77 @@ def test_topic_mcq_items_are_valid_and_cite_their_passage(quiz_svc: Callable[...
         assert item.citation.chunk_id in topic_ids
         assert item.citation.text == chunk.text and item.citation.section == chunk.section
         assert item.citation.source == chunk.source and item.citation.n == 1
-    calls = svc.llm.calls
-    assert all(c["json_schema"] == SCHEMAS["mcq"] for c in calls)
-    # One passage per item, and never the same passage twice in one quiz.
+        # The key is the cited passage's definition of the asked term, the distractors definitions of other
+        # terms; the explanation is the passage's own line.
+        term = _TERM.match(item.question).group(1)  # type: ignore[union-attr]
+        by_definition = {normalize(e.definition): e for e in known}
+        key = by_definition[normalize(item.answer)]
+        assert key.term == term and key.chunk.id == chunk.id
+        assert all(by_definition[normalize(o)].term != term for o in item.options if o != item.answer)
+        assert item.explanation.rstrip("…")[:40] in chunk.text
+    # The model is asked only for glossaries, one passage each and never the same passage twice.
+    assert svc.llm.calls and all(c["json_schema"] == GLOSSARY_SCHEMA for c in svc.llm.calls)
     assert all(m[-1]["content"].count("<passage") == 1 for m in svc.llm.messages)
-    assert len({i.citation.chunk_id for i in result.items}) == 3
+    asked = [passage_of(m) for m in svc.llm.messages]
+    assert len(asked) == len(set(asked))
+    # Every item passed the model's option check in both orders.
+    assert len(svc.llm.option_checks) >= 6
     assert json.loads(json.dumps(result.to_json())).keys() == {"topic", "type", "items", "dropped"}
 
 
-def test_bad_items_are_regenerated_or_dropped_and_counted(quiz_svc: Callable[..., Any]) -> None:
+def test_more_mcqs_reuse_glossaries_and_never_repeat_a_term(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()
+    session = QuizSession(6)
+    first = svc.quiz("regularization", 2, "mcq", session=session)
+    calls = len(svc.llm.calls)
+    more = svc.quiz("regularization", 2, "mcq", session=session)
+    terms = [_TERM.match(i.question).group(1).lower() for i in first.items + more.items]  # type: ignore[union-attr]
+    assert len(terms) == 4 and len(set(terms)) == 4
+    asked = [passage_of(m) for m in svc.llm.messages]
+    assert len(asked) == len(set(asked)) and len(svc.llm.calls) >= calls  # cached passages are not asked again
+
+
+def test_unusable_glossaries_are_dropped_and_counted(quiz_svc: Callable[..., Any]) -> None:
+    replies = iter([
+        "this is not JSON",
+        json.dumps({"terms": [{"term": "Bananas", "definition": "a yellow fruit that grows in bunches"}]}),
+        json.dumps({"terms": [{"term": "model", "definition": "what the network learns during training"}]}),
+    ])
+    svc = quiz_svc(glossary=lambda m: next(replies, None) or glossary_of(m))
+    result = svc.quiz("regularization", 2, "mcq", session=QuizSession(2))
+    assert len(result.items) == 2 and result.dropped >= 3 and result.generated == result.dropped + 2
+    assert any("unparseable" in r for r in result.reasons)
+    assert any("does not name the term" in r for r in result.reasons)
+    assert any("too general" in r for r in result.reasons)
+    assert result.to_json()["dropped"] == result.dropped
+
+
+def test_no_usable_glossary_is_one_clear_error(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc(glossary=lambda m: "{}")
+    with pytest.raises(QuizError) as err:
+        svc.quiz("regularization", 1, "mcq", session=QuizSession(2))
+    assert str(err.value).startswith("No usable question came out of 3 tries")
+
+
+def test_bad_short_items_are_regenerated_or_dropped_and_counted(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(
-        lambda m: mcq(fact_of(m), ["Bananas are blue", fact_of(m).upper() + "!", "Paris"]),  # answer twice
-        lambda m: mcq(fact_of(m), ["Bananas", "bananas.", "Paris"]),  # distractors equal once normalised
         good(),
-        mcq("Sourdough needs a long cold proof", ["Rye", "Spelt", "Emmer"],
-            "How long should bread dough rise in the fridge?"),  # not supported by any ML passage
+        json.dumps({"question": "How long should bread dough rise in the fridge?",
+                    "answer": "Sourdough needs a long cold proof", "explanation": "Bakers say so."}),
         "this is not JSON",
         good(),
         "still not JSON",
+        "{}",
         "nor this",
+        json.dumps({"question": "Q?", "answer": "x", "explanation": "y"}),
         "{}",
     )
-    result = svc.quiz("regularization", 3, "mcq", session=QuizSession(2))
+    result = svc.quiz("regularization", 3, "short", session=QuizSession(2))
     assert len(result.items) == 2  # 9 attempts is the budget for 3 items (MAX_ATTEMPTS_PER_ITEM)
     assert result.dropped == 7 and result.generated == 9
-    assert any("distinct" in r for r in result.reasons)
+    assert any("too short" in r for r in result.reasons)
     assert any("not supported" in r for r in result.reasons)
     assert any("unparseable" in r for r in result.reasons)
-    assert result.to_json()["dropped"] == 7
-
-
-def test_a_fourth_distractor_replaces_one_that_repeats_the_answer(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(lambda m: mcq(fact_of(m), [fact_of(m).upper() + "!", "Bananas", "bananas.", "Paris", "Rome"]))
-    result = svc.quiz("regularization", 1, "mcq", session=QuizSession(5))
-    assert result.dropped == 0 and len(result.items) == 1
-    item = result.items[0]
-    assert sorted(item.options) == sorted([item.answer, "Bananas", "Paris", "Rome"])
 
 
 def test_near_duplicate_questions_are_dropped(quiz_svc: Callable[..., Any]) -> None:
@@ -253,7 +292,7 @@ def test_cli_quiz_json_and_export(quiz_svc: Callable[..., Any], monkeypatch: pyt
                                   capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from ui import cli
 
-    svc = quiz_svc(good(), good())
+    svc = quiz_svc()
     out_file = tmp_path / "deck.apkg"
     rc = cli.main(["quiz", "--topic", "regularization", "-n", "2", "--type", "mcq", "--json",
                    "--export", str(out_file), "--seed", "7"], service=svc)
@@ -278,5 +317,5 @@ def test_cli_unknown_topic_exit_code(quiz_svc: Callable[..., Any], monkeypatch: 
 
 def test_schemas_compile_to_llama_grammars() -> None:
     llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
-    for schema in SCHEMAS.values():
+    for schema in [*SCHEMAS.values(), GLOSSARY_SCHEMA]:
         llama_grammar.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)

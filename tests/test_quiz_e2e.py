@@ -36,8 +36,9 @@ def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: S
     result = real_service.quiz("regularization", 2, "mcq", session=QuizSession(0),
                                progress=lambda *a: steps.append(a))
     took = time.perf_counter() - start
-    print(f"\n2 MCQs in {took:.1f} s: {result.generated} model calls, {result.dropped} dropped {result.reasons}")
-    # Every model call ends as a valid item or a counted drop; at least one valid item, two preferred.
+    print(f"\n2 MCQs in {took:.1f} s: {result.generated} passages tried, {real_service.glossary.calls} glossary "
+          f"calls, {result.dropped} dropped {result.reasons}")
+    # Every passage tried ends as a valid item or a counted drop; at least one valid item, two preferred.
     assert 1 <= len(result.items) <= 2 and result.generated <= 6
     assert len(result.items) + result.dropped == result.generated
     assert len(result.reasons) == result.dropped
@@ -47,7 +48,10 @@ def test_two_mcqs_on_regularization_are_valid_and_cite_the_topic(real_service: S
 
     chunks = real_service.retriever.chunks
     for item in result.items:
-        assert item.type == "mcq" and len(item.question) >= 8
+        assert item.type == "mcq" and item.question.startswith("Which of these best describes ")
+        term = item.question.removeprefix("Which of these best describes ").removesuffix("?")
+        key = next(e for e in real_service.glossary.known([chunks[item.citation.chunk_id]]) if e.term == term)
+        assert normalize(key.definition) == normalize(item.answer)  # the cited passage's definition of the term
         assert len(item.options) == 4, item.options
         assert len({normalize(o) for o in item.options}) == 4, item.options
         assert item.answer in item.options and item.answer_index is not None

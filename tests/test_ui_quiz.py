@@ -18,7 +18,7 @@ import pytest
 
 from rag.quiz import QuizItem, normalize
 from rag.settings import Settings
-from tests.fakes import PassageLLM, fact_of, good
+from tests.fakes import PassageLLM, glossary_of, good
 from tests.helpers import served_app
 from ui.quiz_state import (
     EXPORT_FORMATS,
@@ -48,7 +48,7 @@ def _text(html_text: str) -> str:
 
 # --- the flow --------------------------------------------------------------------------------------------
 def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(good(), good(), good())
+    svc = quiz_svc()
     sessions = QuizSessions()
     progress: list[tuple[str, int, int]] = []
     st = start_quiz(svc, sessions, "  regularization ", "mcq", 3, progress=lambda *a: progress.append(a))
@@ -107,7 +107,7 @@ def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
 
 
 def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(good(), good())
+    svc = quiz_svc()
     sessions = QuizSessions()
     st = start_quiz(svc, sessions, "regularization", "mcq", 2)
     session = sessions.get(st.id)
@@ -117,7 +117,6 @@ def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[
     assert "Score: 2/2" in view(st).score_html
     first_chunks = {i.citation.chunk_id for i in st.items}
 
-    svc.llm.queue(good(), good())
     st = more_questions(svc, sessions, st)
     assert len(st.items) == 4 and st.round_start == 2 and st.index == 2 and st.rounds == 2
     assert sessions.get(st.id) is session and len(session.items) == 4  # the same QuizSession
@@ -136,11 +135,10 @@ def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[
 
 
 def test_more_questions_after_the_session_was_lost(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(good())
+    svc = quiz_svc()
     sessions = QuizSessions(capacity=1)
     st = start_quiz(svc, sessions, "regularization", "mcq", 1)
     sessions.drop(st.id)  # evicted, or the server restarted: rebuilt from the items in the state
-    svc.llm.queue(good())
     st = more_questions(svc, sessions, st)
     assert len(st.items) == 2 and st.error == ""
     assert st.items[0].citation.chunk_id != st.items[1].citation.chunk_id
@@ -170,7 +168,7 @@ def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
 
 # --- export ------------------------------------------------------------------------------------------------
 def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -> None:
-    svc = quiz_svc(good(), good())
+    svc = quiz_svc()
     st = start_quiz(svc, QuizSessions(), "L1/L2 regularization", "mcq", 2)
     assert st.error == "", st.error
     items = list(st.items)
@@ -204,7 +202,7 @@ def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -
 
 
 def test_export_default_dir_is_private(quiz_svc: Callable[..., Any]) -> None:
-    svc = quiz_svc(good())
+    svc = quiz_svc(good("flashcard"))
     st = start_quiz(svc, QuizSessions(), "regularization", "flashcard", 1)
     path = Path(export_quiz(st, "CSV") or "")
     assert path.is_file() and path.parent.name.startswith("studybot-quiz-")
@@ -244,31 +242,27 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
     doc = tmp_path / "zebra.md"
     doc.write_text(XSS_DOC, encoding="utf-8")
 
-    def reply(messages: list[dict[str, str]]) -> str:
-        return json.dumps({
-            "question": "What does zebra boosting do <script>alert(2)</script>?",
-            "answer": fact_of(messages),
-            "distractors": ["<b>Bold</b> trees", "Paris is the capital of Spain", "Water boils at ten degrees"],
-            "explanation": "It trains striped learners <img src=y onerror=alert(3)> in order.",
-        })
+    def glossary(messages: list[dict[str, str]]) -> str:
+        if "Zebra boosting" not in messages[-1]["content"]:
+            return glossary_of(messages)
+        return json.dumps({"terms": [{"term": "<b>Zebra</b> boosting", "definition":
+                                      "trains striped weak learners in alternating order <script>alert('xss')</script>"}]})
 
-    replies: list[Any] = [reply]
-    svc = StudyService(corpus_settings, llm=PassageLLM(replies), embedder=embedder)
+    svc = StudyService(corpus_settings, llm=PassageLLM(glossary=glossary), embedder=embedder)
     assert [r.ok for r in svc.add_documents([doc])] == [True]
     st = start_quiz(svc, QuizSessions(), "zebra boosting striped learners", "mcq", 1)
     assert st.error == "", st.error
     item = _item(st)
     assert item.citation.source == "uploads/zebra.md" and "<script>" in item.citation.text
     v = view(st)
-    assert "<b>Bold</b> trees" in v.options  # the radio shows options as text, unescaped
-    assert "<script>" not in v.question_html and "&lt;script&gt;alert(2)&lt;/script&gt;" in v.question_html
+    assert item.answer in v.options and "<script>" in item.answer  # the radio shows options as text, unescaped
+    assert "<b>Zebra" not in v.question_html and "&lt;b&gt;Zebra&lt;/b&gt; boosting" in v.question_html
 
-    st = check_answer(svc, st, next(o for o in item.options if o.startswith("<b>")))
+    wrong = next(o for o in item.options if o != item.answer)
+    st = check_answer(svc, st, wrong)
     html_out = view(st).feedback_html
-    assert "<script" not in html_out and "<img" not in html_out and "<b>Bold" not in html_out
-    assert "&lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;" in html_out  # the passage, as text
-    assert "&lt;img src=y onerror=alert(3)&gt;" in html_out  # the explanation, as text
-    assert "&lt;b&gt;Bold&lt;/b&gt; trees" in html_out  # the user's answer, as text
+    assert "<script" not in html_out and "<img" not in html_out and "<b>" not in html_out
+    assert "&lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;" in html_out  # the key and passage, as text
     assert "uploads/zebra.md" in html_out and "Striped learners" in html_out
 
 
@@ -280,7 +274,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
     llm = PassageLLM()
     svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
     with served_app(svc) as served:
-        yield {**served, "llm": llm}
+        yield {**served, "llm": llm, "svc": svc}
 
 
 def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:
@@ -297,8 +291,7 @@ def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:
 
 
 def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
-    client, llm = served["client"], served["llm"]
-    llm.queue(good(), good())
+    client = served["client"]
     out = client.predict("regularization", "mcq", 2, "CSV", api_name="/quiz_start")
     # The client returns the outputs that carry data (no state, no buttons):
     # question, options, answer box, feedback, score, status, export.
@@ -312,22 +305,26 @@ def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
     with open(export["value"], newline="", encoding="utf-8") as fh:
         assert len(list(csv.DictReader(fh))) == 2
 
-    # The scripted model wrote each item's answer from the passage it was given (fact_of the prompt).
-    def fact(call: int) -> str:
-        return normalize(fact_of(llm.messages[call]))
+    # The key is the asked term's definition in the glossaries the quiz was built from.
+    known = served["svc"].glossary.known(list(served["svc"].retriever.chunks.values()))
 
-    right = next(label for label, _ in options["choices"] if normalize(label) == fact(0))
+    def key(question_html: str, choices: list[Any]) -> str:
+        term = re.search(r"Which of these best describes (.+?)\?", html.unescape(_text(question_html)))
+        assert term
+        defs = {normalize(e.definition) for e in known if e.term == term.group(1)}
+        return next(label for label, _ in choices if normalize(label) in defs)
+
+    right = key(question_html, options["choices"])
     out = client.predict(right, "", api_name="/quiz_check")
     assert 'data-verdict="correct"' in out[3] and out[4] == "" and "1 of 2 answered, 1 correct" in out[5]
     assert out[1]["interactive"] is False and out[1]["value"] == right
     out = client.predict(api_name="/quiz_next")
     assert "Question 2 of 2" in out[0] and out[3] == "" and out[1]["value"] is None
-    wrong = next(label for label, _ in out[1]["choices"] if normalize(label) != fact(1))
+    wrong = next(label for label, _ in out[1]["choices"] if label != key(out[0], out[1]["choices"]))
     out = client.predict(wrong, "", api_name="/quiz_check")
     assert 'data-verdict="incorrect"' in out[3] and "Score: 1/2" in out[4]
 
     # The client keeps its session: "more questions" adds a round to the same quiz (4 questions to export).
-    llm.queue(good(), good())
     out = client.predict("Anki text (.txt)", api_name="/quiz_more")
     assert "Question 1 of 2" in out[0] and out[4] == "" and out[6]["value"].endswith(".txt")
     notes = [ln for ln in Path(out[6]["value"]).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]

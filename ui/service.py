@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rag.health import Check
     from rag.llm import LLM
     from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
+    from rag.quiz.glossary import Glossary
     from rag.retrieval import Mode, Retriever
     from rag.store import Index
     from rag.study.guide import StudyGuide
@@ -64,6 +65,7 @@ class StudyService:
         self._library: Library | None = None
         self._answers: AnswerPipeline | None = None
         self._study: StudyStore | None = None
+        self._glossary: Glossary | None = None
         self._lock = threading.RLock()
 
     # -- parts (built on first use unless given) ----------------------------------------------------
@@ -127,6 +129,15 @@ class StudyService:
 
             self._study = StudyStore(self.settings.storage.study_path)
         return self._study
+
+    @property
+    def glossary(self) -> Glossary:
+        """The passages' glossaries the MCQs are built from, kept between quizzes (one model call per passage)."""
+        if self._glossary is None:
+            from rag.quiz.glossary import Glossary
+
+            self._glossary = Glossary(self.llm, self.embedder, self.retriever.idf)
+        return self._glossary
 
     def record_quiz(self, user: str, items: list[QuizItem]) -> list[int]:
         """Make ``items`` study cards for ``user`` (due at once), remembering the text of the chunk each cites."""
@@ -217,7 +228,7 @@ class StudyService:
         is not in the handbooks."""
         from rag.quiz import QuizMaker
 
-        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz)
+        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary)
         return maker.make(topic, n, qtype, session=session, progress=progress)
 
     def weak_quiz(self, user: str, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
@@ -236,7 +247,7 @@ class StudyService:
         session = session if session is not None else QuizSession()
         earlier = self.study.questions(user)
         session.avoid(earlier, self.embedder.embed(earlier) if earlier else [], self.study.chunk_ids(user))
-        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz)
+        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary)
         result = maker.make(None, n, qtype, session=session, progress=progress,
                             where=lambda c: (c.source, top_section(c.section, c.source)) in wanted)
         return result, weak

@@ -1,12 +1,14 @@
-"""Writing quiz items: one item from one passage (chosen here, never by the model), as JSON constrained by a
-schema (``llm.complete(..., json_schema=...)``), so the reply always parses; each item is validated
-(:mod:`rag.quiz.validation`) and a failing one is rewritten from another passage (bounded by
-:data:`MAX_ATTEMPTS_PER_ITEM`) and counted in ``QuizResult.dropped``."""
+"""Writing quiz items from the handbooks' passages (chosen here, never by the model).
+
+Short answers and flashcards: one item from one passage, as JSON constrained by a schema
+(``llm.complete(..., json_schema=...)``), so the reply always parses. Multiple choice: the passage's glossary
+(:mod:`rag.quiz.glossary`) gives the key, related passages' glossaries the distractors (:mod:`rag.quiz.mcq`).
+Each item is validated (:mod:`rag.quiz.validation`); a failing one is rewritten from another passage (bounded
+by :data:`MAX_ATTEMPTS_PER_ITEM`) and counted in ``QuizResult.dropped``."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from rag import prompts
 from rag.embeddings import TextEmbedder
 from rag.errors import QueryError
 from rag.llm import LLM
+from rag.quiz.glossary import Glossary, GlossaryEntry
+from rag.quiz.mcq import DISTRACTORS, already_asked, asked_terms, assemble, choose_distractors
 from rag.quiz.models import (
     ANSWER_MAX_CHARS,
     MAX_ITEMS,
@@ -26,8 +30,9 @@ from rag.quiz.models import (
     QuizSession,
     quizzable,
     section_key,
+    string_schema,
 )
-from rag.quiz.text import clean_field, normalize, whole_sentences
+from rag.quiz.text import clean_field, whole_sentences
 from rag.quiz.validation import option_rejection, rejection
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
@@ -38,26 +43,13 @@ from rag.types import Chunk, Citation, Passage, Progress
 # quiz come out about 90% of the time (two: 78%).
 MAX_ATTEMPTS_PER_ITEM = 3
 MAX_PASSAGE_CHARS = 1200
-_TOKENS = {"mcq": 300, "short": 220, "flashcard": 170}
-
-
-def string_schema(min_len: int, max_len: int) -> dict[str, Any]:
-    """A JSON-schema string of bounded length (the grammar stops the model at ``max_len``)."""
-    return {"type": "string", "minLength": min_len, "maxLength": max_len}
-
+_TOKENS = {"short": 220, "flashcard": 170}
+# Passages related to an MCQ's key term whose glossaries are read for distractors, at most, per key term
+# (each is one model call unless cached).
+RELATED_PASSAGES = 6
+MAX_GLOSSARY_CALLS_PER_KEY = 3
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "mcq": {
-        "type": "object",
-        "properties": {
-            "question": string_schema(10, 180),
-            "answer": string_schema(1, ANSWER_MAX_CHARS["mcq"]),
-            # Four asked, three used: a small model often repeats the answer or itself in one of them.
-            "distractors": {"type": "array", "items": string_schema(1, ANSWER_MAX_CHARS["mcq"]), "minItems": 3, "maxItems": 4},
-            "explanation": string_schema(10, 220),
-        },
-        "required": ["question", "answer", "distractors", "explanation"],
-    },
     "short": {
         "type": "object",
         "properties": {"question": string_schema(10, 180), "answer": string_schema(2, ANSWER_MAX_CHARS["short"]),
@@ -112,30 +104,17 @@ def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[s
     return [{"role": "system", "content": prompts.load("quiz_system")}, {"role": "user", "content": user}]
 
 
-def parse_item(raw: str, qtype: str, chunk: Chunk, rng: random.Random) -> QuizItem:
-    """Turn the model's JSON into an item (options shuffled here); ValueError if it is not usable JSON."""
+def parse_item(raw: str, qtype: str, chunk: Chunk) -> QuizItem:
+    """Turn the model's JSON into a short-answer or flashcard item; ValueError if it is not usable JSON."""
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    question = clean_field(data.get("question"))
-    answer = clean_field(data.get("answer"))
-    options: list[str] = []
-    if qtype == "mcq":
-        distractors = data.get("distractors")
-        if not isinstance(distractors, list):
-            raise ValueError("no distractors list")
-        options = [answer]
-        for d in distractors:  # the first three that differ from the answer and from each other
-            text = clean_field(d)
-            if len(options) < 4 and normalize(text) not in {normalize(o) for o in options}:
-                options.append(text)
-        rng.shuffle(options)
     return QuizItem(
         type=qtype,
-        question=question,
-        answer=answer,
+        question=clean_field(data.get("question")),
+        answer=clean_field(data.get("answer")),
         explanation=whole_sentences(clean_field(data.get("explanation"))),
-        options=options,
+        options=[],
         citation=Citation.of(1, chunk),
     )
 
@@ -154,12 +133,13 @@ class Attempt:
 
 class QuizMaker:
     def __init__(self, llm: LLM, embedder: TextEmbedder, retriever: Retriever, settings: QuizSettings, *,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, glossary: Glossary | None = None) -> None:
         self.llm = llm
         self.embedder = embedder
         self.retriever = retriever
         self.settings = settings
         self.temperature = settings.temperature if temperature is None else temperature
+        self.glossary = glossary if glossary is not None else Glossary(llm, embedder, retriever.idf)
         self.attempts: list[Attempt] = []
 
     # -- passages --------------------------------------------------------------------------------
@@ -204,7 +184,12 @@ class QuizMaker:
         return pick
 
     # -- one item ----------------------------------------------------------------------------------
-    def generate(self, qtype: str, chunk: Chunk, topic: str | None, session: QuizSession) -> Attempt:
+    def generate(self, qtype: str, chunk: Chunk, topic: str | None, session: QuizSession, limit: int = 3
+                 ) -> list[Attempt]:
+        """The items tried on one passage, the last one valid or every one dropped (one for a short answer or
+        flashcard; one per key term tried for an MCQ, at most ``limit``)."""
+        if qtype == "mcq":
+            return self.generate_mcq(chunk, session, limit)
         start = time.perf_counter()
         avoid = [i.question for i in session.items if i.citation.chunk_id == chunk.id]
         messages = quiz_messages(qtype, chunk, topic, avoid)
@@ -213,18 +198,65 @@ class QuizMaker:
             messages, max_tokens=_TOKENS[qtype], temperature=temperature, json_schema=SCHEMAS[qtype]
         )
         try:
-            item = parse_item(raw, qtype, chunk, session.rng)
+            item = parse_item(raw, qtype, chunk)
         except (ValueError, TypeError) as exc:
-            return Attempt(chunk.id, raw, None, False, f"unparseable reply ({exc})", time.perf_counter() - start)
+            return [Attempt(chunk.id, raw, None, False, f"unparseable reply ({exc})", time.perf_counter() - start)]
         reason, vector = self.validate(item, chunk, session)
         attempt = Attempt(chunk.id, raw, item, reason is None, reason or "", time.perf_counter() - start)
         if reason is None:
             session.record(item, chunk, vector)
-        return attempt
+        return [attempt]
+
+    def generate_mcq(self, chunk: Chunk, session: QuizSession, limit: int = 3) -> list[Attempt]:
+        """MCQs on the terms the passage defines, one term after another (those not asked yet) until one makes
+        a valid item, with distractors from related passages' glossaries."""
+        start = time.perf_counter()
+        entries, raw, dropped = self.glossary.entries(chunk, self.temperature)
+        asked = asked_terms(session.questions)
+        keys = [e for e in entries if not already_asked(e, asked)]
+        if not keys:
+            reason = "no term of the passage is left to ask about" if entries else (
+                "the passage gave no usable term" + (f" ({'; '.join(dropped)[:200]})" if dropped else ""))
+            return [Attempt(chunk.id, raw, None, False, reason, time.perf_counter() - start)]
+        attempts = []
+        for key in keys[:limit]:
+            item, reason = self._mcq_for(key, entries, session)
+            attempts.append(Attempt(chunk.id, raw, item, item is not None, reason, time.perf_counter() - start))
+            if item is not None:
+                break
+            start = time.perf_counter()
+        return attempts
+
+    def _mcq_for(self, key: GlossaryEntry, siblings: list[GlossaryEntry], session: QuizSession
+                 ) -> tuple[QuizItem | None, str]:
+        """An item on ``key``: distractors from its passage's other entries and from related passages'
+        (their stated entries first; the model writes the glossary of one more related passage at a time,
+        at most :data:`MAX_GLOSSARY_CALLS_PER_KEY`, while fewer than three distractors pass)."""
+        related = [p.chunk for p in self.retriever.retrieve(f"{key.term}: {key.definition}", k=RELATED_PASSAGES)
+                   if p.chunk.id != key.chunk.id and quizzable(p.chunk)]
+        calls = 0
+        while True:
+            pool = [e for e in siblings if e is not key] + self.glossary.stated(key.chunk) + self.glossary.known(related)
+            picks, passed_over = choose_distractors(key, pool)
+            unread = [c for c in related if self.glossary.written(c.id) is None]
+            if len(picks) == DISTRACTORS or not unread or calls == MAX_GLOSSARY_CALLS_PER_KEY:
+                break
+            self.glossary.entries(unread[0], self.temperature)
+            calls += 1
+        if len(picks) < DISTRACTORS:
+            why = f"; passed over: {'; '.join(passed_over)[:160]}" if passed_over else ""
+            return None, f"only {len(picks)} distractors for {key.term!r}{why}"
+        item = assemble(key, picks, session.rng)
+        reason, vector = self.validate(item, key.chunk, session)
+        if reason is not None:
+            return None, reason
+        session.record(item, key.chunk, vector)
+        return item, ""
 
     def validate(self, item: QuizItem, chunk: Chunk, session: QuizSession) -> tuple[str | None, list[float]]:
         """(why the item is rejected or None, the question's embedding)."""
-        earlier = list(zip(session.questions, session.question_vectors, strict=True))
+        # A glossary MCQ's question is a template around its term: repeats are found by term (generate_mcq).
+        earlier = [] if item.type == "mcq" else list(zip(session.questions, session.question_vectors, strict=True))
         reason, vector = rejection(item, chunk.text, earlier, self.embedder, self.settings)
         if reason is None and item.type == "mcq" and self.settings.check_options_with_model:
             reason = option_rejection(item, self.llm, chunk.title, chunk.section, _passage_text(chunk))
@@ -276,14 +308,14 @@ class QuizMaker:
                 break
             if progress:
                 progress(f"writing question {len(items) + 1} of {n}", len(items), n)
-            attempt = self.generate(qtype, chunk, topic, session)
-            self.attempts.append(attempt)
-            generated += 1
-            if attempt.ok and attempt.item is not None:
-                items.append(attempt.item)
-            else:
-                dropped += 1
-                reasons.append(attempt.reason)
+            for attempt in self.generate(qtype, chunk, topic, session, budget - generated):
+                self.attempts.append(attempt)
+                generated += 1
+                if attempt.ok and attempt.item is not None:
+                    items.append(attempt.item)
+                else:
+                    dropped += 1
+                    reasons.append(attempt.reason)
         if progress:
             progress("done", len(items), n)
         if not items:

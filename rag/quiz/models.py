@@ -16,13 +16,19 @@ QUIZ_TYPES: tuple[str, ...] = ("mcq", "short", "flashcard")
 MAX_ITEMS = 20
 # The longest answer each type's JSON schema allows (rag.quiz.generation.SCHEMAS): an answer that fills it
 # was cut off by the grammar.
-ANSWER_MAX_CHARS: dict[str, int] = {"mcq": 90, "short": 200, "flashcard": 240}
+# 110 for an MCQ option: a glossary definition (rag.quiz.glossary) of at most about 16 words.
+ANSWER_MAX_CHARS: dict[str, int] = {"mcq": 110, "short": 200, "flashcard": 240}
 MIN_PASSAGE_CHARS = 150
 # Sections that are reading lists, link collections or chatty endings: nothing to quiz on.
 _SKIP_SECTION = re.compile(
     r"recommended books|additional resources|next steps|table of contents|further reading|references\b",
     re.I,
 )
+
+
+def string_schema(min_len: int, max_len: int) -> dict[str, Any]:
+    """A JSON-schema string of bounded length (the grammar stops the model at ``max_len``)."""
+    return {"type": "string", "minLength": min_len, "maxLength": max_len}
 
 
 class QuizError(QueryError):

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from rag import prompts
 from rag.citations import CITATION
 from rag.llm import LLM
-from rag.quiz.generation import covered_passages, string_schema
-from rag.quiz.models import QuizError
+from rag.quiz.generation import covered_passages
+from rag.quiz.models import QuizError, string_schema
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
 from rag.terms import missing_terms
