@@ -165,9 +165,7 @@ def main() -> int:
         return 0
 
     t0 = time.perf_counter()
-    load = getattr(svc.llm, "load", None)
-    if load:
-        load()
+    svc.warm_up()  # the model loaded, the fixed prompt evaluated
     svc.retriever.refresh()
     print(f"model {svc.llm.name} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     topics = [None if t.strip() == "-" else t.strip() for t in args.topics.split(",")]

@@ -43,9 +43,7 @@ def main() -> int:
     settings = base.updated(storage={"study_db": out / "study.sqlite3"})
     svc = StudyService(settings)
     t0 = time.perf_counter()
-    load = getattr(svc.llm, "load", None)
-    if load:
-        load()
+    svc.warm_up()  # the model loaded, the fixed prompt evaluated
     svc.retriever.refresh()
     print(f"model ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     summary: dict[str, object] = {"guides": [], "weak": None}

@@ -517,3 +517,9 @@ def test_cli_chat_is_saved_and_resumed_with_its_history(monkeypatch: pytest.Monk
     turns = svc2.study.conversation("ann", conv["id"])
     assert turns is not None and [t["question"] for t in turns] == ["What is L1?", "and how is it different from L2?"]
     assert turns[1]["standalone"] == "How does L1 differ from L2?" and turns[1]["answer"] == "L2 shrinks [2]."
+    # One saved-turn format: the Chat tab reopens a CLI conversation with its sources, the cited ones marked.
+    from ui.tab_chat import SAVED_KEYS
+
+    assert set(turns[0]) <= set(SAVED_KEYS) and turns[0]["sources"]
+    assert any(s["cited"] and s["n"] == 1 for s in turns[0]["sources"])
+    assert all({"n", "chunk_id", "source", "text", "cited"} <= set(s) for s in turns[0]["sources"])

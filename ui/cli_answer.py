@@ -12,7 +12,7 @@ from rag.errors import QueryError, StudybotError
 from rag.events import AnswerEvent, Condensed, Delta, Finished, LeadReady
 from rag.study.store import LOCAL_USER
 from ui.commands import EXIT_ERROR, EXIT_OK, command
-from ui.render import source_line
+from ui.render import answer_turn, passages_to_sources, source_line
 
 if TYPE_CHECKING:
     from rag.answer import Answer
@@ -140,8 +140,6 @@ def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
             return EXIT_ERROR
         if answer is not None:
             print_sources(answer)
-            saved.append({"question": question, "standalone": answer.question, "answer": answer.answer,
-                          "refused": answer.refused, "citations": [c.to_json() for c in answer.citations],
-                          "lead": answer.lead.to_json() if answer.lead else None})
+            saved.append(answer_turn(question, answer.to_json(), passages_to_sources(answer.passages)))
             svc.study.save_conversation(args.user, conv_id, saved)
     return EXIT_OK

@@ -213,6 +213,18 @@ def merge_citations(sources: list[dict[str, Any]], citations: Iterable[Mapping[s
     return sorted(merged, key=lambda s: int(s["n"]))
 
 
+def answer_turn(question: str, answer: Mapping[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A finished chat turn, the one format the Chat tab shows and both the tab and ``studybot chat`` save:
+    ``answer`` is :meth:`rag.answer.Answer.to_json`, ``sources`` the passages shown for it
+    (:func:`passages_to_sources`), marked cited here."""
+    lead = answer.get("lead")
+    return {"question": question, "standalone": answer.get("question") or question,
+            "answer": answer.get("answer", ""), "refused": bool(answer.get("refused")),
+            "uncited": bool(answer.get("uncited")), "timings": answer.get("timings", {}),
+            "missing_terms": answer.get("missing_terms", []), "lead": lead,
+            "sources": merge_citations(sources, [*(lead or {}).get("citations", []), *answer.get("citations", [])])}
+
+
 def format_time(ts: float | None) -> str:
     if not ts:
         return ""

@@ -189,13 +189,7 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None, use
                 turn["answer"] += event.text
                 yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
             elif isinstance(event, Finished):
-                result = event.answer.to_json()
-                turn.update(answer=result.get("answer", ""), refused=bool(result.get("refused")),
-                            uncited=bool(result.get("uncited")), pending=False,
-                            timings=result.get("timings", {}),
-                            missing_terms=result.get("missing_terms", []), lead=result.get("lead"))
-                lead_cites = (result.get("lead") or {}).get("citations", [])
-                turn["sources"] = render.merge_citations(turn["sources"], [*lead_cites, *result.get("citations", [])])
+                turn.update(render.answer_turn(question, event.answer.to_json(), turn["sources"]), pending=False)
     except StudybotError as exc:
         turn.update(error=str(exc), pending=False)
     turn["pending"] = False

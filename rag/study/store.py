@@ -231,16 +231,6 @@ class StudyStore:
         return changed
 
     # -- history ------------------------------------------------------------------------------------------
-    def section_history(self, user: str) -> dict[str, list[tuple[datetime, int]]]:
-        """Per top-level section: (time, rating) of every review, oldest first."""
-        out: dict[str, list[tuple[datetime, int]]] = {}
-        for r in self._db().execute(
-                "SELECT items.section, items.source, rating, reviewed_at FROM reviews JOIN items ON items.id = reviews.item_id"
-                " WHERE reviews.user = ? ORDER BY reviewed_at", (user,)):
-            out.setdefault(top_section(r["section"], r["source"]), []).append(
-                (datetime.fromisoformat(r["reviewed_at"]), int(r["rating"])))
-        return out
-
     def mastery(self, user: str, now: datetime | None = None) -> list[dict[str, Any]]:
         """Per top-level handbook section the user has cards in, weakest first:
 
