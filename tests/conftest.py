@@ -96,11 +96,12 @@ def quiz_svc(corpus_service, tmp_path):  # type: ignore[no-untyped-def]
     from ui.service import StudyService
 
     settings = corpus_service.settings.updated(storage={"study_db": tmp_path / "study.sqlite3"})
+    texts = [c.text for c in corpus_service.retriever.chunks.values()]
 
     def make(*replies, glossary=None, pick=None):  # type: ignore[no-untyped-def]
         return StudyService(settings, embedder=corpus_service.embedder, index=corpus_service.index,
                             retriever=corpus_service.retriever,
-                            llm=PassageLLM(list(replies), glossary=glossary, pick=pick))
+                            llm=PassageLLM(list(replies), glossary=glossary, pick=pick, texts=texts))
 
     return make
 

@@ -180,21 +180,38 @@ class PassageLLM(ScriptedLLM):
     * the quiz's option checks (``rag/prompts/quiz_check*.txt``: "which option does the passage make
       correct?"), recorded in :attr:`option_checks`: ``pick(options, passage, question)``, by default
       :func:`pick_from_lines` (the first option stated by the passage's lines that name the asked term);
+    * the MCQ term matches (``rag/prompts/quiz_match*.txt``: "which term does this describe?"), recorded in
+      :attr:`matches`: :func:`match_from_lines` over ``texts`` (the corpus the quiz draws on);
     * the glossary prompts (``rag/prompts/quiz_terms.txt``), recorded in :attr:`calls` like any call:
       ``glossary(messages)``, by default :func:`glossary_of` (terms and definitions cut from the passage's
       own sentences)."""
 
     def __init__(self, *args: Any, glossary: Callable[[list[dict[str, str]]], str] | None = None,
-                 pick: Callable[[list[tuple[str, str]], str, str], str] | None = None, **kwargs: Any) -> None:
+                 pick: Callable[[list[tuple[str, str]], str, str], str] | None = None,
+                 texts: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.option_checks: list[tuple[str, str]] = []
+        self.matches: list[tuple[str, str]] = []  # (definition, term picked)
         self.glossary = glossary or glossary_of
         self.pick = pick or pick_from_lines
+        self.lines: list[str] = []
+        self.read(texts)
+
+    def read(self, texts: Sequence[str]) -> None:
+        """Texts the term matches draw on (what this fake student has read)."""
+        self.lines += [ln for t in texts for ln in re.split(r"(?<=[.!?])\s+|\n+", t) if ln.strip()]
 
     def _pop(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
         if kwargs.get("json_schema") == GLOSSARY_SCHEMA:
             self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
             return self.glossary(messages)
+        if messages and messages[0]["content"] == prompts.load("quiz_match_system"):
+            content = messages[-1]["content"]
+            terms = re.findall(r"^([ABCD])\) (.*)$", content, re.M)
+            definition = re.search(r"^Description: (.*)$", content, re.M).group(1)  # type: ignore[union-attr]
+            letter = match_from_lines(definition, terms, self.lines)
+            self.matches.append((definition, dict(terms).get(letter, "")))
+            return json.dumps(letter)
         if messages and messages[0]["content"] == prompts.load("quiz_check_system"):
             content = messages[-1]["content"]
             options = re.findall(r"^([ABCD])\) (.*)$", content, re.M)
@@ -218,6 +235,14 @@ def pick_from_lines(options: list[tuple[str, str]], passage: str, question: str)
     lines = [ln for ln in re.split(r"(?<=[.!?])\s+|\n+", passage) if term and term in ln.lower()] or [passage]
     words = _words(" ".join(lines))
     return next((k for k, o in options if _words(o) <= words), "D")
+
+
+def match_from_lines(definition: str, terms: list[tuple[str, str]], lines: Sequence[str]) -> str:
+    """What a student who read the handbooks picks: of the lines that name one of the terms, the one with the
+    most of the description's words decides; "D" when no line names a term."""
+    words = _words(definition)
+    scored = [(len(words & _words(ln)), k) for ln in lines for k, t in terms if t.lower() in ln.lower()]
+    return max(scored, default=(0, "D"))[1]
 
 
 _PASSAGE = re.compile(r'<passage from="(.*?)">\n(.*?)\n</passage>', re.S)

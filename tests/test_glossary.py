@@ -22,6 +22,7 @@ from rag.quiz.mcq import (
     assemble,
     choose_distractors,
     distractor_rejection,
+    matching_rejection,
     question_for,
 )
 from rag.types import Chunk
@@ -175,3 +176,25 @@ def test_assembled_item(embedder: Any) -> None:
     asked = asked_terms([item.question, "What is a tensor?"])
     assert asked == [frozenset({"bagg"})] and already_asked(others[3], asked)
     assert not already_asked(others[0], asked)
+
+
+def test_the_model_matches_each_definition_back_to_its_term(embedder: Any) -> None:
+    key, *others = entries(
+        embedder,
+        ("Bagging", "trains models on bootstrap samples in parallel", "Ensembles", ""),
+        ("Boosting", "trains models one after another", "Ensembles", ""),
+        ("Stacking", "combines models through a meta-learner", "Ensembles", ""),
+        ("Dropout", "randomly disables units during training", "Neural networks", ""),
+    )
+    right = ['"B"', '"C"', '"D"', '"A"']  # A) Dropout B) Bagging C) Boosting D) Stacking
+    llm = ScriptedLLM(right)
+    assert matching_rejection(key, others, llm) is None and len(llm.calls) == 4
+    first = llm.calls[0]["messages"][-1]["content"]
+    assert "Description: trains models on bootstrap samples in parallel" in first
+    assert "A) Dropout\nB) Bagging\nC) Boosting\nD) Stacking" in first
+    assert llm.calls[0]["json_schema"] == {"type": "string", "enum": ["A", "B", "C", "D"]}
+    # an "always A" model passes nothing
+    assert "not 'Bagging'" in (matching_rejection(key, others, ScriptedLLM(['"A"'] * 4)) or "")
+    # a distractor's definition given to the key term
+    got = matching_rejection(key, others, ScriptedLLM(['"B"', '"C"', '"B"']))
+    assert got is not None and "'Stacking''s definition to the key term 'Bagging'" in got

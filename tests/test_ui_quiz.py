@@ -248,7 +248,9 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
         return json.dumps({"terms": [{"term": "<b>Zebra</b> boosting", "definition":
                                       "trains striped weak learners in alternating order <script>alert('xss')</script>"}]})
 
-    svc = StudyService(corpus_settings, llm=PassageLLM(glossary=glossary), embedder=embedder)
+    llm = PassageLLM(glossary=glossary, texts=[XSS_DOC.replace("Zebra boosting trains", "<b>Zebra</b> boosting trains")])
+    svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
+    llm.read([c.text for c in svc.retriever.chunks.values()])
     assert [r.ok for r in svc.add_documents([doc])] == [True]
     st = start_quiz(svc, QuizSessions(), "zebra boosting striped learners", "mcq", 1)
     assert st.error == "", st.error
@@ -261,7 +263,7 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
     wrong = next(o for o in item.options if o != item.answer)
     st = check_answer(svc, st, wrong)
     html_out = view(st).feedback_html
-    assert "<script" not in html_out and "<img" not in html_out and "<b>" not in html_out
+    assert "<script" not in html_out and "<img" not in html_out and "<b>Zebra" not in html_out
     assert "&lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;" in html_out  # the key and passage, as text
     assert "uploads/zebra.md" in html_out and "Striped learners" in html_out
 
@@ -273,6 +275,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
 
     llm = PassageLLM()
     svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
+    llm.read([c.text for c in svc.retriever.chunks.values()])
     with served_app(svc) as served:
         yield {**served, "llm": llm, "svc": svc}
 

@@ -19,7 +19,14 @@ from rag.embeddings import TextEmbedder
 from rag.errors import QueryError
 from rag.llm import LLM
 from rag.quiz.glossary import Glossary, GlossaryEntry
-from rag.quiz.mcq import DISTRACTORS, already_asked, asked_terms, assemble, choose_distractors
+from rag.quiz.mcq import (
+    DISTRACTORS,
+    already_asked,
+    asked_terms,
+    assemble,
+    choose_distractors,
+    matching_rejection,
+)
 from rag.quiz.models import (
     ANSWER_MAX_CHARS,
     MAX_ITEMS,
@@ -246,6 +253,10 @@ class QuizMaker:
         if len(picks) < DISTRACTORS:
             why = f"; passed over: {'; '.join(passed_over)[:160]}" if passed_over else ""
             return None, f"only {len(picks)} distractors for {key.term!r}{why}"
+        if self.settings.check_options_with_model:
+            reason = matching_rejection(key, picks, self.llm)
+            if reason is not None:
+                return None, reason
         item = assemble(key, picks, session.rng)
         reason, vector = self.validate(item, key.chunk, session)
         if reason is not None:

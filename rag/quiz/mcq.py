@@ -14,8 +14,10 @@ distractor is rejected (:func:`distractor_rejection`) when:
 * the two definitions are near-paraphrases (embedding similarity);
 * the passage's lines about the key term state it: its key terms are mostly in them.
 
-The most similar definitions that pass are used (the plausible wrong answers); the model's own check of
-the finished item (:func:`rag.quiz.validation.option_rejection`) comes after.
+The most similar definitions that pass are used (the plausible wrong answers). Then the model checks the
+item twice: it matches each of the four definitions back to one of the four terms
+(:func:`matching_rejection`, general knowledge), and picks the answer from the key's passage in two option
+orders (:func:`rag.quiz.validation.option_rejection`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import random
 import re
 from collections.abc import Sequence
 
+from rag import prompts
 from rag.evidence import split_units
+from rag.llm import LLM
 from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, words_of
 from rag.quiz.models import QuizItem
 from rag.quiz.text import best_quote, cos, term_overlap
+from rag.quiz.validation import LETTERS, PICK_SCHEMA
 from rag.types import Citation
 
 DISTRACTORS = 3
@@ -108,6 +113,33 @@ def choose_distractors(key: GlossaryEntry, candidates: Sequence[GlossaryEntry]
         else:
             picks.append(cand)
     return picks, reasons
+
+
+def match_messages(definition: str, terms: Sequence[str]) -> list[dict[str, str]]:
+    lettered = "\n".join(f"{LETTERS[i]}) {t}" for i, t in enumerate(terms))
+    user = prompts.render(prompts.load("quiz_match"), definition=definition, terms=lettered)
+    return [{"role": "system", "content": prompts.load("quiz_match_system")}, {"role": "user", "content": user}]
+
+
+def matching_rejection(key: GlossaryEntry, distractors: Sequence[GlossaryEntry], llm: LLM) -> str | None:
+    """The four definitions matched back to the four terms by the model (one letter per definition, no
+    passage: what a student who knows the field would do). A distractor it gives to the key term is one a
+    student could defend, a key it gives to another term one a student could miss: either rejects the item.
+    The key's term is B, and each letter is the right one for one definition: a model that always answers A
+    passes nothing."""
+    entries = [key, *distractors]
+    terms = [e.term for e in entries]
+    order = terms[-1:] + terms[:-1]  # entry i's own term is letter i + 1 (mod 4): each letter right once
+    for i, entry in enumerate(entries):
+        raw = llm.complete(match_messages(entry.definition, order), max_tokens=4, temperature=0.0,
+                           json_schema=PICK_SCHEMA)
+        letter = raw.strip().strip('"').strip().upper()[:1]
+        picked = order[LETTERS.index(letter)] if len(letter) == 1 and letter in LETTERS[: len(order)] else None
+        if i == 0 and picked != key.term:
+            return f"the model gives the key's definition to {picked!r}, not {key.term!r}"
+        if i > 0 and picked == key.term:
+            return f"the model gives {entry.term!r}'s definition to the key term {key.term!r}"
+    return None
 
 
 def _option(text: str) -> str:
