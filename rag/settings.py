@@ -216,8 +216,7 @@ class QuizSettings(_Group):
     temperature: float = Field(0.3, description="Sampling temperature of quiz generation.")
     # The "regularization" quiz of the study-loop issue: two of three MCQs had a distractor that is also right.
     check_options_with_model: bool = Field(True, description="The model matches each MCQ's four options back "
-                                           "to their terms and picks the answer from its passage in two option "
-                                           "orders; the item is kept only when every match and pick is right.")
+                                           "to their terms; the item is kept only when every match is right.")
     # Grading of free-text answers: score = 0.6 x cosine(answer, reference) + 0.4 x key-term recall; 0.50 and
     # 0.33 set on bench/quiz.py's graded answers (right, partly right, wrong).
     grade_correct: float = Field(0.50, description="Score from which a free-text answer is correct.")

@@ -91,17 +91,17 @@ def corpus_service(corpus_home: Path, embedder):
 def quiz_svc(corpus_service, tmp_path):  # type: ignore[no-untyped-def]
     """``quiz_svc(*replies)``: a service over the shared corpus (its index, retriever and embedder) with a
     :class:`tests.fakes.PassageLLM` holding the replies (strings, exceptions, or functions of the messages;
-    ``glossary=``, ``pick=``: how it writes glossaries and picks MCQ answers), and a study database of its own under ``tmp_path``."""
+    ``glossary=``, ``match=``: how it writes glossaries and matches MCQ options to terms), and a study database of its own under ``tmp_path``."""
     from tests.fakes import PassageLLM
     from ui.service import StudyService
 
     settings = corpus_service.settings.updated(storage={"study_db": tmp_path / "study.sqlite3"})
     texts = [c.text for c in corpus_service.retriever.chunks.values()]
 
-    def make(*replies, glossary=None, pick=None):  # type: ignore[no-untyped-def]
+    def make(*replies, glossary=None, match=None):  # type: ignore[no-untyped-def]
         return StudyService(settings, embedder=corpus_service.embedder, index=corpus_service.index,
                             retriever=corpus_service.retriever,
-                            llm=PassageLLM(list(replies), glossary=glossary, pick=pick, texts=texts))
+                            llm=PassageLLM(list(replies), glossary=glossary, match=match, texts=texts))
 
     return make
 

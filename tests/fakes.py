@@ -177,23 +177,20 @@ class PassageLLM(ScriptedLLM):
 
     Two kinds of call are answered by a rule instead of a scripted reply:
 
-    * the quiz's option checks (``rag/prompts/quiz_check*.txt``: "which option does the passage make
-      correct?"), recorded in :attr:`option_checks`: ``pick(options, passage, question)``, by default
-      :func:`pick_from_lines` (the first option stated by the passage's lines that name the asked term);
     * the MCQ term matches (``rag/prompts/quiz_match*.txt``: "which term does this describe?"), recorded in
-      :attr:`matches`: :func:`match_from_lines` over ``texts`` (the corpus the quiz draws on);
+      :attr:`matches`: ``match(definition, terms, lines)``, by default :func:`match_from_lines` over the
+      lines of ``texts`` (the corpus the quiz draws on);
     * the glossary prompts (``rag/prompts/quiz_terms.txt``), recorded in :attr:`calls` like any call:
       ``glossary(messages)``, by default :func:`glossary_of` (terms and definitions cut from the passage's
       own sentences)."""
 
     def __init__(self, *args: Any, glossary: Callable[[list[dict[str, str]]], str] | None = None,
-                 pick: Callable[[list[tuple[str, str]], str, str], str] | None = None,
+                 match: Callable[[str, list[tuple[str, str]], Sequence[str]], str] | None = None,
                  texts: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.option_checks: list[tuple[str, str]] = []
         self.matches: list[tuple[str, str]] = []  # (definition, term picked)
         self.glossary = glossary or glossary_of
-        self.pick = pick or pick_from_lines
+        self.match = match or match_from_lines
         self.lines: list[str] = []
         self.read(texts)
 
@@ -209,16 +206,8 @@ class PassageLLM(ScriptedLLM):
             content = messages[-1]["content"]
             terms = re.findall(r"^([ABCD])\) (.*)$", content, re.M)
             definition = re.search(r"^Description: (.*)$", content, re.M).group(1)  # type: ignore[union-attr]
-            letter = match_from_lines(definition, terms, self.lines)
+            letter = self.match(definition, terms, self.lines)
             self.matches.append((definition, dict(terms).get(letter, "")))
-            return json.dumps(letter)
-        if messages and messages[0]["content"] == prompts.load("quiz_check_system"):
-            content = messages[-1]["content"]
-            options = re.findall(r"^([ABCD])\) (.*)$", content, re.M)
-            question = re.search(r"^Question: (.*)$", content, re.M)
-            _, text = passage_of(messages)
-            letter = self.pick(options, text, question.group(1) if question else "")
-            self.option_checks.append((dict(options).get(letter, ""), letter))
             return json.dumps(letter)
         reply: Any = super()._pop(messages, **kwargs)
         return reply(messages) if callable(reply) else reply
@@ -226,15 +215,6 @@ class PassageLLM(ScriptedLLM):
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def pick_from_lines(options: list[tuple[str, str]], passage: str, question: str) -> str:
-    """What a careful reader picks: the first option every word of which is in the passage's lines that name
-    the asked term (the whole passage when none does), else "D"."""
-    term = re.sub(r"^Which of these best describes (.+)\?$", r"\1", question).lower()
-    lines = [ln for ln in re.split(r"(?<=[.!?])\s+|\n+", passage) if term and term in ln.lower()] or [passage]
-    words = _words(" ".join(lines))
-    return next((k for k, o in options if _words(o) <= words), "D")
 
 
 def match_from_lines(definition: str, terms: list[tuple[str, str]], lines: Sequence[str]) -> str:

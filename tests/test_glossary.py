@@ -15,6 +15,7 @@ from rag.quiz.glossary import (
     make_entry,
     parse_entries,
     stated_entries,
+    whole_clauses,
 )
 from rag.quiz.mcq import (
     already_asked,
@@ -198,3 +199,10 @@ def test_the_model_matches_each_definition_back_to_its_term(embedder: Any) -> No
     # a distractor's definition given to the key term
     got = matching_rejection(key, others, ScriptedLLM(['"B"', '"C"', '"B"']))
     assert got is not None and "'Stacking''s definition to the key term 'Bagging'" in got
+
+
+def test_a_definition_cut_off_by_the_grammar_keeps_its_whole_clauses() -> None:
+    cut = "Centralized repository for features, consistent features between training and serving, feature reuse across"
+    assert whole_clauses(cut) == "Centralized repository for features, consistent features between training and serving"
+    assert whole_clauses("Randomly disables units during training") == "Randomly disables units during training"
+    assert whole_clauses("Stops at, the") == "Stops at, the"  # nothing whole to keep: left for the checks to reject

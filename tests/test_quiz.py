@@ -60,8 +60,8 @@ def test_topic_mcqs_ask_for_a_term_its_passage_defines(quiz_svc: Callable[..., A
     assert all(m[-1]["content"].count("<passage") == 1 for m in svc.llm.messages)
     asked = [passage_of(m) for m in svc.llm.messages]
     assert len(asked) == len(set(asked))
-    # Every item passed the model's option check in both orders.
-    assert len(svc.llm.option_checks) >= 6
+    # Every item passed the model's matching of its four options back to their terms.
+    assert len(svc.llm.matches) >= 12
     assert json.loads(json.dumps(result.to_json())).keys() == {"topic", "type", "items", "dropped"}
 
 

@@ -5,6 +5,7 @@ Chat tab, study guides with citation validation, and the MCQ option checks."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 
 from rag.quiz import QuizError, QuizItem, QuizSession
-from rag.quiz.validation import cut_off, option_rejection
+from rag.quiz.validation import cut_off
 from rag.study.store import StudyStore, top_section
 from rag.types import Chunk, Citation
-from tests.fakes import PassageLLM, ScriptedLLM
+from tests.fakes import PassageLLM
 from ui import tab_review
 from ui.quiz_state import QuizSessions, check_answer, start_quiz
 from ui.render import guide_markdown
@@ -214,51 +215,27 @@ def test_guide_markdown_escapes_document_text() -> None:
 
 
 # --- MCQ checks --------------------------------------------------------------------------------------------
-def mcq(answer: str, distractors: list[str]) -> QuizItem:
-    cite = Citation(n=1, chunk_id="c", source="d.md", title="D", section="S", page=None, text="")
-    return QuizItem(type="mcq", question="What is dropout for?", answer=answer, explanation="",
-                    options=[answer, *distractors], citation=cite)
-
-
-@pytest.mark.parametrize(("picks", "reason"), [
-    (['"A"', '"D"'], None),  # the key both times (first, then last in the reversed order)
-    (['"A"', '"C"'], "picks another option: To reduce variance"),  # a distractor the passage also supports
-    (['"B"'], "picks another option: To reduce variance"),  # the key loses at once
-    (['""'], "gave no letter"),
-])
-def test_an_mcq_needs_exactly_one_answer_its_passage_supports(picks: list[str], reason: str | None) -> None:
-    llm = ScriptedLLM(list(picks))
-    item = mcq("To prevent overfitting", ["To reduce variance", "To speed up training", "To add features"])
-    got = option_rejection(item, llm, "D", "S", "Dropout prevents overfitting by reducing variance.")
-    assert (got is None) if reason is None else (reason in (got or "")), got
-    assert len(llm.calls) == len(picks)
-    first = llm.calls[0]["messages"][-1]["content"]
-    assert "A) To prevent overfitting" in first and "D) To add features" in first
-    assert llm.calls[0]["json_schema"] == {"type": "string", "enum": ["A", "B", "C", "D"]}
-    if len(llm.calls) > 1:
-        assert "A) To add features" in llm.calls[1]["messages"][-1]["content"]  # the reversed order
-
-
 @pytest.mark.parametrize(("text", "cut"), [
     ("It is not reliant on", True), ("Reduces variance of the", True), ("Shrinks weights (toward zero", True),
-    ("x" * 90, True), ("Shrinks weights toward zero", False), ("L1 gives sparse weights.", False),
+    ("x" * 90, True), ("x" * 87, True), ("x" * 86, False), ("Feature reuse across", True),
+    ("Shrinks weights toward zero", False), ("L1 gives sparse weights.", False),
     ("Bagging and boosting", False),
 ])
 def test_cut_off_answers_are_recognised(text: str, cut: bool) -> None:
     assert cut_off(text, 90) is cut
 
 
-def test_an_item_whose_key_the_model_does_not_pick_is_rewritten(quiz_svc: Any) -> None:
-    from tests.fakes import pick_from_lines
+def test_an_item_whose_options_the_model_matches_to_the_wrong_terms_is_rewritten(quiz_svc: Any) -> None:
+    from tests.fakes import match_from_lines
 
-    checks = {"n": 0}
+    calls = {"n": 0}
 
-    def wrong_then_right(options: list[tuple[str, str]], passage: str, question: str) -> str:
-        checks["n"] += 1
-        right = pick_from_lines(options, passage, question)
-        return right if checks["n"] > 1 else next(k for k, _ in options if k != right)  # a distractor, once
+    def confused_once(definition: str, terms: list[tuple[str, str]], lines: Sequence[str]) -> str:
+        calls["n"] += 1
+        right = match_from_lines(definition, terms, lines)
+        return right if calls["n"] > 1 else next(k for k, _ in terms if k != right)  # the key given away, once
 
-    svc = quiz_svc(pick=wrong_then_right)
+    svc = quiz_svc(match=confused_once)
     result = svc.quiz("regularization", 1, "mcq", session=QuizSession(2))
-    assert len(result.items) == 1 and "picks another option" in " ".join(result.reasons)
-    assert isinstance(svc.llm, PassageLLM) and len(svc.llm.option_checks) >= 3
+    assert len(result.items) == 1 and "the model gives the key's definition to" in " ".join(result.reasons)
+    assert isinstance(svc.llm, PassageLLM) and len(svc.llm.matches) >= 5

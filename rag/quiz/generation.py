@@ -40,7 +40,7 @@ from rag.quiz.models import (
     string_schema,
 )
 from rag.quiz.text import clean_field, whole_sentences
-from rag.quiz.validation import option_rejection, rejection
+from rag.quiz.validation import rejection
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
 from rag.text import clip
@@ -268,10 +268,7 @@ class QuizMaker:
         """(why the item is rejected or None, the question's embedding)."""
         # A glossary MCQ's question is a template around its term: repeats are found by term (generate_mcq).
         earlier = [] if item.type == "mcq" else list(zip(session.questions, session.question_vectors, strict=True))
-        reason, vector = rejection(item, chunk.text, earlier, self.embedder, self.settings)
-        if reason is None and item.type == "mcq" and self.settings.check_options_with_model:
-            reason = option_rejection(item, self.llm, chunk.title, chunk.section, _passage_text(chunk))
-        return reason, vector
+        return rejection(item, chunk.text, earlier, self.embedder, self.settings)
 
     # -- a quiz --------------------------------------------------------------------------------------
     def make(

@@ -162,6 +162,16 @@ def term_lines(passage: str, mark: str, after: int = LINES_AFTER_TERM) -> str:
     return " ".join(units[j] for j in keep)
 
 
+def whole_clauses(definition: str) -> str:
+    """A definition the grammar cut off, back to its last whole clause ("Centralized repository for features,
+    consistent features between training and serving, feature reuse across" -> "... training and serving")
+    when one of three words or more is left; unchanged otherwise (the checks then reject it)."""
+    if not cut_off(definition, DEFINITION_MAX_CHARS):
+        return definition
+    head = definition[: max(definition.rfind(","), definition.rfind(";"))].rstrip(" ,;")
+    return head if len(head.split()) >= 3 and not cut_off(head, DEFINITION_MAX_CHARS) else definition
+
+
 def parse_entries(raw: str, chunk: Chunk, idf: Callable[[str], float]) -> tuple[list[GlossaryEntry], list[str]]:
     """(the usable entries of the model's reply, why each other one was dropped); ValueError when the reply
     is not the JSON the schema asks for."""
@@ -174,7 +184,7 @@ def parse_entries(raw: str, chunk: Chunk, idf: Callable[[str], float]) -> tuple[
         if not isinstance(e, dict):
             continue
         term = clean_field(e.get("term")).strip(" .:*`\"'")
-        definition = clean_field(e.get("definition")).rstrip(" .")
+        definition = whole_clauses(clean_field(e.get("definition")).rstrip(" ."))
         reason = entry_rejection(term, definition, chunk.text, idf)
         if reason is None and any(x.key == normalize(term) for x in entries):
             reason = "a repeated term"

@@ -14,10 +14,11 @@ distractor is rejected (:func:`distractor_rejection`) when:
 * the two definitions are near-paraphrases (embedding similarity);
 * the passage's lines about the key term state it: its key terms are mostly in them.
 
-The most similar definitions that pass are used (the plausible wrong answers). Then the model checks the
-item twice: it matches each of the four definitions back to one of the four terms
-(:func:`matching_rejection`, general knowledge), and picks the answer from the key's passage in two option
-orders (:func:`rag.quiz.validation.option_rejection`).
+The most similar definitions that pass are used (the plausible wrong answers). Then the model matches each
+of the four definitions back to one of the four terms (:func:`matching_rejection`). It replaced an earlier
+check in which the model picked the answer from the key's passage in two option orders: with glossary items
+that check rejected good ones (a sibling's definition in the same passage drew the pick) and cost two
+passage-long prompts per item (bench/quiz.py, 4 topics: 8 valid of 48, 60 s per valid item, with both).
 """
 
 from __future__ import annotations

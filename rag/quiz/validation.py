@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag import prompts
 from rag.embeddings import TextEmbedder
-from rag.llm import LLM
 from rag.quiz.models import ANSWER_MAX_CHARS, QuizItem
 from rag.quiz.text import cos, normalize, term_overlap
 from rag.settings import QuizSettings
@@ -104,29 +102,3 @@ def rejection(item: QuizItem, passage: str, earlier: list[tuple[str, list[float]
 
 LETTERS = "ABCD"
 PICK_SCHEMA = {"type": "string", "enum": list(LETTERS)}
-
-
-def option_check_messages(item: QuizItem, options: list[str], title: str, section: str, passage: str
-                          ) -> list[dict[str, str]]:
-    """The prompt "which option does the passage make the correct answer?" (a letter, schema-constrained)."""
-    lettered = "\n".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options))
-    user = prompts.render(prompts.load("quiz_check"), title=title, section=section or "(start)", text=passage,
-                          question=item.question, options=lettered)
-    return [{"role": "system", "content": prompts.load("quiz_check_system")}, {"role": "user", "content": user}]
-
-
-def option_rejection(item: QuizItem, llm: LLM, title: str, section: str, passage: str) -> str | None:
-    """An MCQ needs exactly one defensible answer. The model, shown the passage, the question and the options,
-    picks the answer twice, with the options in the item's order and reversed; the item is kept only when
-    it picks the key both times (None). A distractor the passage also supports splits the picks, a key it
-    does not support loses them. One letter per call (a grammar): asked yes/no of each option on its own, the
-    1.5B model said yes to most distractors (22 of 40 generated items rejected, bench/quiz.py)."""
-    for options in (list(item.options), list(reversed(item.options))):
-        raw = llm.complete(option_check_messages(item, options, title, section, passage), max_tokens=4,
-                           temperature=0.0, json_schema=PICK_SCHEMA)
-        letter = raw.strip().strip('"').strip().upper()[:1]
-        picked = options[LETTERS.index(letter)] if len(letter) == 1 and letter in LETTERS[: len(options)] else None
-        if picked != item.answer:
-            return (f"by its passage the model picks another option: {picked[:60]}" if picked is not None
-                    else "the option check gave no letter")
-    return None
