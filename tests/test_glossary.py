@@ -206,3 +206,14 @@ def test_a_definition_cut_off_by_the_grammar_keeps_its_whole_clauses() -> None:
     assert whole_clauses(cut) == "Centralized repository for features, consistent features between training and serving"
     assert whole_clauses("Randomly disables units during training") == "Randomly disables units during training"
     assert whole_clauses("Stops at, the") == "Stops at, the"  # nothing whole to keep: left for the checks to reject
+
+
+def test_a_term_and_its_acronym_are_one_term() -> None:
+    cnn = make_entry("CNN", "networks for grid-like data", chunk("CNN: x", cid="a"), idf)
+    long = make_entry("Convolutional Neural Networks", "designed for grid-like data", chunk("x", cid="b"), idf)
+    assert "nested" in (distractor_rejection(long, cnn) or "")
+    assert already_asked(cnn, asked_terms([question_for(long)])) and already_asked(long, asked_terms([question_for(cnn)]))
+    pca = make_entry("Principal Component Analysis (PCA)", "projects data onto directions of maximum variance",
+                     chunk("x", cid="c"), idf)
+    assert "pca" in pca.words and "nested" in (distractor_rejection(pca, make_entry("PCA", "linear projection method",
+                                                                                     chunk("x", cid="d"), idf)) or "")

@@ -94,7 +94,9 @@ class GlossaryEntry:
 
     @property
     def words(self) -> frozenset[str]:
-        return frozenset(words_of(self.term))
+        """The term's words, and its acronym when it has several ("convolutional neural networks" is also
+        "cnn")."""
+        return frozenset(words_of(self.term)) | acronym(self.term)
 
     def named_in(self, text: str) -> bool:
         """Whether ``text`` names this term (has its rarest word: "L1 induces sparsity" names "L1
@@ -107,6 +109,13 @@ def words_of(text: str) -> set[str]:
     is "R2"), hyphenated words also in parts ("encoder-decoder" names "encoder")."""
     text = unicodedata.normalize("NFKC", text)
     return key_terms(text) | key_terms(text.replace("-", " "))
+
+
+def acronym(term: str) -> frozenset[str]:
+    """{the initials of a term of two or more words, lower-cased} ("Convolutional Neural Networks" -> "cnn"),
+    or {} (a parenthesis is left out: "Principal Component Analysis (PCA)" -> "pca")."""
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]*", re.sub(r"\(.*?\)", " ", term))
+    return frozenset({"".join(w[0] for w in words).lower()}) if len(words) >= 2 else frozenset()
 
 
 def mentions(text: str, term: str) -> bool:

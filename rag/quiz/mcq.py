@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from rag import prompts
 from rag.evidence import split_units
 from rag.llm import LLM
-from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, words_of
+from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, acronym, words_of
 from rag.quiz.models import QuizItem
 from rag.quiz.text import best_quote, cos, term_overlap
 from rag.quiz.validation import LETTERS, PICK_SCHEMA
@@ -59,11 +59,13 @@ def question_for(entry: GlossaryEntry) -> str:
 
 def asked_terms(questions: Sequence[str]) -> list[frozenset[str]]:
     """The terms (as word sets) of the glossary MCQs among ``questions``."""
-    return [frozenset(words_of(m.group(1))) for q in questions if (m := _QUESTION.match(q.strip()))]
+    return [frozenset(words_of(m.group(1))) | acronym(m.group(1)) for q in questions
+            if (m := _QUESTION.match(q.strip()))]
 
 
 def already_asked(entry: GlossaryEntry, asked: Sequence[frozenset[str]]) -> bool:
-    """Whether an MCQ on this term, or on a term nested with it ("L1" / "L1 regularization"), was asked."""
+    """Whether an MCQ on this term, or on a term nested with it ("L1" / "L1 regularization") or its acronym
+    ("CNN" / "Convolutional Neural Networks"), was asked."""
     return any(entry.words <= w or w <= entry.words for w in asked if w)
 
 
