@@ -151,20 +151,25 @@ def test_window_spans_locate_each_window_in_its_chunk(corpus_dir: Path) -> None:
             assert chunk.text[a:b].startswith(first) and chunk.text[a:b].endswith(last)
 
 
-def test_pooled_window_vectors_come_from_the_chunks_own_pass(embedder) -> None:
+def test_a_chunks_vector_is_its_windows_mean_plus_its_lead(embedder) -> None:
     import numpy as np
 
-    text = ("Regularization — L1\nL1 regularization adds the absolute weights to the loss. It drives some "
-            "weights to exactly zero, which selects features. Dropout randomly silences neurons in training.")
-    a = text.index("It drives")
-    b = text.index("features.") + len("features.")
-    (vec,), ((span,),) = embedder.embed_with_spans([text], [[(a, b)]])
-    assert np.dot(vec, embedder.embed([text])[0]) > 0.999  # the chunk vector is the usual one
-    alone = embedder.embed([text[a:b]])[0]
-    other = embedder.embed(["Dropout randomly silences neurons in training."])[0]
-    assert span is not None and np.dot(span, alone) > np.dot(span, other)
-    (_,), ((cut,),) = embedder.embed_with_spans([text + " filler" * 400], [[(len(text) + 2000, len(text) + 2010)]])
-    assert cut is None  # past the model's length limit: the ingest embeds that window on its own
+    from ingest.pipeline import LEAD_WORDS, chunk_vector, lead_text
+    from rag.types import Chunk
+
+    chunk = Chunk(id="c", text=" ".join(["Dropout randomly disables units during training."] * 20), source="a.md",
+                  title="Handbook", section="Regularization", page=None, start=0, end=0, content_hash="h", ordinal=0)
+    lead = lead_text(chunk)
+    assert lead.startswith("Handbook — Regularization Dropout") and len(lead.split()) == LEAD_WORDS
+    wins = embedder.embed(["Regularization: Dropout randomly disables units.", "Regularization: during training."])
+    (lead_vec,) = embedder.embed([lead])
+    vec = np.asarray(chunk_vector(lead_vec, wins))
+    mean = np.mean(wins, axis=0)
+    expected = mean / np.linalg.norm(mean) + np.asarray(lead_vec)
+    assert abs(np.linalg.norm(vec) - 1.0) < 1e-9 and np.allclose(vec, expected / np.linalg.norm(expected))
+    # closer to what the chunk says than to another topic
+    dropout, other = embedder.embed(["dropout during training", "k-means clustering of customers"])
+    assert np.dot(vec, dropout) > np.dot(vec, other)
 
 
 def test_incremental_ingest(tmp_path: Path) -> None:
@@ -289,3 +294,18 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, embedder) ->
     names = [c.name for c in fresh.client.list_collections()]
     assert sum(n.startswith("handbooks__v") for n in names) == 1
     assert [p.name for p in (home / "index" / "keyword").iterdir()] == [after.collection]
+
+
+def test_the_embedder_runs_in_bfloat16_only_where_the_cpu_computes_it_and_agrees(embedder) -> None:
+    import numpy as np
+
+    from rag.embeddings import BF16_MIN_AGREEMENT, Embedder, native_bf16
+
+    texts = ["L1 regularization drives some weights to zero.", "What does a random forest average?"]
+    fp32 = Embedder(embedder.path, precision="float32")
+    auto = Embedder(embedder.path, precision="auto")
+    a, b = np.asarray(fp32.embed(texts)), np.asarray(auto.embed(texts))
+    assert fp32.precision == "float32"
+    assert auto.precision == ("bfloat16" if native_bf16() else "float32")
+    assert (a * b).sum(axis=1).min() >= BF16_MIN_AGREEMENT and a.dtype == np.float64  # plain float lists
+    assert all(abs(np.linalg.norm(v) - 1.0) < 1e-3 for v in b)
