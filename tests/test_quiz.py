@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from rag.keyword import tokenize
 from rag.quiz import (
     SCHEMAS,
     QuizError,
@@ -78,12 +79,17 @@ def test_more_mcqs_reuse_glossaries_and_never_repeat_a_term(quiz_svc: Callable[.
 
 
 def test_unusable_glossaries_are_dropped_and_counted(quiz_svc: Callable[..., Any]) -> None:
+    def too_general(messages: list[dict[str, str]]) -> str:  # the passage's most common word as a term
+        words = re.findall(r"[a-z]{4,}", passage_of(messages)[1].lower())
+        word = min((w for w in words if tokenize(w)), key=lambda w: svc.retriever.idf(tokenize(w)[0]))
+        return json.dumps({"terms": [{"term": word, "definition": "what the network learns during training"}]})
+
     replies = iter([
-        "this is not JSON",
-        json.dumps({"terms": [{"term": "Bananas", "definition": "a yellow fruit that grows in bunches"}]}),
-        json.dumps({"terms": [{"term": "model", "definition": "what the network learns during training"}]}),
+        lambda m: "this is not JSON",
+        lambda m: json.dumps({"terms": [{"term": "Bananas", "definition": "a yellow fruit that grows in bunches"}]}),
+        too_general,
     ])
-    svc = quiz_svc(glossary=lambda m: next(replies, None) or glossary_of(m))
+    svc = quiz_svc(glossary=lambda m: next(replies, glossary_of)(m))
     result = svc.quiz("regularization", 2, "mcq", session=QuizSession(2))
     assert len(result.items) == 2 and result.dropped >= 3 and result.generated == result.dropped + 2
     assert any("unparseable" in r for r in result.reasons)
