@@ -156,15 +156,18 @@ def test_a_paraphrase_of_the_key_is_not_a_distractor(embedder: Any) -> None:
     assert "almost the same" in (distractor_rejection(key, twin) or "")
 
 
+# A key (bagging) and three terms that make good distractors for it.
+ENSEMBLE = (
+    ("Bagging", "trains models on bootstrap samples in parallel and averages them", "Ensembles", ""),
+    ("Boosting", "trains models one after another, each fixing the errors of the last", "Ensembles", ""),
+    ("Stacking", "combines diverse models through a meta-learner", "Ensembles", ""),
+    ("Dropout", "randomly disables units during training", "Neural networks", ""),
+)
+
+
 def test_assembled_item(embedder: Any) -> None:
-    key, *others = entries(
-        embedder,
-        ("Bagging", "trains models on bootstrap samples in parallel and averages them", "Ensembles", ""),
-        ("Boosting", "trains models one after another, each fixing the errors of the last", "Ensembles", ""),
-        ("Stacking", "combines diverse models through a meta-learner", "Ensembles", ""),
-        ("Dropout", "randomly disables units during training", "Neural networks", ""),
-        ("Bagging ensembles", "trees trained on bootstrap samples", "Ensembles", ""),  # nested
-    )
+    key, *others = entries(embedder, *ENSEMBLE,
+                           ("Bagging ensembles", "trees trained on bootstrap samples", "Ensembles", ""))  # nested
     picks, passed = choose_distractors(key, others)
     assert {p.term for p in picks} == {"Boosting", "Stacking", "Dropout"} and len(passed) == 1
     item = assemble(key, picks, random.Random(0))
@@ -180,18 +183,12 @@ def test_assembled_item(embedder: Any) -> None:
 
 
 def test_the_model_matches_each_definition_back_to_its_term(embedder: Any) -> None:
-    key, *others = entries(
-        embedder,
-        ("Bagging", "trains models on bootstrap samples in parallel", "Ensembles", ""),
-        ("Boosting", "trains models one after another", "Ensembles", ""),
-        ("Stacking", "combines models through a meta-learner", "Ensembles", ""),
-        ("Dropout", "randomly disables units during training", "Neural networks", ""),
-    )
+    key, *others = entries(embedder, *ENSEMBLE)
     right = ['"B"', '"C"', '"D"', '"A"']  # A) Dropout B) Bagging C) Boosting D) Stacking
     llm = ScriptedLLM(right)
     assert matching_rejection(key, others, llm) is None and len(llm.calls) == 4
     first = llm.calls[0]["messages"][-1]["content"]
-    assert "Description: trains models on bootstrap samples in parallel" in first
+    assert "Description: trains models on bootstrap samples in parallel and averages them" in first
     assert "A) Dropout\nB) Bagging\nC) Boosting\nD) Stacking" in first
     assert llm.calls[0]["json_schema"] == {"type": "string", "enum": ["A", "B", "C", "D"]}
     # an "always A" model passes nothing
