@@ -58,8 +58,7 @@ TERM_MIN_IDF = 2.05
 # regularization" / "L2 (Ridge)"); "regularization" (2.2), "variance" (2.2) and "rate" (2.15) are shared by
 # sibling terms ("L1 regularization" / "L2 regularization"), which make the best wrong answers.
 SHARED_WORD_MIN_IDF = 2.5
-_NON_LATIN = re.compile(r"[\u0370-\u03ff]|[\u2e80-\uffff]")  # Greek letters are fine in a formula, not here
-_GREEK_OK = re.compile(r"[\u0370-\u03ff]")
+_NON_LATIN = re.compile(r"[\u2e80-\uffff]")  # CJK and the like: the model drifting out of English ("损失函数")
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -148,7 +147,7 @@ def entry_rejection(term: str, definition: str, passage: str, idf: Callable[[str
         return "empty term or definition"
     if len(definition) < 15 or len(definition.split()) < 3:
         return "the definition is too short"
-    if _NON_LATIN.search(_GREEK_OK.sub("", term + definition)):
+    if _NON_LATIN.search(term + definition):
         return "not in English"
     if cut_off(definition, DEFINITION_MAX_CHARS) or cut_off(term, TERM_MAX_CHARS):
         return "the definition is cut off"
