@@ -11,7 +11,7 @@ reading (does exactly one option answer the question by the passage? is any text
 
 ``--dump`` writes every model call (raw reply, parsed item, validation result) plus the support scores of
 the item against an unrelated passage and with another item's answer: the data the support thresholds in
-``rag/quiz.py`` were chosen on.
+``rag/quiz/validation.py`` were chosen on.
 """
 
 from __future__ import annotations
