@@ -96,7 +96,7 @@ RATE_FILE = "embed-rate.json"  # texts embedded per second by the last ingest he
 def chunk_params(index: Index) -> dict[str, object]:
     s = index.settings
     return {"chunk_size": s.ingest.chunk_size, "chunk_min": s.ingest.chunk_min, "embedder": index.embedder.name,
-            "schema": 3}
+            "schema": 4}  # 4: indexes upgraded to 3 reused their schema-2 vectors (fixed); embed them again
 
 
 def _too_big(path: Path, source: str, max_file_mb: float) -> str | None:
@@ -245,7 +245,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
     if old_collection is not None:
         if keep:
             summary.chunks_reused += index.copy_records(old_collection, collection, lambda src: src in keep)
-        if loaded:
+        if loaded and same_params:  # other params (embedder, chunking, vector recipe) mean other vectors
             reuse = index.vectors_by_hash(old_collection, set(loaded))
         for source in keep:
             records[source] = keep[source]

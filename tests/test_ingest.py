@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +171,22 @@ def test_a_chunks_vector_is_its_windows_mean_plus_its_lead(embedder) -> None:
     assert np.dot(vec, dropout) > np.dot(vec, other)
 
 
+def test_an_index_made_with_other_chunk_params_is_embedded_again_once(tmp_path: Path, monkeypatch) -> None:
+    import ingest.pipeline as pipeline
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(ROOT / "corpus" / "ml-overview-notes.txt", corpus / "ml-overview-notes.txt")
+    index = _index(tmp_path / "home", HashEmbedder())
+    current = pipeline.chunk_params
+    monkeypatch.setattr(pipeline, "chunk_params", lambda ix: {**current(ix), "schema": 2})  # an older release
+    first = ingest_corpus(index, corpus)
+    monkeypatch.setattr(pipeline, "chunk_params", current)
+    upgraded = ingest_corpus(index, corpus)
+    assert upgraded.chunks_embedded == upgraded.chunks_total == first.chunks_total > 0
+    assert ingest_corpus(index, corpus).chunks_embedded == 0
+
+
 def test_incremental_ingest(tmp_path: Path) -> None:
     embedder = HashEmbedder()  # the index's bookkeeping, not what the embedder knows
     corpus = tmp_path / "corpus"
@@ -183,9 +198,7 @@ def test_incremental_ingest(tmp_path: Path) -> None:
     assert sorted(first.added) == ["ml-engineer-interview-report.md", "ml-overview-notes.txt"]
     assert first.chunks_embedded == first.chunks_total > 40
 
-    t0 = time.perf_counter()
     again = ingest_corpus(index, corpus)
-    assert time.perf_counter() - t0 < 2.0
     assert again.chunks_embedded == 0 and not again.changed and len(again.unchanged) == 2
 
     # change one file: only its changed chunks are embedded, no stale chunk survives
@@ -309,3 +322,16 @@ def test_the_embedder_runs_in_bfloat16_only_where_the_cpu_computes_it_and_agrees
     assert auto.precision == ("bfloat16" if native_bf16() else "float32")
     assert (a * b).sum(axis=1).min() >= BF16_MIN_AGREEMENT and a.dtype == np.float64  # plain float lists
     assert all(abs(np.linalg.norm(v) - 1.0) < 1e-3 for v in b)
+
+
+def test_bfloat16_that_disagrees_with_float32_falls_back(embedder, monkeypatch) -> None:
+    import numpy as np
+
+    import rag.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)  # as if the CPU had it
+    monkeypatch.setattr(embeddings, "BF16_MIN_AGREEMENT", 1.01)  # no bfloat16 vector can agree this well
+    auto = embeddings.Embedder(embedder.path, precision="auto")
+    (vec,) = auto.embed(["Dropout randomly disables units during training."])
+    (ref,) = embedder.embed(["Dropout randomly disables units during training."])
+    assert auto.precision == "float32" and float(np.dot(vec, ref)) > 0.9999
