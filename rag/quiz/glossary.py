@@ -93,9 +93,7 @@ class GlossaryEntry:
 
     @property
     def words(self) -> frozenset[str]:
-        """The term's words, and its acronym when it has several ("convolutional neural networks" is also
-        "cnn")."""
-        return frozenset(words_of(self.term)) | acronym(self.term)
+        return term_words(self.term)
 
     def named_in(self, text: str) -> bool:
         """Whether ``text`` names this term (has its rarest word: "L1 induces sparsity" names "L1
@@ -108,6 +106,11 @@ def words_of(text: str) -> set[str]:
     is "R2"), hyphenated words also in parts ("encoder-decoder" names "encoder")."""
     text = unicodedata.normalize("NFKC", text)
     return key_terms(text) | key_terms(text.replace("-", " "))
+
+
+def term_words(term: str) -> frozenset[str]:
+    """A term's words, and its acronym when it has several ("convolutional neural networks" is also "cnn")."""
+    return frozenset(words_of(term)) | acronym(term)
 
 
 def acronym(term: str) -> frozenset[str]:

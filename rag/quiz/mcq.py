@@ -30,13 +30,14 @@ from collections.abc import Sequence
 from rag import prompts
 from rag.evidence import split_units
 from rag.llm import LLM
-from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, acronym, words_of
+from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, term_words
 from rag.quiz.models import QuizItem
 from rag.quiz.text import best_quote, cos, term_overlap
-from rag.quiz.validation import LETTERS, PICK_SCHEMA
 from rag.types import Citation
 
 DISTRACTORS = 3
+LETTERS = "ABCD"
+PICK_SCHEMA = {"type": "string", "enum": list(LETTERS)}  # one letter: the model's term match
 EXPLANATION_MAX_CHARS = 220
 # 0.85: only near-copies are caught here. Definitions of sibling concepts, which make good distractors,
 # scored up to 0.83 ("Model is too simple" / "... too complex" for bias / variance; "Adds the square of
@@ -59,8 +60,7 @@ def question_for(entry: GlossaryEntry) -> str:
 
 def asked_terms(questions: Sequence[str]) -> list[frozenset[str]]:
     """The terms (as word sets) of the glossary MCQs among ``questions``."""
-    return [frozenset(words_of(m.group(1))) | acronym(m.group(1)) for q in questions
-            if (m := _QUESTION.match(q.strip()))]
+    return [term_words(m.group(1)) for q in questions if (m := _QUESTION.match(q.strip()))]
 
 
 def already_asked(entry: GlossaryEntry, asked: Sequence[frozenset[str]]) -> bool:

@@ -99,6 +99,3 @@ def rejection(item: QuizItem, passage: str, earlier: list[tuple[str, list[float]
             return f"near-duplicate of an earlier question ({sim:.2f}): {question[:60]}", []
     return None, vector
 
-
-LETTERS = "ABCD"
-PICK_SCHEMA = {"type": "string", "enum": list(LETTERS)}
