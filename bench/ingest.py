@@ -29,21 +29,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ingest_variants  # noqa: E402  (bench/: the engines)
-from scale import _SENT, handbook_chunks, perturb, rss_mb  # noqa: E402
+from scale import handbook_chunks, handbook_sentences, perturb, rss_mb  # noqa: E402
 
-import ingest.pipeline as pipeline  # noqa: E402
 from evals.gold import load_gold  # noqa: E402
-from rag.embeddings import Embedder  # noqa: E402
 from rag.retrieval import HybridRetriever  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
-from rag.store import Index  # noqa: E402
 
 
 def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:
     """Markdown files of 500 sections each, a section per chunk, from perturbed handbook sentences."""
     settings = Settings()
     real = handbook_chunks(settings)
-    sentences = sorted({s.strip() for c in real for s in _SENT.split(c.text) if len(s.split()) >= 5})
+    sentences = handbook_sentences(real)
     rng = random.Random(seed)
     for f in range(0, chunks, 500):
         parts = [f"# Synthetic handbook {f // 500}\n"]
@@ -55,19 +52,9 @@ def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:
 
 
 def measure(engine: str, name: str, corpus: Path, questions: list[str], n_queries: int) -> dict[str, Any]:
-    embed_fn, embed_settings = ingest_variants.ENGINES[engine]
-    pipeline._embed_and_add = embed_fn
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings(storage={"home": Path(home)}, embed=embed_settings)
-        index = Index(settings, Embedder.from_settings(settings))
-        index.embedder.embed(["warm up"])
-        t0 = time.perf_counter()
-        summary = pipeline.ingest_corpus(index, corpus)
-        ingest_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        again = pipeline.ingest_corpus(index, corpus)
-        noop_s = time.perf_counter() - t0
-        retriever = HybridRetriever.from_settings(index)
+    with ingest_variants.cold_ingest(engine, corpus) as built:
+        summary, again, ingest_s, noop_s = built.summary, built.again, built.cold_s, built.unchanged_s
+        retriever = HybridRetriever.from_settings(built.index)
         retriever.refresh()
         lat = []
         for q in (questions * (n_queries // max(1, len(questions)) + 1))[:n_queries]:

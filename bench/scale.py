@@ -59,6 +59,11 @@ def handbook_chunks(settings: Settings) -> list[Any]:
     return chunks
 
 
+def handbook_sentences(chunks: list[Any]) -> list[str]:
+    """The distinct sentences of five words or more in ``chunks`` (what the synthetic corpora are made of)."""
+    return sorted({s.strip() for c in chunks for s in _SENT.split(c.text) if len(s.split()) >= 5})
+
+
 def sentence_vectors(sentences: list[str], settings: Settings, cache: Path) -> Any:
     import numpy as np
 
@@ -98,7 +103,7 @@ def build(home: Path, n: int, cache: Path, seed: int = 0) -> dict[str, Any]:
 
     settings = Settings(storage={"home": home})
     real = handbook_chunks(settings)
-    sentences = sorted({s.strip() for c in real for s in _SENT.split(c.text) if len(s.split()) >= 5})
+    sentences = handbook_sentences(real)
     vecs = sentence_vectors(sentences, settings, cache)
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
