@@ -56,3 +56,24 @@ def is_relevant(item: GoldItem, source: str, text: str) -> bool:
         return False
     body = normalize(text)
     return any(normalize(p) in body for p in item.phrases)
+
+
+# A text "states" a gold phrase when it holds this share of the phrase's words: a phrase may straddle a unit
+# cut (a table row without its header, a list item without its introduction). 0.8, the answers issue's bar.
+PHRASE_SHARE = 0.8
+
+
+def phrase_share(item: GoldItem, text: str) -> float:
+    """The best share of one of ``item``'s phrases' words that ``text`` holds (whitespace words, lower case)."""
+    body = set(normalize(text).split())
+    best = 0.0
+    for p in item.phrases:
+        words = normalize(p).split()
+        if words:
+            best = max(best, sum(w in body for w in words) / len(words))
+    return best
+
+
+def states(item: GoldItem, text: str) -> bool:
+    """Whether ``text`` states one of ``item``'s gold phrases (:data:`PHRASE_SHARE` of its words)."""
+    return item.answerable and phrase_share(item, text) >= PHRASE_SHARE

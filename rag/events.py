@@ -1,12 +1,13 @@
 """What an answer stream yields: small typed events, in this order.
 
 1. :class:`Condensed` (chat only): the follow-up question rewritten to stand alone, before retrieval;
-2. :class:`Passages`: as soon as retrieval and packing are done, before generation: the numbered passages
-   given to the model (``[n]`` is ``passages[n-1]``; empty when the question was refused on retrieval
-   evidence alone);
-   :class:`LeadReady` (evidence-first answers): the handbook's own best sentence(s), cited, within a second;
-3. :class:`Delta` ...: answer text as it is generated (invalid citation markers already removed);
-4. :class:`Finished`: the final :class:`rag.answer.Answer` (its text is authoritative: replace the streamed text).
+2. :class:`Stage` "retrieving", then :class:`Passages`: the retrieved passages as soon as retrieval is done
+   (``[n]`` is ``passages[n-1]``; empty when the question was refused on retrieval evidence alone);
+3. :class:`Stage` "ranking", then :class:`Quotes`: the handbook's own words that answer the question, whole and
+   cited, once the ranking is done (none: the question is refused);
+4. :class:`Stage` "explaining" and "checking", then :class:`Delta` ...: the explanation, one verified sentence
+   at a time (a sentence is shown only after it passed; nothing shown is withdrawn);
+5. :class:`Finished`: the final :class:`rag.answer.Answer` (quotes, explanation, citations, timings).
 
 Consumers branch on the class (``match event: case Delta(text=t): ...``), never on strings.
 """
@@ -14,13 +15,15 @@ Consumers branch on the class (``match event: case Delta(text=t): ...``), never 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rag.types import Passage
 
 if TYPE_CHECKING:
     from rag.answer import Answer
-    from rag.evidence import Lead
+    from rag.answer.select import Quote
+
+StageName = Literal["retrieving", "ranking", "explaining", "checking"]
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,24 @@ class Condensed:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """The step the answer is waiting on now (what a student is told while nothing new is shown);
+    ``seconds``: since the question entered the pipeline."""
+
+    name: StageName
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Passages:
     passages: list[Passage]
 
 
 @dataclass(frozen=True)
-class LeadReady:
-    """The extractive lead; ``seconds``: from the question entering the pipeline. A later refusal withdraws it
-    (the :class:`Finished` answer then has no lead)."""
+class Quotes:
+    """The selected units, whole and cited; ``seconds``: since the question entered the pipeline."""
 
-    lead: Lead
+    quotes: list[Quote]
     seconds: float
 
 
@@ -52,4 +63,4 @@ class Finished:
     answer: Answer
 
 
-AnswerEvent = Condensed | Passages | LeadReady | Delta | Finished
+AnswerEvent = Condensed | Stage | Passages | Quotes | Delta | Finished

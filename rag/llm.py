@@ -77,6 +77,22 @@ class LLM(ABC):
         """The whole reply: the joined :meth:`stream` (same options)."""
         return "".join(self.stream(messages, **options))
 
+    def keep_prefix(self, messages: list[dict[str, str]]) -> int:
+        """Keep the prompt prefix ``messages`` (a fixed system message and example turns) evaluated for later
+        prompts that start with it; returns its length in tokens (0: this backend keeps nothing, a server
+        caches prompts itself)."""
+        return 0
+
+    def yes_no(self, messages: list[dict[str, str]]) -> float:
+        """The log-odds of "yes" over "no" as the reply's first token: log P(yes) - log P(no), each summed over
+        its spellings ("Yes", " yes", ...). One forward pass, nothing generated: a small model *chooses*
+        far better than it writes. The base version generates one word greedily (+/-``YES_NO_TEXT_LOGODDS``)
+        for backends that expose no probabilities."""
+        word = self.complete(messages, max_tokens=2, temperature=0.0).strip().lower()
+        if word.startswith("yes"):
+            return YES_NO_TEXT_LOGODDS
+        return -YES_NO_TEXT_LOGODDS if word.startswith("no") else 0.0
+
     @abstractmethod
     def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
         """Stream the reply for ``request`` (may raise before the first piece, see the module doc)."""
@@ -84,6 +100,12 @@ class LLM(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...
 
+
+# What :meth:`LLM.yes_no` returns for a generated "yes"/"no" when the backend gives no probabilities: about
+# P = 0.98, the confidence the local model's log-odds show on clear cases.
+YES_NO_TEXT_LOGODDS = 4.0
+YES_WORDS = ("yes", "Yes", "YES")
+NO_WORDS = ("no", "No", "NO")
 
 # Smallest room that must be left for the answer after the prompt; below this the prompt is "too long".
 MIN_ANSWER_TOKENS = 32
@@ -167,6 +189,7 @@ def _build(settings: Settings) -> LLM:
         n_threads=settings.llm.threads,
         n_gpu_layers=settings.llm.n_gpu_layers,
         preflight=preflight,
+        prefix_dir=settings.storage.models_dir / "prefixes",
     )
 
 

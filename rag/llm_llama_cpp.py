@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rag.errors import BackendError, ModelError
-from rag.llm import LLM, Request, Usage, check_fits, too_long
+from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, check_fits, too_long
 
 
 class LlamaCppLLM(LLM):
@@ -33,9 +36,11 @@ class LlamaCppLLM(LLM):
         n_gpu_layers: int = 0,
         seed: int = 0,
         preflight: Callable[[Path], object] | None = None,
+        prefix_dir: Path | None = None,
     ) -> None:
         """``preflight(model_path)`` runs before the model is loaded in process (the runtime check: a build that
-        would crash the process raises a one-sentence error there instead)."""
+        would crash the process raises a one-sentence error there instead). ``prefix_dir``: where the KV state
+        of kept prompt prefixes is saved for the next process (:meth:`keep_prefix`; None: not saved)."""
         self.model_path = Path(model_path)
         self.preflight = preflight
         self.n_ctx = n_ctx
@@ -50,6 +55,9 @@ class LlamaCppLLM(LLM):
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
+        self._yes_no_ids: tuple[list[int], list[int]] | None = None
+        self.prefix_dir = prefix_dir
+        self._prefixes: dict[tuple[int, ...], bytes] = {}  # kept prompt prefixes and their KV state
 
     # --- loading ---------------------------------------------------------------------------------------
     def load(self) -> Any:
@@ -101,12 +109,110 @@ class LlamaCppLLM(LLM):
         """Tokens of the chat prompt exactly as llama-cpp-python formats it (chat template + special tokens)."""
         llama = self.load()
         if self._formatter is not None:
-            result = self._formatter(messages=messages)
-            return len(
-                llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
-            )
+            return len(self._prompt_tokens(llama, messages))
         # No Jinja template in the GGUF: approximate (content + a few tokens of role markup per message).
         return sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
+
+    def _prompt_tokens(self, llama: Any, messages: list[dict[str, str]]) -> list[int]:
+        """The chat prompt's tokens exactly as llama-cpp-python would evaluate them (template, generation
+        prompt, special tokens)."""
+        if self._formatter is None:
+            raise BackendError("This GGUF has no chat template: studybot needs one to score and keep prompts.")
+        result = self._formatter(messages=messages)
+        return list(llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
+
+    # --- kept prefixes ---------------------------------------------------------------------------------
+    def keep_prefix(self, messages: list[dict[str, str]]) -> int:
+        """Keep the KV state of the prompt prefix ``messages`` (a fixed system message and example turns) so that
+        every later prompt starting with it skips evaluating it, even after other prompts took the cache. Saved
+        in ``prefix_dir`` and loaded from there by the next process (a fresh CLI pays milliseconds instead of
+        a prefill). Returns the prefix's length in tokens."""
+        llama = self.load()
+        if self._formatter is None:
+            return 0
+        a = self._prompt_tokens(llama, [*messages, {"role": "user", "content": "a"}])
+        b = self._prompt_tokens(llama, [*messages, {"role": "user", "content": "b"}])
+        n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        prefix = tuple(a[:n])
+        if not prefix or prefix in self._prefixes:
+            return len(prefix)
+        with self._gen_lock:
+            data = self._load_prefix(llama, prefix)
+            if data is None:
+                self._reuse(llama, list(prefix) + [prefix[-1]])
+                llama.eval(list(prefix[llama.n_tokens:]))
+                data = self._seq_data(llama)
+                self._save_prefix(prefix, data)
+            self._prefixes[prefix] = data
+        return len(prefix)
+
+    def _prefix_path(self, prefix: Sequence[int]) -> Path | None:
+        if self.prefix_dir is None:
+            return None
+        try:
+            st = self.model_path.stat()
+        except OSError:
+            return None
+        key = json.dumps([self.model_path.name, st.st_size, st.st_mtime_ns, version(), self.n_gpu_layers,
+                          self.n_ctx, list(prefix)])
+        return self.prefix_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.kv"
+
+    @staticmethod
+    def _seq_data(llama: Any) -> bytes:
+        lib = _llama_cpp()
+        size = lib.llama_state_seq_get_size(llama.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = lib.llama_state_seq_get_data(llama.ctx, buf, size, 0)
+        return bytes(buf[:written])
+
+    def _set_seq(self, llama: Any, prefix: tuple[int, ...], data: bytes) -> bool:
+        """Make the KV cache hold exactly ``prefix`` from its saved state (False when llama.cpp refused it)."""
+        lib = _llama_cpp()
+        llama._ctx.kv_cache_seq_rm(0, 0, -1)
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if not lib.llama_state_seq_set_data(llama.ctx, buf, len(data), 0):
+            llama.reset()
+            return False
+        llama.input_ids[: len(prefix)] = prefix
+        llama.n_tokens = len(prefix)
+        return True
+
+    def _load_prefix(self, llama: Any, prefix: tuple[int, ...]) -> bytes | None:
+        path = self._prefix_path(prefix)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        return data if self._set_seq(llama, prefix, data) else None
+
+    def _save_prefix(self, prefix: tuple[int, ...], data: bytes) -> None:
+        path = self._prefix_path(prefix)
+        if path is None:
+            return
+        try:  # best effort: a read-only home only costs the next process a prefill
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError:
+            pass
+
+    def _reuse(self, llama: Any, tokens: Sequence[int]) -> None:
+        """Before evaluating ``tokens``: keep the longest part of the KV cache that starts them, restoring a
+        kept prefix when it is longer than what the cache holds (at least the last token is left to evaluate)."""
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens[:-1], strict=False):
+            if a != b:
+                break
+            keep += 1
+        best = max((p for p in self._prefixes if len(p) > keep and len(p) < len(tokens)
+                    and tuple(tokens[: len(p)]) == p), key=len, default=None)
+        if best is not None and self._set_seq(llama, best, self._prefixes[best]):
+            return
+        llama.n_tokens = keep
 
     # --- generation ------------------------------------------------------------------------------------
     def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
@@ -114,7 +220,8 @@ class LlamaCppLLM(LLM):
         without a leading space, get a -100 logit bias."""
         llama = self.load()
         start = time.perf_counter()
-        prompt_tokens = self.count_prompt_tokens(messages)
+        tokens = self._prompt_tokens(llama, messages) if self._formatter is not None else None
+        prompt_tokens = len(tokens) if tokens is not None else self.count_prompt_tokens(messages)
         check_fits(prompt_tokens, request.max_tokens, self.n_ctx)
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
@@ -128,7 +235,7 @@ class LlamaCppLLM(LLM):
             # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
             # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
             kwargs["grammar"] = self._grammar(request.json_schema)
-        return self._stream(llama, messages, kwargs, prompt_tokens, start)
+        return self._stream(llama, messages, kwargs, prompt_tokens, start, tokens)
 
     def _stream(
         self,
@@ -137,10 +244,13 @@ class LlamaCppLLM(LLM):
         kwargs: dict[str, Any],
         prompt_tokens: int,
         start: float,
+        tokens: list[int] | None,
     ) -> Iterator[str]:
         usage = Usage(prompt_tokens=prompt_tokens)
         n_pieces = 0
         with self._gen_lock:
+            if tokens is not None and self._prefixes:
+                self._reuse(llama, tokens)
             try:
                 for chunk in llama.create_chat_completion(messages=messages, stream=True, **kwargs):
                     choice = chunk["choices"][0]
@@ -166,6 +276,35 @@ class LlamaCppLLM(LLM):
                 usage.completion_tokens = max(generated, n_pieces)  # each piece is >= 1 token
                 self.last_usage = usage
 
+
+    def yes_no(self, messages: list[dict[str, str]]) -> float:
+        """log P(yes) - log P(no) of the first reply token (:meth:`LLM.yes_no`), from one forward pass over the
+        prompt's tokens that the KV cache does not already hold (a fixed system message and question placed
+        first are evaluated once for many such calls)."""
+        import numpy as np
+
+        llama = self.load()
+        tokens = self._prompt_tokens(llama, messages)
+        check_fits(len(tokens), 1, self.n_ctx)
+        if self._yes_no_ids is None:
+            self._yes_no_ids = (sorted(self._single_tokens(llama, list(YES_WORDS))),
+                                sorted(self._single_tokens(llama, list(NO_WORDS))))
+        yes, no = self._yes_no_ids
+        with self._gen_lock:
+            self._reuse(llama, tokens)
+            try:
+                llama.eval(tokens[llama.n_tokens:])
+            except (RuntimeError, ValueError) as exc:
+                llama.reset()
+                raise BackendError(f"llama.cpp failed while scoring ({exc}).") from exc
+            logits = np.ctypeslib.as_array(_llama_cpp().llama_get_logits_ith(llama.ctx, -1),
+                                           shape=(llama.n_vocab(),)).astype(np.float64)
+        top = float(logits.max())
+
+        def mass(ids: list[int]) -> float:
+            return float(np.log(np.exp(logits[ids] - top).sum()))
+
+        return mass(yes) - mass(no)
 
     @staticmethod
     def _single_tokens(llama: Any, words: list[str]) -> set[int]:

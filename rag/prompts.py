@@ -3,9 +3,9 @@
 Templates use ``{name}`` placeholders. :func:`render` substitutes them in a single pass, so a value that
 itself contains ``{question}`` or braces (passage text is untrusted) is inserted literally, never expanded.
 
-The answer prompt is laid out for llama.cpp's KV-cache prefix reuse: the system message is fixed (it only
-depends on :data:`REFUSAL`), so every answer request starts with the same tokens and only the user message
-(passages + question) is evaluated per question.
+The answer path's prompts are laid out for llama.cpp's KV-cache prefix reuse: one fixed system message and
+example turns start every judge, explain and check prompt (:func:`answer_messages`), so only the user message
+is evaluated per call.
 """
 
 from __future__ import annotations
@@ -40,29 +40,43 @@ def render(template: str, **values: object) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
-def system_prompt() -> str:
-    """The fixed system message of every answer request (identical across questions)."""
-    return render(load("system"), refusal=REFUSAL)
-
-
-def examples() -> list[dict[str, str]]:
-    """Fixed example turns (``examples.txt``: ``=== user`` / ``=== assistant`` blocks) sent after the system
+def examples(name: str = "examples") -> list[dict[str, str]]:
+    """Fixed example turns (``<name>.txt``: ``=== user`` / ``=== assistant`` blocks) sent after the system
     message. They are part of the fixed prefix, so the KV cache makes them free after the first question."""
     messages: list[dict[str, str]] = []
-    for block in re.split(r"^=== (user|assistant)\n", load("examples"), flags=re.M)[1:]:
+    for block in re.split(r"^=== (user|assistant)\n", load(name), flags=re.M)[1:]:
         if block in ("user", "assistant"):
             messages.append({"role": block, "content": ""})
         else:
-            messages[-1]["content"] = render(block.strip("\n"), refusal=REFUSAL)
+            messages[-1]["content"] = block.strip("\n")
     return messages
 
 
-def user_prompt(passages_block: str, question: str) -> str:
-    return render(load("user"), passages=passages_block, question=question, refusal=REFUSAL)
+def answer_messages(user: str) -> list[dict[str, str]]:
+    """An answer-path prompt: the fixed system message and example turns (``system.txt``, ``examples.txt``;
+    one prefix for the three tasks, judge, explain and check, so the KV cache keeps it for all of them), then
+    ``user``."""
+    return [{"role": "system", "content": load("system")}, *examples(), {"role": "user", "content": user}]
 
 
-def passage_block(n: int, title: str, section: str, text: str) -> str:
-    return render(load("passage"), n=n, title=title, section=section or "(start)", text=text)
+def judge_prompt(question: str, section: str, excerpt: str) -> str:
+    """Does ``excerpt`` answer ``question``? The question comes first, so the KV cache holds it while the
+    excerpts of one question are judged one after another."""
+    return render(load("judge"), question=question, section=section, excerpt=excerpt)
+
+
+def excerpt_block(n: int, source: str, text: str) -> str:
+    return render(load("excerpt"), n=n, source=source, text=text)
+
+
+def explain_prompt(excerpts: str, question: str) -> str:
+    return render(load("explain"), excerpts=excerpts, question=question)
+
+
+def check_prompt(excerpts: str, claim: str) -> str:
+    """Do ``excerpts`` state ``claim``? The excerpts come first, as in :func:`explain_prompt`, so the KV cache
+    holds them for the check of each sentence of their explanation."""
+    return render(load("check"), excerpts=excerpts, claim=claim)
 
 
 def condense_messages(history: str, question: str) -> list[dict[str, str]]:
@@ -70,8 +84,3 @@ def condense_messages(history: str, question: str) -> list[dict[str, str]]:
         {"role": "system", "content": load("condense_system")},
         {"role": "user", "content": render(load("condense"), history=history, question=question)},
     ]
-
-
-def verify_prompt(text: str, claim: str) -> str:
-    """The yes/no question :mod:`rag.verify` asks about one answer sentence and the handbook text it cites."""
-    return render(load("verify"), text=text, claim=claim)

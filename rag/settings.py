@@ -145,66 +145,42 @@ class LLMSettings(_Group):
 
 
 class AnswerSettings(_Group):
-    """The answer policy: what goes into the prompt, and when an answer is refused or cited."""
+    """The answer path (rag.answer): the refusal gates, the ranking, the quotes and the explanation."""
 
-    # 600: gold hit rate (a passage holding the gold phrase is given to the model) 86% vs 90% at 900, about
-    # 3 s less time to first token on 2 cores.
-    context_budget_tokens: int = Field(600, description="Token budget for the passages in an answer prompt.")
     # 0.20: chosen on the gold set's replies (bench/answer.py --dump); refuses without calling the model.
     min_evidence_similarity: float = Field(0.20, description="Refuse without calling the model when the best "
                                            "dense similarity of the retrieved passages is below this.")
     check_terms: bool = Field(True, description="Refuse without calling the model when the question names a "
                               "term (a name or acronym such as 'Mahalanobis') that no handbook mentions.")
-    second_look: bool = Field(True, description="When the model replies with the refusal although the passages "
-                              "were retrieved, generate once more with the refusal's first word suppressed and "
-                              "let the grounding check decide (in-process llama.cpp backend only).")
-    # min_support and min_semantic_support were chosen on the gold set's replies (bench/answer.py --dump), with the
-    # named-term check and the second look in place: any of lexical 0.20-0.45 x semantic 0.38-0.42 refuses 83%
-    # of unanswerable questions and 3.75% of answerable ones; semantic 0.40 is the middle of the band between the
-    # memory answers that must be caught (0.30, 0.37) and the paraphrases that must pass (0.43, 0.44). The old
-    # 0.45/0.50 (chosen before the term check existed) refused 15% of answerable ones.
-    min_support: float = Field(0.45, description="An answer whose new content words mostly (below this share) "
-                               "do not occur in the passages is checked for being a paraphrase.")
-    min_semantic_support: float = Field(0.40, description="... it is one when its sentences are, on average, at "
-                                        "least this close (embedding cosine) to passage sentences.")
-    # 0.33: the middle of the gap, on the gold and holdout replies, between the memory answers it catches
-    # (0.25-0.28) and the lowest paraphrase kept (0.385).
-    min_paraphrase_evidence: float = Field(0.33, description="... and only when retrieval found something this "
-                                           "close (best dense similarity).")
-    # 0.6: an uncited sentence this close to one passage sentence is that passage's paraphrase (gold replies).
-    min_attribution_similarity: float = Field(0.6, description="Embedding similarity for an auto-citation.")
-    # 0.6 of a sentence's content words in one passage (and at least 3 of them): lexical auto-citation.
-    min_attribution_overlap: float = Field(0.6, description="Word overlap for a lexical auto-citation.")
-    auto_cite: bool = True
     history_turns: int = 4
-    # -- evidence-first answers (rag.evidence, rag.verify) --------------------------------------------------
-    evidence_first: bool = Field(True, description="Give the model the sentences that answer the question "
-                                 "(not whole passages), show the best one first as the lead, and verify each "
-                                 "answer sentence; false: the previous whole-passage pipeline (for benches).")
-    # Weights and budget: chosen on the 120 answerable gold + holdout questions with bench/tune_evidence.py (the
-    # share whose evidence holds a gold phrase, and whose lead does); the blind set was not used. Any weights in
-    # the grid were within 0.03 of each other; 0.25/0.1/320/0.5: evidence 0.858, lead 0.558 at 268 prompt
-    # tokens (p50), where whole passages at 600 tokens gave 591 tokens.
+    # -- ranking (rag.answer.rank) ---------------------------------------------------------------------------
+    # The scorer's weights: chosen on the 120 answerable gold + holdout questions with bench/tune_evidence.py
+    # (the share whose evidence held a gold phrase); any weights in the grid were within 0.03 of each other.
     evidence_dense_weight: float = Field(1.0, description="Weight of cos(question, unit) in a unit's score.")
     evidence_terms_weight: float = Field(0.25, description="Weight of the idf-weighted share of the question's "
                                          "terms a unit contains.")
     evidence_rank_weight: float = Field(0.1, description="Weight of 1 / (1 + the passage's retrieval rank).")
-    evidence_budget_tokens: int = Field(320, description="Token budget for the evidence excerpts in a prompt.")
-    evidence_max_units: int = Field(8, description="At most this many units (before their neighbours).")
-    evidence_min_relative: float = Field(0.5, description="A unit scoring below this share of the best unit's "
-                                         "score is left out.")
-    verify_with_model: bool = Field(True, description="Ask the model, constrained to yes/no, whether the cited "
-                                    "passage states each answer sentence (after the rule checks).")
-    verify_max_sentences: int = Field(6, description="At most this many sentences are checked by the model; "
-                                      "later ones are kept on the rule checks alone.")
+    judge_top_k: int = Field(6, description="The model judges this many of the scorer's best units (0: the "
+                             "scorer's order alone).")
+    judge_weight: float = Field(0.2, description="A judged unit ranks by scorer + this x the model's log-odds "
+                                "that it answers the question.")
+    # -- refusal and quotes (rag.answer.select) ------------------------------------------------------------------
+    refuse_below_logodds: float = Field(0.0, description="Refuse when no judged unit reaches this log-odds of "
+                                        "answering the question.")
+    max_quotes: int = Field(2, description="At most this many units are quoted.")
+    quote_min_logodds: float = Field(0.5, description="A unit after the best is quoted only when judged to "
+                                     "answer with at least this log-odds ...")
+    quote_margin: float = Field(0.1, description="... and within this of the best unit's score.")
+    # -- explanation and its verification (rag.answer.explain, rag.answer.verify) -------------------------------
+    explain_max_sentences: int = Field(2, description="The explanation's longest length in sentences.")
+    explain_max_tokens: int = Field(96, description="... and in tokens.")
     # 0.4: on the gold set's evidence-first replies, the answers left with no sentence at 0.4 were 5 of 71 answered
     # (4 of them wrong or empty: a wrong trade-off, a restatement, a reversed claim) and the 1 unanswerable one
-    # answered (0.14, 0.17); 0.3 gave the same, 0.5-0.6 refused 7-9. Checked on holdout + holdout2 (119): it refuses
-    # 14 of the 21 unanswerable ones answered without it, and 4 of 64 answerable ones (0.3: 12 and 3; 0.5: 16 and 7).
-    # The blind sets were not used.
-    verify_min_word_support: float = Field(0.4, description="An answer sentence whose new content words (not "
-                                           "the question's) are below this share in the excerpts is dropped.")
-    lead_min_chars: int = Field(60, description="A best unit shorter than this is shown with the next one.")
+    # answered (0.14, 0.17); 0.3 gave the same, 0.5-0.6 refused 7-9. Checked on holdout + holdout2 (119).
+    verify_min_word_support: float = Field(0.4, description="An explanation sentence whose new content words "
+                                           "(not the question's) are below this share in the quotes is dropped.")
+    verify_min_logodds: float = Field(1.0, description="An explanation sentence is shown only when the model's "
+                                      "log-odds that the quotes state it reach this.")
 
 
 class QuizSettings(_Group):

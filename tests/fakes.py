@@ -109,19 +109,36 @@ class ScriptedLLM(LLM):
     calls than it scripted fails loudly.
 
     A reply may also be an exception instance: it is raised instead of replying (to script backend errors).
+
+    ``judge(messages) -> log-odds`` answers :meth:`yes_no` (recorded in :attr:`judged`); without one a yes/no
+    question pops a scripted reply like any call (the base class reads "yes"/"no" from it).
     """
 
     name = "scripted"
     supports_suppress = True  # records ``suppress`` in calls[i]; a scripted reply is played back regardless
 
     def __init__(
-        self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096, piece_size: int = 4
+        self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096, piece_size: int = 4,
+        judge: Callable[[list[dict[str, str]]], float] | None = None,
     ) -> None:
         self.replies: list[str | BaseException] = list(replies or [])
         self.n_ctx = n_ctx
         self.piece_size = piece_size
         self.calls: list[dict[str, Any]] = []
         self.last_usage = Usage()
+        self.judge = judge
+        self.judged: list[list[dict[str, str]]] = []
+        self.kept: list[list[dict[str, str]]] = []
+
+    def yes_no(self, messages: list[dict[str, str]]) -> float:
+        if self.judge is None:
+            return super().yes_no(messages)
+        self.judged.append([dict(m) for m in messages])
+        return self.judge(messages)
+
+    def keep_prefix(self, messages: list[dict[str, str]]) -> int:
+        self.kept.append([dict(m) for m in messages])
+        return sum(self.count_tokens(m["content"]) for m in messages)
 
     def queue(self, *replies: str | BaseException) -> None:
         self.replies.extend(replies)
@@ -165,6 +182,25 @@ class ScriptedLLM(LLM):
         finally:
             usage.total_s = time.perf_counter() - start
             self.last_usage = usage
+
+
+def reader(answering: Sequence[str] = (), *, yes: float = 3.0, no: float = -3.0
+           ) -> Callable[[list[dict[str, str]]], float]:
+    """A :meth:`LLM.yes_no` judge that reads like a careful student: a judged excerpt answers when it holds one
+    of the ``answering`` strings (case-insensitive); a checked sentence is stated when each of its words of
+    four or more letters is in the excerpts."""
+
+    def judge(messages: list[dict[str, str]]) -> float:
+        content = messages[-1]["content"]
+        if content.startswith("Judge."):
+            excerpt = content.split("Excerpt", 1)[1]
+            return yes if any(a.lower() in excerpt.lower() for a in answering) else no
+        excerpts, claim = content.split("Check. Sentence:", 1)
+        claim = re.sub(r"\[\d+\]", " ", claim.split("\n\n", 1)[0])
+        have = _words(excerpts)
+        return yes if all(w in have for w in _words(claim) if len(w) >= 4) else no
+
+    return judge
 
 
 # --- quiz replies written from the passage the quiz chose ------------------------------------------------

@@ -1,4 +1,5 @@
-"""The answer pipeline, refusal logic, streaming, chat condensing and CLI errors (fake LLM, no model)."""
+"""The answer path with a scripted model: quotes first (whole, cited), the explanation verified sentence by
+sentence, refusals from the ranking, streaming order, chat condensing and the CLI (no real model)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,42 @@ from typing import Any
 import pytest
 
 from rag.answer import AnswerPipeline
-from rag.chat import ChatSession, clean_condensed
+from rag.answer.chat import ChatSession, clean_condensed
+from rag.answer.checks import is_refusal
+from rag.citations import markers_in_code
 from rag.errors import QueryError
-from rag.events import Condensed, Delta, Finished, Passages
-from rag.grounding import is_refusal
+from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
 from rag.settings import Settings
-from tests.fakes import TEXTS, FakeRetriever, HashEmbedder, ScriptedLLM
+from tests.fakes import TEXTS, FakeRetriever, HashEmbedder, ScriptedLLM, reader
+
+LIST_TEXT = """**Use Cases:**
+- **Medical Diagnosis:** Prioritize recall to minimize false negatives.
+- **Weather Forecasting:** Use MAE for symmetric error penalties.
+- **Fraud Detection:** Optimize precision to reduce false alarms."""
+
+CODE_TEXT = """Resampling with SMOTE creates synthetic minority samples:
+```python
+from imblearn.over_sampling import SMOTE
+smote = SMOTE()
+X_resampled, y_resampled = smote.fit_resample(X, y)
+```
+Use it on the training split only."""
+
+TABLE_TEXT = """| Function | Formula | Range |
+|:---|:---|:---|
+| **Sigmoid** | 1/(1+e^(-x)) | (0, 1) |
+| **Leaky ReLU** | max(0.01x, x) | (-inf, inf) |"""
 
 
-def make(replies: list[str] | None = None, similarity: float = 0.6, *, n_ctx: int = 4096, embedder: Any = None,
+def make(replies: list[str] | None = None, answering: tuple[str, ...] = ("drives some weights to zero",),
+         similarity: float = 0.6, texts: list[str] = TEXTS, *, n_ctx: int = 4096, embedder: Any = None,
          **answer: Any) -> tuple[AnswerPipeline, ScriptedLLM]:
-    """A pipeline over :class:`FakeRetriever` and a :class:`ScriptedLLM`; ``answer``: ``settings.answer``
-    fields to change (``second_look=False``, ``auto_cite=False``, ...). The whole-passage pipeline unless
-    ``evidence_first=True`` (evidence-first answers: tests/test_answer_evidence.py)."""
-    llm = ScriptedLLM(replies or [], n_ctx=n_ctx)
-    settings = Settings(answer={"evidence_first": False, "context_budget_tokens": 600, **answer})
-    return AnswerPipeline(FakeRetriever(similarity), llm, settings, embedder=embedder), llm
+    """A pipeline over :class:`FakeRetriever` (``texts``) and a :class:`ScriptedLLM` whose yes/no judge reads
+    like a student (:func:`tests.fakes.reader`: an excerpt answers when it holds one of ``answering``)."""
+    llm = ScriptedLLM(replies or [], n_ctx=n_ctx, judge=reader(answering))
+    retriever = FakeRetriever(similarity, texts=texts)
+    return AnswerPipeline(retriever, llm, Settings(answer=answer), embedder=embedder or HashEmbedder()), llm
 
 
 def kinds(events: list[Any]) -> list[str]:
@@ -37,280 +57,261 @@ def deltas(events: Any) -> list[str]:
     return [e.text for e in events if isinstance(e, Delta)]
 
 
-# -- citations and the result object ----------------------------------------------------------------------
-def test_answer_maps_citations_to_the_passages_given() -> None:
-    pipe, llm = make(["L1 drives some weights to zero [1], while L2 shrinks all of them [2]."])
-    a = pipe.ask("How do L1 and L2 regularization differ?")
-    assert not a.refused and not a.uncited and a.invalid_citations == 0
-    assert [c.n for c in a.citations] == [1, 2]
-    assert [c.chunk_id for c in a.citations] == ["c0", "c1"]
-    assert a.citations[0].text == a.passages[0].chunk.text == TEXTS[0]
-    assert len(a.passages) == 3 and len(llm.calls) == 1
+def judged_excerpts(llm: ScriptedLLM) -> list[str]:
+    return [m[-1]["content"].split("Excerpt", 1)[1] for m in llm.judged if m[-1]["content"].startswith("Judge.")]
+
+
+# -- quotes: the handbook's own words, whole and cited ------------------------------------------------------
+def test_the_answer_starts_with_the_handbooks_own_words_then_a_checked_explanation() -> None:
+    pipe, llm = make(["L1 regularization drives some weights to zero [1]."])
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert not a.refused and [q.citation.n for q in a.quotes] == [1]
+    assert a.quotes[0].text == TEXTS[0]  # verbatim
+    assert a.answer.startswith("> " + TEXTS[0] + " [1]")
+    assert a.explanation == "L1 regularization drives some weights to zero [1]." and a.answer.endswith(a.explanation)
+    assert [c.chunk_id for c in a.citations] == ["c0"] and a.citations[0].text == TEXTS[0]
+    assert a.dropped == 0 and [c.reason for c in a.checks] == ["model"]
     d = a.to_json()
-    assert set(d) >= {"answer", "refused", "citations", "timings"}
-    assert set(d) <= {"answer", "refused", "citations", "timings", "uncited", "invalid_citations", "question",
-                      "auto_cited", "refusal_reason", "missing_terms", "second_look", "lead", "dropped"}
-    assert set(d["citations"][0]) == {"n", "chunk_id", "source", "title", "section", "page", "text"}
-    assert {"retrieval_ms", "ttft_s", "total_s", "prompt_tokens", "completion_tokens"} <= set(d["timings"])
+    assert {"answer", "refused", "refusal_reason", "citations", "quotes", "timings"} <= set(d)
+    assert d["quotes"][0] == {"text": TEXTS[0], "citation": d["citations"][0]}
+    assert d["timings"]["quotes_s"] is not None and d["timings"]["quotes_s"] <= d["timings"]["total_s"]
     json.dumps(d)
 
 
-def test_invalid_citation_numbers_are_removed_and_counted() -> None:
-    pipe, _ = make(["L1 drives some weights to zero [1][7]. L2 shrinks them smoothly [9]."])
-    a = pipe.ask("How do L1 and L2 differ?")
-    assert a.answer == "L1 drives some weights to zero [1]. L2 shrinks them smoothly."
-    assert a.invalid_citations == 2 and [c.n for c in a.citations] == [1]
+def test_the_explanation_prompt_holds_only_the_quotes() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1]."])
+    pipe.ask("What does L1 regularization do to the weights?")
+    prompt = llm.calls[0]["messages"][-1]["content"]
+    assert TEXTS[0] in prompt and TEXTS[1] not in prompt and TEXTS[2] not in prompt
+    assert llm.calls[0]["temperature"] == 0.0  # greedy: the same answer in every process
+    # every answer-path prompt starts with the same fixed prefix (the KV cache keeps it)
+    prefixes = {json.dumps(m[:-1]) for m in [*llm.judged, llm.calls[0]["messages"]]}
+    assert len(prefixes) == 1
 
 
-def test_an_answer_without_citations_is_uncited() -> None:
-    pipe, _ = make(["Regularization adds the weights to the loss so that weights stay small."], auto_cite=False)
-    a = pipe.ask("What does regularization do?")
-    assert a.uncited and a.citations == [] and not a.refused
+def test_a_list_item_is_quoted_with_its_introduction() -> None:
+    pipe, _ = make(["Use MAE for weather forecasting [1]."], answering=("Use MAE",), texts=[LIST_TEXT])
+    a = pipe.ask("Which error measure suits weather forecasting?")
+    assert a.quotes[0].text == "**Use Cases:**\n- **Weather Forecasting:** Use MAE for symmetric error penalties."
 
 
-def test_uncited_sentences_taken_from_a_passage_get_its_marker() -> None:
-    pipe, _ = make(["Dropout randomly disables units during training."])
-    a = pipe.ask("What does dropout do?")
-    assert a.answer == "Dropout randomly disables units during training [3]."
-    assert a.auto_cited == 1 and not a.uncited and a.citations[0].page == 3
+def test_a_table_row_is_quoted_under_its_header_row() -> None:
+    pipe, _ = make(["Leaky ReLU is max(0.01x, x) [1]."], answering=("Leaky ReLU",), texts=[TABLE_TEXT])
+    a = pipe.ask("What slope does leaky relu use for negative inputs?")
+    quote = a.quotes[0].text
+    assert quote.splitlines()[0] == "| Function | Formula | Range |" and "| **Leaky ReLU** | max(0.01x, x)" in quote
+    assert "\n>\n> [1]" in a.answer  # the marker on its own line, not a table row
+    header_judged = [e for e in judged_excerpts(pipe.llm) if e.strip().endswith("| Function | Formula | Range |")]  # type: ignore[arg-type]
+    assert header_judged == []  # a header row alone is never a candidate
 
 
-def test_the_fixed_instructions_come_first_and_are_identical_across_questions() -> None:
-    pipe, llm = make(["A [1].", "B [2]."])
-    pipe.ask("First question about L1?")
-    pipe.ask("Second question about dropout?")
-    m1, m2 = llm.messages
-    assert m1[:-1] == m2[:-1]  # system message + example turns: the KV-cached prefix
-    assert m1[0]["role"] == "system" and REFUSAL in m1[0]["content"]
-    user = m1[-1]["content"]
-    assert user.index('<passage id="1"') < user.index('<passage id="3"') < user.index("First question about L1?")
-    assert "never follow instructions" in m1[0]["content"].lower()
+def test_a_code_block_is_quoted_whole_with_the_marker_after_it() -> None:
+    pipe, _ = make(["SMOTE creates synthetic minority samples [1]."], answering=("fit_resample",),
+                   texts=[CODE_TEXT])
+    a = pipe.ask("How do I oversample with SMOTE in code?")
+    assert a.quotes[0].text.startswith("Resampling with SMOTE creates synthetic minority samples:\n```python")
+    assert "smote.fit_resample(X, y)\n```" in a.quotes[0].text
+    assert markers_in_code(a.answer) == 0 and "```\n>\n> [1]" in a.answer
 
 
-# -- refusal ----------------------------------------------------------------------------------------------
-def test_weak_retrieval_evidence_refuses_without_calling_the_model() -> None:
-    pipe, llm = make([], similarity=0.1)  # no reply queued: a model call would fail the test
+def test_headings_questions_and_diagrams_are_never_quoted() -> None:
+    text = ("## Regularization\n**Key Concepts:**\n- How does L1 differ from L2?\n```\n┌──────┐\n│ L1 │\n└──────┘\n```\n"
+            "L1 regularization drives some weights to zero.")
+    pipe, llm = make(["L1 drives some weights to zero [1]."], answering=("L1",), texts=[text])
+    a = pipe.ask("What does L1 regularization do?")
+    assert [q.text for q in a.quotes] == ["L1 regularization drives some weights to zero."]
+    judged = judged_excerpts(llm)
+    assert not any("Key Concepts" in e or "How does L1" in e or "┌" in e for e in judged), judged
+
+
+def test_two_units_answering_a_comparison_are_both_quoted_in_reading_order() -> None:
+    pipe, _ = make(["L1 zeroes some weights [1] while L2 shrinks them all [2]."],
+                   answering=("drives some weights", "shrinks all weights"), max_quotes=2, quote_margin=10.0)
+    a = pipe.ask("How do L1 and L2 regularization differ?")
+    assert [q.citation.n for q in a.quotes] == [1, 2] or [q.citation.n for q in a.quotes] == [2, 1]
+    assert {q.text for q in a.quotes} == {TEXTS[0], TEXTS[1]}
+    assert {c.chunk_id for c in a.citations} == {"c0", "c1"}
+
+
+def test_the_model_judges_only_the_scorers_top_units() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1]."], judge_top_k=2)
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert a.ranking is not None and a.ranking.judged == 2
+    assert len(judged_excerpts(llm)) == 2
+    pipe, llm = make(["L1 drives some weights to zero [1]."], judge_top_k=0)
+    assert pipe.ask("What does L1 regularization do to the weights?").quotes  # the scorer's order alone
+    assert judged_excerpts(llm) == []
+
+
+# -- the explanation: verified sentence by sentence -----------------------------------------------------------
+def test_an_unsupported_explanation_sentence_is_dropped_and_never_shown() -> None:
+    reply = "L1 drives some weights to zero [1]. It was invented by Tibshirani in Stanford in 1996 [1]."
+    pipe, _ = make([reply])
+    events = list(pipe.stream("What does L1 regularization do to the weights?"))
+    shown = "".join(deltas(events))
+    assert "Tibshirani" not in shown and "1996" not in shown
+    a = events[-1].answer
+    assert a.explanation == "L1 drives some weights to zero [1]." and a.dropped == 1
+    assert [c.reason for c in a.checks] == ["model", "number"]
+
+
+def test_when_every_explanation_sentence_fails_the_quotes_still_answer() -> None:
+    pipe, _ = make(["L1 uses a learning rate of 0.001 chosen by Adam [1]."])
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert not a.refused and a.quotes and a.explanation == "" and a.dropped == 1
+    assert a.answer == "> " + TEXTS[0] + " [1]"
+
+
+def test_a_sentence_the_model_says_the_quotes_do_not_state_is_dropped() -> None:
+    # Passes every rule (its words are the quote's) but reverses it: the model's check fails it.
+    pipe, llm = make(["L1 regularization adds the squared weights to the loss [1]."])
+    pipe.llm.judge = lambda m: -2.0 if "Check." in m[-1]["content"] else 3.0  # type: ignore[attr-defined]
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert a.explanation == "" and a.checks[0].reason == "model" and a.checks[0].logodds == -2.0
+
+
+def test_the_explanation_is_bounded_in_sentences() -> None:
+    reply = ("L1 drives some weights to zero [1]. L1 adds absolute values of weights [1]. "
+             "L1 drives weights to zero [1]. L1 adds values to the loss [1].")
+    pipe, _ = make([reply])
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert len(a.checks) == 2 and a.explanation.count("[1]") == 2
+
+
+def test_an_uncited_sentence_gets_the_marker_of_the_quote_and_invalid_markers_go() -> None:
+    pipe, _ = make(["L1 regularization drives some weights to zero. L1 adds the absolute values [3]."])
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert a.explanation == "L1 regularization drives some weights to zero [1]. L1 adds the absolute values [1]."
+
+
+def test_markers_inside_code_in_the_explanation_are_moved_out() -> None:
+    pipe, _ = make(["SMOTE creates synthetic minority samples with `smote [1].fit_resample(X, y)`."],
+                   answering=("fit_resample",), texts=[CODE_TEXT])
+    a = pipe.ask("How do I oversample with SMOTE in code?")
+    assert markers_in_code(a.answer) == 0, a.answer
+    assert "`smote.fit_resample(X, y)`" in a.explanation
+
+
+def test_a_refusal_written_as_the_explanation_is_dropped_not_the_answer() -> None:
+    pipe, _ = make([REFUSAL])
+    a = pipe.ask("What does L1 regularization do to the weights?")
+    assert not a.refused and a.quotes and a.explanation == ""
+
+
+# -- refusals ------------------------------------------------------------------------------------------------
+def test_no_unit_judged_to_answer_is_a_refusal_before_anything_is_quoted() -> None:
+    pipe, llm = make([], answering=("nothing here",))  # no explanation queued: a call would fail the test
+    events = list(pipe.stream("What is the default beta1 of the adam optimizer?"))
+    assert not any(isinstance(e, Quotes) for e in events)
+    a = events[-1].answer
+    assert a.refused and a.refusal_reason == "no_answer" and a.answer == REFUSAL and a.citations == []
+    assert a.quotes == [] and a.passages and llm.calls == []
+    assert deltas(events) == [REFUSAL]
+
+
+def test_weak_retrieval_evidence_refuses_without_the_model() -> None:
+    pipe, llm = make([], similarity=0.1)
     a = pipe.ask("What is the airspeed of an unladen swallow?")
-    assert a.refused and a.refusal_reason == "evidence"
-    assert a.answer == REFUSAL and a.citations == [] and a.passages == []
-    assert llm.calls == [] and a.timings["ttft_s"] is None
+    assert a.refused and a.refusal_reason == "evidence" and a.passages == [] and llm.calls == [] and llm.judged == []
 
 
-def test_the_models_refusal_sentence_is_a_refusal_after_a_second_look() -> None:
-    pipe, llm = make([REFUSAL + " [1]", REFUSAL])
-    a = pipe.ask("What is the default beta1 of the adam optimizer?")
-    assert a.refused and a.refusal_reason == "model" and a.answer == REFUSAL and a.citations == []
-    assert len(a.passages) == 3  # the passages the model saw are still reported
-    assert a.second_look and len(llm.calls) == 2
-    assert "suppress" not in llm.calls[0] and llm.calls[1]["suppress"] == ["I"]  # the refusal's first word
-    assert llm.calls[1]["messages"] == llm.calls[0]["messages"]  # same prompt: the KV cache holds it
-
-
-def test_a_second_look_answer_grounded_in_the_passages_is_kept() -> None:
-    pipe, llm = make([REFUSAL, "L1 adds the absolute values of the weights to the loss and drives some weights "
-                               "to zero [1]."])
-    a = pipe.ask("Which penalty can zero out weights?")
-    assert not a.refused and a.refusal_reason is None and a.second_look
-    assert [c.chunk_id for c in a.citations] == ["c0"]
-    assert a.raw.startswith("L1") and "second_look_s" in a.timings
-
-
-def test_a_second_look_answer_from_memory_is_refused_as_unsupported() -> None:
-    pipe, _ = make([REFUSAL, "Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8, per Kingma [1]."])
-    a = pipe.ask("What are the default betas of the adam optimizer?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.second_look and a.citations == []
-
-
-def test_no_second_look_when_disabled_or_the_backend_cannot_suppress_words() -> None:
-    pipe, llm = make([REFUSAL], second_look=False)
-    assert pipe.ask("What is the default beta1 of the adam optimizer?").refusal_reason == "model" and len(llm.calls) == 1
-
-    class NoSuppress(ScriptedLLM):
-        supports_suppress = False
-
-    llm2 = NoSuppress([REFUSAL])
-    pipe2 = AnswerPipeline(FakeRetriever(), llm2, Settings(answer={"evidence_first": False, "context_budget_tokens": 600}))
-    a = pipe2.ask("What is the default beta1 of the adam optimizer?")
-    assert a.refusal_reason == "model" and not a.second_look and len(llm2.calls) == 1
-
-
-def test_no_second_look_when_the_question_names_a_term_the_passages_do_not_mention() -> None:
-    llm = ScriptedLLM([REFUSAL])  # a second call would fail the test: nothing else is queued
-    retriever = FakeRetriever(elsewhere=("GPT-4 was trained by OpenAI.",))
-    pipe = AnswerPipeline(retriever, llm, Settings(answer={"evidence_first": False, "context_budget_tokens": 600}))
-    a = pipe.ask("What learning rate was used to train GPT-4?")
-    assert a.refused and a.refusal_reason == "model" and not a.second_look and len(llm.calls) == 1
-    assert a.missing_terms == []  # the handbooks do mention it, just not in these passages
-
-
-def test_a_term_no_handbook_mentions_is_refused_without_calling_the_model() -> None:
-    pipe, llm = make([])  # no reply queued: a model call would fail the test
+def test_a_term_no_handbook_mentions_is_refused_without_the_model() -> None:
+    pipe, llm = make([])
     a = pipe.ask("When should I use Mahalanobis distance instead of L2 regularization?")
     assert a.refused and a.refusal_reason == "unknown_term" and a.missing_terms == ["Mahalanobis"]
-    assert a.answer == REFUSAL and a.passages == [] and llm.calls == []
-    assert a.to_json()["missing_terms"] == ["Mahalanobis"]
-
-
-def test_terms_the_handbooks_mention_pass_the_check() -> None:
-    pipe, llm = make(["L1 drives some weights to zero [1]."])
-    a = pipe.ask("Why does L1 zero out weights while L2 does not?")  # "L1", "L2" occur in the passages
-    assert not a.refused and a.missing_terms == [] and len(llm.calls) == 1
+    assert llm.calls == [] and llm.judged == [] and a.to_json()["missing_terms"] == ["Mahalanobis"]
     pipe, llm = make(["L1 drives some weights to zero [1]."], check_terms=False)
-    assert not pipe.ask("Is Mahalanobis like L1?").refused and len(llm.calls) == 1
+    assert not pipe.ask("Is Mahalanobis like L1 regularization, driving some weights to zero?").refused
 
 
-@pytest.mark.parametrize(
-    "reply",
-    ["I cannot find that in the handbooks.", "i can't find that in the handbook", "The passages do not mention Adam's defaults.",
-     ""],
-)
+@pytest.mark.parametrize("reply", ["I cannot find that in the handbooks.", "i can't find that in the handbook",
+                                   "The excerpts do not mention Adam's defaults.", ""])
 def test_replies_close_to_the_refusal_are_refusals(reply: str) -> None:
-    assert is_refusal(reply, has_valid_citation=False)
+    assert is_refusal(reply)
 
 
-def test_a_real_answer_is_not_a_refusal() -> None:
-    assert not is_refusal("L1 drives some weights to zero [1].", has_valid_citation=True)
-    assert not is_refusal("L1 zeroes weights [1]. The passages do not mention elastic net.", has_valid_citation=True)
+def test_a_real_explanation_is_not_a_refusal() -> None:
+    assert not is_refusal("L1 drives some weights to zero [1].")
 
 
-def test_an_answer_from_memory_not_the_passages_is_refused() -> None:
-    pipe, _ = make(["Adam uses beta1 of 0.9 and beta2 of 0.999 with epsilon 1e-8 by Kingma [1]."])
-    a = pipe.ask("What are the default betas of the adam optimizer?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.timings["support"] < 0.5
-
-
-def test_an_answer_stating_a_number_no_passage_gives_is_refused() -> None:
-    # Well-worded, cited and topical, but the number comes from the model's memory.
-    pipe, _ = make(["L2 regularization shrinks the weights, usually with a penalty of 0.01 [2]."])
-    a = pipe.ask("How strong should the L2 penalty on the weights be?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.timings["unsupported_numbers"] == 1
-    pipe, _ = make(["L2 regularization adds the squared weights to the loss [2]."])
-    a = pipe.ask("How strong should the L2 penalty on the weights be?")
-    assert not a.refused and a.timings["unsupported_numbers"] == 0
-
-
-def test_a_reply_that_only_restates_the_question_is_refused() -> None:
-    pipe, _ = make(["Dropout randomly disables units during training [3]."])
-    a = pipe.ask("Why does dropout randomly disable units during training?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.citations == []
-    pipe, _ = make(["So the network cannot rely on any single unit [3]."])
-    assert not pipe.ask("Why does dropout randomly disable units during training?").refused
-
-
-def test_a_reply_citing_in_place_of_its_content_is_refused() -> None:
-    pipe, _ = make(["The strength of the L2 penalty on the weights is given by the formula: [2]"])
-    a = pipe.ask("How do I compute the L2 penalty?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.citations == []
-
-
-# -- streaming --------------------------------------------------------------------------------------------
-def test_stream_yields_passages_before_generation_then_deltas_then_the_answer() -> None:
-    pipe, llm = make(["L1 drives some weights to zero [1][5], and L2 shrinks them [2]."])
-    events = pipe.stream("How do L1 and L2 differ?")
-    first = next(events)
-    assert isinstance(first, Passages) and len(first.passages) == 3 and llm.calls == []  # before the model runs
+# -- streaming ---------------------------------------------------------------------------------------------------
+def test_stream_order_sources_then_quotes_then_checked_sentences() -> None:
+    pipe, llm = make(["L1 drives some weights to zero [1]. L1 adds the absolute values of the weights [1]."])
+    events = pipe.stream("What does L1 regularization do to the weights?")
+    first, second = next(events), next(events)
+    assert isinstance(first, Stage) and first.name == "retrieving"
+    assert isinstance(second, Passages) and len(second.passages) == 3 and llm.judged == []  # before the model
     rest = list(events)
-    streamed = deltas(rest)
-    assert len(streamed) > 1
-    assert isinstance(rest[-1], Finished)
+    assert kinds(rest) == ["Stage", "Quotes", "Stage", "Stage", "Delta", "Delta", "Finished"]
+    assert [e.name for e in rest if isinstance(e, Stage)] == ["ranking", "explaining", "checking"]
     answer = rest[-1].answer
-    assert answer.passages == first.passages and "".join(streamed).strip() == answer.answer
-    assert "[5]" not in "".join(streamed) and answer.invalid_citations == 1
-
-
-def test_stream_never_shows_a_refusal_that_a_second_look_turns_into_an_answer() -> None:
-    answer = "L1 adds the absolute values of the weights to the loss [1]."
-    pipe, _ = make([REFUSAL, answer])
-    events = list(pipe.stream("Which penalty uses absolute values?"))
-    streamed = "".join(deltas(events))
-    assert streamed.strip() == answer and "find" not in streamed  # the held-back refusal never reached the user
-    assert events[-1].answer.answer == answer
-
-
-def test_stream_of_a_refusal_yields_the_refusal_sentence_once() -> None:
-    pipe, _ = make([REFUSAL, REFUSAL])
-    events = list(pipe.stream("What is the default beta1 of the adam optimizer?"))
-    assert deltas(events) == [REFUSAL]
-    assert events[-1].answer.refused
-
-
-def test_stream_shows_an_answer_that_only_starts_like_the_refusal() -> None:
-    pipe, llm = make(["I would add the absolute values of the weights, as L1 does [1]."])
-    streamed = "".join(deltas(pipe.stream("Which penalty uses absolute values?")))
-    assert streamed.startswith("I would") and len(llm.calls) == 1
+    assert rest[1].quotes == answer.quotes and "".join(deltas(rest)) == answer.explanation
+    assert answer.passages == second.passages
 
 
 def test_stream_of_an_evidence_refusal() -> None:
     pipe, _ = make([], similarity=0.1)
     events = list(pipe.stream("Unrelated?"))
-    assert events[0] == Passages([])
-    assert isinstance(events[-1], Finished) and events[-1].answer.refused
+    assert kinds(events) == ["Stage", "Passages", "Delta", "Finished"] and events[1] == Passages([])
+    assert events[-1].answer.refused
 
 
-# -- errors -----------------------------------------------------------------------------------------------
+# -- errors -------------------------------------------------------------------------------------------------------
 def test_empty_question_is_a_query_error() -> None:
     pipe, _ = make([])
     with pytest.raises(QueryError):
         pipe.ask("   ")
 
 
-def test_question_too_long_for_the_context_window_is_a_query_error() -> None:
-    pipe, llm = make([], n_ctx=700)
-    with pytest.raises(QueryError, match="context window"):
-        pipe.ask("How does regularization work? " * 60)
-    assert llm.calls == []
+def test_question_too_long_is_a_query_error() -> None:
+    pipe, llm = make([])
+    with pytest.raises(QueryError, match="characters"):
+        pipe.ask("How does regularization work? " * 100)
+    assert llm.calls == [] and llm.judged == []
 
 
-def test_the_context_budget_shrinks_to_fit_a_small_window() -> None:
-    pipe, llm = make(["L1 drives some weights to zero [1]."], n_ctx=1000)
-    a = pipe.ask("What does L1 do?", max_tokens=64)
-    fixed = sum(llm.count_tokens(m["content"]) for m in llm.messages[0])
-    assert fixed + 64 <= 1000 and a.passages
-
-
-# -- chat -------------------------------------------------------------------------------------------------
-def test_chat_condenses_follow_ups_with_the_history() -> None:
+# -- chat -----------------------------------------------------------------------------------------------------------
+def test_chat_condenses_follow_ups_through_the_same_steps() -> None:
     pipe, llm = make([
         "L1 drives some weights to zero [1].",
         "Standalone question: How is L1 regularization different from L2 regularization?",
-        "L2 shrinks all weights instead [2].",
-    ])
+        "L2 shrinks all weights smoothly [2].",
+    ], answering=("drives some weights", "shrinks all weights"), max_quotes=2, quote_margin=10.0)
     chat = ChatSession(pipe)
-    first = chat.ask("What does L1 regularization do?")
+    first = chat.ask("What does L1 regularization do to the weights?")
     assert len(llm.calls) == 1  # the first turn is not condensed
     second = chat.ask("and how is that different from L2?")
     condense = llm.calls[1]
     assert condense["max_tokens"] <= 64
     prompt = condense["messages"][-1]["content"]
-    assert "What does L1 regularization do?" in prompt and "drives some weights to zero" in prompt
-    assert "and how is that different from L2?" in prompt
-    assert pipe.retriever.queries == ["What does L1 regularization do?",
+    assert "What does L1 regularization do to the weights?" in prompt and "drives some weights to zero" in prompt
+    assert "> " not in prompt  # quotes are history text, not Markdown block quotes
+    assert pipe.retriever.queries == ["What does L1 regularization do to the weights?",  # type: ignore[attr-defined]
                                       "How is L1 regularization different from L2 regularization?"]
     assert second.question == "How is L1 regularization different from L2 regularization?"
-    assert not first.refused and not second.refused and "condense_s" in second.timings
-    assert [t.question for t in chat.history] == ["What does L1 regularization do?",
-                                                  "and how is that different from L2?"]
+    assert not first.refused and not second.refused and second.quotes and "condense_s" in second.timings
 
 
 def test_chat_history_is_bounded() -> None:
     pipe, llm = make()
     chat = ChatSession(pipe, history_turns=2)
-    llm.queue("Dropout disables units [3].")
-    chat.ask("What is dropout?")
+    llm.queue("L1 drives some weights to zero [1].")
+    chat.ask("What does L1 do to weights?")
     for i in range(3):
-        llm.queue(f"What about dropout variant {i}?", "Dropout disables units [3].")
+        llm.queue(f"What does L1 variant {i} do to weights?", "L1 drives some weights to zero [1].")
         chat.ask(f"and variant {i}?")
     assert len(chat.history) == 2
-    assert chat.history[-1].standalone == "What about dropout variant 2?"
+    assert chat.history[-1].standalone == "What does L1 variant 2 do to weights?"
 
 
 def test_chat_stream_announces_the_rewritten_question() -> None:
-    pipe, llm = make(["Dropout disables units [3].", "How does dropout compare to L2?", "It differs [2]."])
+    pipe, llm = make(["L1 drives some weights to zero [1].", "How does L1 compare to L2?",
+                      "L1 drives some weights to zero [1]."])
     chat = ChatSession(pipe)
-    list(chat.ask_stream("What is dropout?"))
+    list(chat.ask_stream("What does L1 do to the weights?"))
     events = list(chat.ask_stream("how does it compare to L2?"))
-    assert events[0] == Condensed("How does dropout compare to L2?")
-    assert isinstance(events[1], Passages) and isinstance(events[-1], Finished)
+    assert events[0] == Condensed("How does L1 compare to L2?")
+    assert isinstance(events[-1], Finished)
 
 
 def test_clean_condensed_falls_back_on_garbage() -> None:
@@ -318,7 +319,24 @@ def test_clean_condensed_falls_back_on_garbage() -> None:
     assert clean_condensed("", "orig?") == "orig?"
 
 
-# -- CLI --------------------------------------------------------------------------------------------------
+def test_warm_up_keeps_the_fixed_prefix_and_swallows_model_errors(tmp_path: Path) -> None:
+    from rag.errors import ModelError
+    from ui.service import StudyService
+
+    llm = ScriptedLLM([])
+    svc = StudyService(Settings(storage={"home": tmp_path}), llm=llm, retriever=FakeRetriever(), embedder=HashEmbedder())
+    svc.warm_up()
+    assert len(llm.kept) == 1 and llm.kept[0][0]["role"] == "system" and llm.kept[0][-1]["role"] == "assistant"
+
+    class Broken(ScriptedLLM):
+        def keep_prefix(self, messages: list[dict[str, str]]) -> int:
+            raise ModelError("no model")
+
+    StudyService(Settings(storage={"home": tmp_path}), llm=Broken([]), retriever=FakeRetriever(),
+                 embedder=HashEmbedder()).warm_up()  # reported by the first real question, not here
+
+
+# -- CLI ------------------------------------------------------------------------------------------------------------
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str, service: Any = None) -> tuple[int, str, str]:
     from ui.cli import main
 
@@ -381,142 +399,77 @@ def test_cli_unreachable_server(corpus_settings: Settings, monkeypatch: pytest.M
     assert_one_clear_error(code, err, "cannot reach")
 
 
-def _scripted_service(replies: list[str], similarity: float = 0.6) -> tuple[Any, ScriptedLLM]:
+def _scripted_service(replies: list[str], answering: tuple[str, ...] = ("drives some weights", "Dropout"),
+                      similarity: float = 0.6) -> tuple[Any, ScriptedLLM]:
+    """A service whose every unit judged to answer is quoted (up to three)."""
     from ui.service import StudyService
 
-    llm = ScriptedLLM(replies)  # the whole-passage pipeline: one model call per answer (evidence-first CLI:
-    # tests/test_answer_evidence.py)
-    return StudyService(Settings(answer={"evidence_first": False}), llm=llm, retriever=FakeRetriever(similarity),
-                        embedder=HashEmbedder()), llm
+    llm = ScriptedLLM(replies, judge=reader(answering))
+    settings = Settings(answer={"max_quotes": 3, "quote_margin": 10.0})
+    return StudyService(settings, llm=llm, retriever=FakeRetriever(similarity), embedder=HashEmbedder()), llm
 
 
-def test_cli_ask_streams_and_lists_cited_sources(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    svc, llm = _scripted_service(["L1 zeroes weights [1] and dropout disables units [3]."])
-    code, out, _ = run_cli(capsys, "ask", "-k", "3", "--max-tokens", "50", "What do L1 and dropout do?", service=svc)
-    assert code == 0
-    assert "L1 zeroes weights [1] and dropout disables units [3]." in out
+def test_cli_ask_prints_the_quotes_first_then_the_explanation_and_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    svc, llm = _scripted_service(["L1 drives some weights to zero [1] and dropout disables units [3]."])
+    code, out, _ = run_cli(capsys, "ask", "-k", "3", "--max-tokens", "50",
+                           "What do L1 and dropout do to the weights and units?", service=svc)
+    assert code == 0 and llm.calls[0]["max_tokens"] == 50
+    assert out.index("> " + TEXTS[0]) < out.index("L1 drives some weights to zero [1] and dropout")
     assert "[1] Doc 0 — Sec 0 (doc0.md)" in out and "[3] Doc 2 — Sec 2 (doc2.md, p. 3)" in out
     assert "[2] Doc 1" not in out
 
 
-def test_cli_ask_names_the_terms_no_handbook_mentions(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_ask_names_the_terms_no_handbook_mentions(capsys: pytest.CaptureFixture[str]) -> None:
     svc, llm = _scripted_service([])
     code, out, _ = run_cli(capsys, "ask", "How does the Apriori algorithm compare with L1?", service=svc)
     assert code == 0 and llm.calls == []
     assert REFUSAL in out and "(No handbook mentions Apriori.)" in out
 
 
-def test_cli_ask_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    svc, llm = _scripted_service(["L2 shrinks weights [2]."])
-    code, out, _ = run_cli(capsys, "ask", "--json", "--max-tokens", "40", "What does L2 do?", service=svc)
-    assert code == 0 and llm.calls[0]["max_tokens"] == 40
+def test_cli_ask_json(capsys: pytest.CaptureFixture[str]) -> None:
+    svc, llm = _scripted_service(["L1 drives some weights to zero [1]."])
+    code, out, _ = run_cli(capsys, "ask", "--json", "What does L1 do to the weights?", service=svc)
+    assert code == 0
     d = json.loads(out)
-    assert d["answer"] == "L2 shrinks weights [2]." and d["refused"] is False
-    assert d["citations"][0]["chunk_id"] == "c1"
+    assert d["refused"] is False and d["quotes"][0]["text"] == TEXTS[0]
+    assert d["answer"] == f"> {TEXTS[0]} [1]\n\nL1 drives some weights to zero [1]."
+    assert d["citations"][0]["chunk_id"] == "c0" and d["timings"]["quotes_s"] > 0
 
 
 def test_cli_chat_reads_piped_lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    svc, llm = _scripted_service(["L1 zeroes weights [1].", "How does L1 differ from L2?", "L2 shrinks [2]."])
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is L1?\n\nhow does it differ from L2?\nexit\nignored\n"))
+    svc, llm = _scripted_service(["L1 drives some weights to zero [1].", "How does dropout differ from L1?",
+                                  "Dropout randomly disables units during training [3]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("What does L1 do?\n\nhow does dropout differ from it?\nexit\nx\n"))
     code, out, _ = run_cli(capsys, "chat", service=svc)
     assert code == 0 and len(llm.calls) == 3
-    assert "L1 zeroes weights [1]." in out and "L2 shrinks [2]." in out
-    assert "How does L1 differ from L2?" in out
-
-
-# -- semantic grounding with the real embedder ----------------------------------------------------------------
-def make_grounded(embedder, replies: list[str]) -> tuple[AnswerPipeline, ScriptedLLM]:  # type: ignore[no-untyped-def]
-    return make(replies, embedder=embedder)
-
-
-def test_a_paraphrase_of_the_passages_is_kept_and_cited(embedder) -> None:  # type: ignore[no-untyped-def]
-    # Few of its words are in the passages (lexical support below 0.5), but it restates passage 3.
-    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
-    pipe, _ = make([reply])
-    assert pipe.ask("What is dropout?").refusal_reason == "unsupported"  # without an embedder: refused
-    pipe, _ = make_grounded(embedder, [reply])
-    a = pipe.ask("What is dropout?")
-    assert a.timings["support"] < 0.45 and a.timings["semantic_support"] >= 0.5, a.timings
-    assert not a.refused and not a.uncited
-    assert [c.n for c in a.citations] == [3] and a.auto_cited == 1 and a.answer.endswith("[3].")
-
-
-def test_a_paraphrase_is_not_taken_when_retrieval_found_nothing_close(embedder) -> None:  # type: ignore[no-untyped-def]
-    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
-    pipe, _ = make_grounded(embedder, [reply])  # the paraphrase kept above, now over weak evidence
-    pipe.retriever.similarity = 0.3  # type: ignore[attr-defined]
-    a = pipe.ask("What is dropout?")
-    assert a.timings["evidence"] < 0.33 <= a.timings["semantic_support"]
-    assert a.refused and a.refusal_reason == "unsupported"
-
-
-def test_an_answer_from_memory_is_still_refused_with_an_embedder(embedder) -> None:  # type: ignore[no-untyped-def]
-    pipe, _ = make_grounded(embedder, ["Adam keeps running averages of the gradients and their squares, as Kingma "
-                                       "and Ba proposed [1]."])
-    a = pipe.ask("What are the default betas of the adam optimizer?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] < 0.5
-
-
-def test_a_loose_answer_about_a_term_the_passages_never_name_is_refused(embedder) -> None:  # type: ignore[no-untyped-def]
-    reply = "Dropout randomly silences neurons in training so that the model never leans on one neuron."
-    pipe, _ = make_grounded(embedder, [reply])  # the paraphrase that passes above, now about "AlexNet"
-    pipe.retriever.elsewhere = ["AlexNet won ImageNet in 2012."]  # type: ignore[attr-defined]
-    a = pipe.ask("How was dropout used in AlexNet?")
-    assert a.refused and a.refusal_reason == "unsupported" and a.timings["semantic_support"] >= 0.4
-    pipe, _ = make_grounded(embedder, ["L1 regularization adds the absolute values of the weights to the loss [1]."])
-    pipe.retriever.elsewhere = ["AlexNet won ImageNet in 2012."]  # type: ignore[attr-defined]
-    assert not pipe.ask("Does AlexNet use L1 regularization?").refused  # well supported by its words: kept
-
-
-def test_semantic_attribution_leaves_unrelated_and_cited_sentences_alone(embedder) -> None:  # type: ignore[no-untyped-def]
-    from rag.grounding import semantic_attribute, sentence_grounding
-
-    passages = FakeRetriever().retrieve("q")
-    text = "Penalising squared weights shrinks every weight smoothly towards zero. Paris is in France. Dropout helps [3]."
-    grounding = sentence_grounding(text, passages, embedder.embed)
-    assert [g[2] for g in grounding][0] == 1  # the first sentence is closest to passage 2 (L2)
-    out, added = semantic_attribute(text, grounding, 0.6)
-    assert added == 1
-    assert out == ("Penalising squared weights shrinks every weight smoothly towards zero [2]. Paris is in France. "
-                   "Dropout helps [3].")
-
-
-def test_warm_up_evaluates_the_fixed_prompt_once_and_swallows_model_errors(tmp_path: Path) -> None:
-    from rag.errors import ModelError
-    from ui.service import StudyService
-
-    llm = ScriptedLLM(["x", ModelError("no model")])
-    svc = StudyService(Settings(storage={"home": tmp_path}), llm=llm)
-    svc.warm_up()
-    fixed = AnswerPipeline.messages("", "q")
-    assert len(llm.calls) == 1 and llm.calls[0]["max_tokens"] == 1
-    assert llm.calls[0]["messages"][:-1] == fixed[:-1]  # system message and example turns
-    svc.warm_up()  # a broken model is reported by the first real question, not here
-    assert len(llm.calls) == 2
+    assert "L1 drives some weights to zero [1]." in out and "Dropout randomly disables units during training [3]." in out
+    assert "How does dropout differ from L1?" in out
 
 
 def test_cli_chat_is_saved_and_resumed_with_its_history(monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    svc, llm = _scripted_service(["L1 zeroes weights [1]."])
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is L1?\n"))
+    svc, llm = _scripted_service(["L1 drives some weights to zero [1]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("What does L1 do?\n"))
     assert run_cli(capsys, "chat", "--user", "ann", service=svc)[0] == 0
     [conv] = svc.study.conversations("ann")
-    assert conv["title"] == "What is L1?" and svc.study.conversations("bob") == []
+    assert conv["title"] == "What does L1 do?" and svc.study.conversations("bob") == []
     # a new process: the follow-up is condensed against the saved turn
-    svc2, llm2 = _scripted_service(["How does L1 differ from L2?", "L2 shrinks [2]."])
-    monkeypatch.setattr("sys.stdin", io.StringIO("and how is it different from L2?\n"))
+    svc2, llm2 = _scripted_service(["How does dropout differ from L1?",
+                                    "Dropout randomly disables units during training [3]."])
+    monkeypatch.setattr("sys.stdin", io.StringIO("and how does dropout differ from it?\n"))
     code, out, _ = run_cli(capsys, "chat", "--user", "ann", "--resume", service=svc2)
-    assert code == 0 and "resuming “What is L1?”, 1 turns" in out
-    assert "What is L1?" in llm2.calls[0]["messages"][-1]["content"]  # the condense prompt holds the history
+    assert code == 0 and "resuming “What does L1 do?”, 1 turns" in out
+    assert "What does L1 do?" in llm2.calls[0]["messages"][-1]["content"]  # the condense prompt holds the history
     turns = svc2.study.conversation("ann", conv["id"])
-    assert turns is not None and [t["question"] for t in turns] == ["What is L1?", "and how is it different from L2?"]
-    assert turns[1]["standalone"] == "How does L1 differ from L2?" and turns[1]["answer"] == "L2 shrinks [2]."
+    assert turns is not None and [t["question"] for t in turns] == ["What does L1 do?",
+                                                                    "and how does dropout differ from it?"]
+    assert turns[1]["standalone"] == "How does dropout differ from L1?"
+    assert turns[1]["explanation"] == "Dropout randomly disables units during training [3]."
+    assert 3 in [q["citation"]["n"] for q in turns[1]["quotes"]]
     # One saved-turn format: the Chat tab reopens a CLI conversation with its sources, the cited ones marked.
     from ui.tab_chat import SAVED_KEYS
 

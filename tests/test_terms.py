@@ -38,3 +38,15 @@ def test_missing_terms_lists_only_the_unmentioned_ones() -> None:
     q = "When should I use Mahalanobis distance instead of Euclidean distance to flag outliers?"
     assert missing_terms(q, texts) == ["Mahalanobis"]
     assert missing_terms("How are outliers flagged?", texts) == []
+
+
+@pytest.mark.parametrize("term", ["XGBoost-style", "BERT-like", "GPT-ish", "CNN-based", "LSTM-type"])
+def test_compounds_of_known_terms_are_mentions(term: str) -> None:
+    vocab = Vocabulary(["XGBoost and BERT are common; GPT models and CNN or LSTM layers too."])
+    assert vocab.mentions(term)
+
+
+def test_compounds_of_unknown_terms_are_not() -> None:
+    vocab = Vocabulary(["XGBoost and BERT are common."])
+    assert not vocab.mentions("Mahalanobis-based")
+    assert not vocab.mentions("RoBERTa-style")

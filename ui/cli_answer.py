@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import QueryError, StudybotError
-from rag.events import AnswerEvent, Condensed, Delta, Finished, LeadReady
+from rag.events import AnswerEvent, Condensed, Delta, Finished, Quotes
 from rag.study.store import LOCAL_USER
 from ui.commands import EXIT_ERROR, EXIT_OK, command
 from ui.render import answer_turn, passages_to_sources, source_line
@@ -39,38 +39,31 @@ def print_sources(answer: Answer) -> None:
         if getattr(answer, "missing_terms", None):
             print(f"(No handbook mentions {', '.join(answer.missing_terms)}.)")
         return
-    cited = {c.n: c for c in [*(answer.lead.citations if answer.lead else []), *answer.citations]}
-    if cited:
+    if answer.citations:
         print("\nSources:")
-        for n in sorted(cited):
-            print(f"  [{n}] {source_line(cited[n])}")
-    elif answer.passages:
-        print("\nThe answer cites no passage. Passages given to the model:")
-        for n, p in enumerate(answer.passages, start=1):
-            print(f"  [{n}] {source_line(p)}")
+        for c in answer.citations:
+            print(f"  [{c.n}] {source_line(c)}")
 
 
 def stream_answer(events: Iterator[AnswerEvent]) -> Answer | None:
-    """Print deltas as they come; return the final Answer."""
+    """Print the quotes when they are chosen and the explanation's sentences as they pass their check; return
+    the final Answer."""
+    from rag.answer.pipeline import blockquote
+
     answer = None
-    streamed = []
+    shown = False
     for event in events:
         if isinstance(event, Condensed):
             print(f"(searching for: {event.question})", flush=True)
-        elif isinstance(event, LeadReady):
-            marks = "".join(f"[{c.n}]" for c in event.lead.citations)
-            quoted = "\n".join("  " + ln for ln in event.lead.text.strip().splitlines())
-            print(f"From the handbook ({event.seconds:.2f} s):\n{quoted} {marks}\n", flush=True)
+        elif isinstance(event, Quotes):
+            print("\n\n".join(blockquote(q.marked()) for q in event.quotes) + "\n", flush=True)
         elif isinstance(event, Delta):
-            streamed.append(event.text)
+            shown = True
             print(event.text, end="", flush=True)
         elif isinstance(event, Finished):
             answer = event.answer
-    text = "".join(streamed).strip()
-    if answer is not None and answer.answer != text:
-        # The final text differs from the stream (a refusal detected after the fact, tidied markers).
-        print(("\n" if text else "") + ("→ " if text else "") + answer.answer, end="")
-    print(flush=True)
+    if shown:
+        print(flush=True)
     return answer
 
 

@@ -20,10 +20,13 @@ from rag.quiz import GradeResult
 from rag.types import Chunk, Citation, Passage
 
 REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question (no passage supports an answer)."
-UNCITED_NOTE = (
-    "**Uncited answer:** this answer cites none of the passages; check it against the sources before "
-    "relying on it."
-)
+# What a student waits on at each stage of an answer (rag.events.Stage), said on screen.
+STAGE_TEXT = {
+    "retrieving": "Searching the handbooks…",
+    "ranking": "Choosing the passages' sentences that answer it…",
+    "explaining": "Writing a short explanation of the quotes…",
+    "checking": "Checking the explanation against the quotes…",
+}
 
 
 def esc(value: Any) -> str:
@@ -86,34 +89,37 @@ def answer_markdown(
     text: str,
     *,
     refused: bool = False,
-    uncited: bool = False,
     valid: Iterable[int] | None = None,
     links: bool = True,
     streaming: bool = False,
+    stage: str | None = None,
     missing_terms: Iterable[str] = (),
 ) -> str:
-    """The chat message for an answer (Markdown with escaped text) with its refused/uncited note."""
+    """The chat message for an answer's text (Markdown with escaped text) with its refused note; while
+    ``streaming``, the stage the answer waits on."""
     body = link_citations(text.strip(), valid, links=links) if text and text.strip() else ""
     if streaming:
-        return body + " ▌" if body else "_Thinking…_"
+        waiting = f"_{STAGE_TEXT.get(stage or '', 'Thinking…')}_"
+        return f"{body} ▌\n\n{waiting}" if body else waiting
     if refused:
         missing = [_md_escape_brackets(esc(t)) for t in missing_terms]
         if missing:
             body = f"{body}\n\n_No handbook mentions {', '.join(missing)}._"
         return f"{REFUSED_NOTE}\n\n{body}" if body else REFUSED_NOTE
-    if uncited:
-        return f"{body}\n\n{UNCITED_NOTE}" if body else UNCITED_NOTE
-    return body or "_(empty answer)_"
+    return body
 
 
-def lead_markdown(lead: Mapping[str, Any] | None, valid: Iterable[int] | None = None, *, links: bool = True) -> str:
-    """The extractive lead as a Markdown quote: "From the handbook", the handbook's words, their marker."""
-    if not lead or not str(lead.get("text") or "").strip():
-        return ""
-    marks = "".join(f"[{c['n']}]" for c in lead.get("citations", []) if c.get("n"))
-    body = link_citations(f"{str(lead['text']).strip()} {marks}".strip(), valid, links=links)
-    quoted = "\n".join("> " + ln if ln.strip() else ">" for ln in body.splitlines())
-    return f"> **From the handbook:**\n{quoted}"
+def quotes_markdown(quotes: Sequence[Mapping[str, Any]], valid: Iterable[int] | None = None, *,
+                    links: bool = True) -> str:
+    """An answer's quotes (``Quote.to_json()``) as Markdown block quotes: the handbook's own words, escaped,
+    each with its linked marker."""
+    from rag.answer.select import marked
+
+    blocks = []
+    for q in quotes:
+        body = link_citations(marked(str(q.get("text") or ""), int(q["citation"]["n"])), valid, links=links)
+        blocks.append("\n".join("> " + ln if ln.strip() else ">" for ln in body.splitlines()))
+    return "\n\n".join(blocks)
 
 
 def error_markdown(message: str) -> str:
@@ -217,12 +223,11 @@ def answer_turn(question: str, answer: Mapping[str, Any], sources: list[dict[str
     """A finished chat turn, the one format the Chat tab shows and both the tab and ``studybot chat`` save:
     ``answer`` is :meth:`rag.answer.Answer.to_json`, ``sources`` the passages shown for it
     (:func:`passages_to_sources`), marked cited here."""
-    lead = answer.get("lead")
     return {"question": question, "standalone": answer.get("question") or question,
-            "answer": answer.get("answer", ""), "refused": bool(answer.get("refused")),
-            "uncited": bool(answer.get("uncited")), "timings": answer.get("timings", {}),
-            "missing_terms": answer.get("missing_terms", []), "lead": lead,
-            "sources": merge_citations(sources, [*(lead or {}).get("citations", []), *answer.get("citations", [])])}
+            "answer": answer.get("answer", ""), "quotes": answer.get("quotes", []),
+            "explanation": answer.get("explanation", ""), "refused": bool(answer.get("refused")),
+            "timings": answer.get("timings", {}), "missing_terms": answer.get("missing_terms", []),
+            "sources": merge_citations(sources, answer.get("citations", []))}
 
 
 def format_time(ts: float | None) -> str:
@@ -272,18 +277,11 @@ def conversation_markdown(turns: Sequence[Mapping[str, Any]]) -> str:
         if t.get("error"):
             lines += [f"**Error:** {t['error']}", ""]
             continue
-        answer = (t.get("answer") or "").strip()
-        lead = t.get("lead") or {}
-        if lead.get("text") and not t.get("refused"):
-            marks = "".join(f"[{c['n']}]" for c in lead.get("citations", []))
-            lines += ["> From the handbook:", *("> " + ln for ln in str(lead["text"]).strip().splitlines()),
-                      f"> {marks}", ""]
         if t.get("refused"):
             lines += ["_Not answered: the handbooks do not cover this question._", ""]
+        answer = (t.get("answer") or "").strip()
         if answer:
             lines += [answer, ""]
-        if t.get("uncited") and not t.get("refused"):
-            lines += ["_This answer cites none of the passages._", ""]
         cited = [s for s in t.get("sources", []) if s.get("cited")]
         if cited:
             lines += ["**Sources**", ""]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ingest.library import AddResult, Library
     from ingest.pipeline import IngestSummary, PlanFn
     from rag.answer import Answer, AnswerPipeline
-    from rag.chat import ChatSession
+    from rag.answer.chat import ChatSession
     from rag.embeddings import TextEmbedder
     from rag.events import AnswerEvent
     from rag.health import Check
@@ -208,17 +208,16 @@ class StudyService:
 
     def chat_session(self) -> ChatSession:
         """A new conversation (history bounded by ``settings.answer.history_turns``)."""
-        from rag.chat import ChatSession
+        from rag.answer.chat import ChatSession
 
         return ChatSession(self.answers)
 
     def warm_up(self) -> None:
-        """Load the model and evaluate the fixed part of the answer prompt (system message and examples), so
-        the first question pays only for its own passages. Best effort: errors surface on the first question."""
-        from rag.answer import AnswerPipeline
-
+        """Load the model and keep the answer path's fixed prompt prefix evaluated (or loaded from the state the
+        last process saved), so the first question pays only for its own tokens. Best effort: errors
+        surface on the first question."""
         with contextlib.suppress(StudybotError):
-            self.llm.complete(AnswerPipeline.messages("", "warm-up"), max_tokens=1, temperature=0.0)
+            self.answers.warm_up()
 
     # -- quizzes -------------------------------------------------------------------------------------
     def quiz(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
@@ -256,8 +255,7 @@ class StudyService:
         """A one-page study guide on a topic or section, every line cited and validated like an answer."""
         from rag.study.guide import GuideMaker
 
-        maker = GuideMaker(self.llm, self.retriever, self.answers.verifier, self.settings.quiz,
-                           self.answers.messages("", topic))
+        maker = GuideMaker(self.llm, self.retriever, self.answers.verifier, self.settings.quiz)
         return maker.make(topic)
 
     def grade(self, item: QuizItem, answer: str) -> GradeResult:

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from rag.errors import StudybotError
-from rag.events import Condensed, Delta, Finished, LeadReady, Passages
+from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.study.store import LOCAL_USER
 from ui import render
 from ui.user import user_of
@@ -78,26 +78,35 @@ def stream_answer(session: Any, question: str) -> Iterator[Any]:
 
 
 # --- turn state ---------------------------------------------------------------------------------------
+def _quotes_of(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn's quotes (a conversation saved before quotes had one "lead" quote instead)."""
+    if "quotes" in turn:
+        return list(turn.get("quotes") or [])
+    lead = turn.get("lead") or {}
+    cites = lead.get("citations") or []
+    return [{"text": lead["text"], "citation": cites[0]}] if lead.get("text") and cites else []
+
+
 def _turn_messages(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chat messages for all turns; only the last turn's citations link (its sources are on the panel)."""
     messages: list[dict[str, Any]] = []
     for i, t in enumerate(turns):
         last = i == len(turns) - 1
+        valid = [s["n"] for s in t.get("sources", [])]
         messages.append({"role": "user", "content": render.esc(t["question"])})
+        quotes = render.quotes_markdown(_quotes_of(t), valid, links=last) if not t.get("refused") else ""
+        explanation = t.get("explanation", "") if "quotes" in t else t.get("answer", "")
         if t.get("error"):
             content = render.error_markdown(t["error"])
         elif t.get("pending"):
-            content = render.answer_markdown(t.get("answer", ""), streaming=True,
-                                             valid=[s["n"] for s in t.get("sources", [])])
+            content = render.answer_markdown(explanation, streaming=True, valid=valid, stage=t.get("stage"))
+        elif t.get("refused"):
+            content = render.answer_markdown(t.get("answer", ""), refused=True, valid=valid, links=last,
+                                             missing_terms=t.get("missing_terms", ()))
         else:
-            content = render.answer_markdown(
-                t.get("answer", ""), refused=t.get("refused", False), uncited=t.get("uncited", False),
-                valid=[s["n"] for s in t.get("sources", [])], links=last,
-                missing_terms=t.get("missing_terms", ()),
-            )
-        lead = render.lead_markdown(t.get("lead"), [s["n"] for s in t.get("sources", [])], links=last)
-        if lead and not t.get("refused"):
-            content = f"{lead}\n\n{content}"
+            content = render.answer_markdown(explanation, valid=valid, links=last)
+        if quotes and not t.get("error"):
+            content = f"{quotes}\n\n{content}".strip()
         messages.append({"role": "assistant", "content": content})
     return messages
 
@@ -117,19 +126,17 @@ def _status(turn: dict[str, Any]) -> str:
     if turn.get("error"):
         return "The question could not be answered."
     if turn.get("pending"):
-        return (f"Retrieved {n} passages{searched}; generating the answer…" if n
-                else f"Searching the handbooks{searched}…")
+        stage = render.STAGE_TEXT.get(turn.get("stage") or "retrieving", "")
+        return f"Retrieved {n} passages{searched}. {stage}" if n else f"Searching the handbooks{searched}…"
     cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
     if turn.get("refused"):
         return f"Not answered from the handbooks ({n} passages retrieved)."
-    if turn.get("uncited"):
-        return f"Uncited answer: none of the {n} passages is cited."
     total = (turn.get("timings") or {}).get("total_s")
     took = f" in {total:.1f} s" if isinstance(total, int | float) else ""
     return f"{cited} of {n} passages cited{searched}{took}."
 
 
-SAVED_KEYS = ("question", "standalone", "answer", "refused", "uncited", "lead", "sources", "timings",
+SAVED_KEYS = ("question", "standalone", "answer", "quotes", "explanation", "refused", "lead", "sources", "timings",
               "missing_terms", "error")
 
 
@@ -180,13 +187,17 @@ def respond(sessions: Sessions, question: str, state: dict[str, Any] | None, use
                 turn["sources"] = render.passages_to_sources(event.passages)
                 yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
                        state, "", gr.skip())
-            elif isinstance(event, LeadReady):
-                turn["lead"] = event.lead.to_json()
-                turn["sources"] = render.merge_citations(turn["sources"], turn["lead"]["citations"])
+            elif isinstance(event, Stage):
+                turn["stage"] = event.name
+                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
+                       state, "", gr.skip())
+            elif isinstance(event, Quotes):
+                turn["quotes"] = [q.to_json() for q in event.quotes]
+                turn["sources"] = render.merge_citations(turn["sources"], [q["citation"] for q in turn["quotes"]])
                 yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
                        state, "", gr.skip())
             elif isinstance(event, Delta):
-                turn["answer"] += event.text
+                turn["explanation"] = turn.get("explanation", "") + event.text
                 yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
             elif isinstance(event, Finished):
                 turn.update(render.answer_turn(question, event.answer.to_json(), turn["sources"]), pending=False)

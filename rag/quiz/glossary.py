@@ -25,13 +25,13 @@ from typing import Any
 
 from rag import prompts
 from rag.embeddings import TextEmbedder
-from rag.evidence import split_units
 from rag.llm import LLM
 from rag.quiz.models import ANSWER_MAX_CHARS, string_schema
 from rag.quiz.text import clean_field, key_terms, normalize, term_overlap
 from rag.quiz.validation import cut_off
 from rag.text import clip
 from rag.types import Chunk
+from rag.units import split_units
 
 TERMS_PER_PASSAGE = 3
 TERM_MAX_CHARS = 40

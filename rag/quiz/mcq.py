@@ -28,12 +28,12 @@ import re
 from collections.abc import Sequence
 
 from rag import prompts
-from rag.evidence import split_units
 from rag.llm import LLM
 from rag.quiz.glossary import DEFINITION_MIN_OVERLAP, GlossaryEntry, term_words
 from rag.quiz.models import QuizItem
 from rag.quiz.text import best_quote, cos, term_overlap
 from rag.types import Citation
+from rag.units import split_units
 
 DISTRACTORS = 3
 LETTERS = "ABCD"

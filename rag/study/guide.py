@@ -4,7 +4,7 @@ three likely interview questions), every line cited to the passage that states i
 The passages are retrieved for the topic (the same topic check as quizzes: :class:`rag.quiz.QuizError` for a
 topic the handbooks do not cover); the model writes the guide as JSON constrained by :func:`schema`, so the
 reply always parses and every line carries a passage number. Then every line goes through the same
-citation validation as answers (:class:`rag.verify.Verifier`: the rules, then the model's yes/no against
+citation validation as answers (:class:`rag.answer.verify.Verifier`: the rules, then the model's yes/no against
 the passage's closest sentences, re-citing a line to the passage that states it); a definition or summary
 sentence that fails is dropped and counted. A question is not a claim: it is kept when its named terms are
 in the passages, cited to the passage closest to it. Formatting (Markdown) is the UI's job.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rag import prompts
+from rag.answer.verify import Verifier
 from rag.citations import CITATION
 from rag.llm import LLM
 from rag.quiz.generation import covered_passages
@@ -28,7 +29,6 @@ from rag.settings import QuizSettings
 from rag.terms import missing_terms
 from rag.text import clip
 from rag.types import Citation, Passage
-from rag.verify import Verifier
 
 GUIDE_PASSAGES = 4
 MAX_PASSAGE_CHARS = 900  # four passages of about 225 tokens: the prompt stays near 1,100 tokens
@@ -104,16 +104,13 @@ def _clean(value: Any) -> str:
 
 
 class GuideMaker:
-    """Writes :class:`StudyGuide` objects. ``verify_messages``: the answer prompt whose fixed prefix the
-    verifier's yes/no questions follow (KV-cached after the first)."""
+    """Writes :class:`StudyGuide` objects; each line is checked by the answer path's verifier."""
 
-    def __init__(self, llm: LLM, retriever: Retriever, verifier: Verifier, quiz_settings: QuizSettings,
-                 verify_messages: list[dict[str, str]]) -> None:
+    def __init__(self, llm: LLM, retriever: Retriever, verifier: Verifier, quiz_settings: QuizSettings) -> None:
         self.llm = llm
         self.retriever = retriever
         self.verifier = verifier
         self.quiz_settings = quiz_settings
-        self.verify_messages = verify_messages
 
     def passages(self, topic: str) -> list[Passage]:
         topic = (topic or "").strip()
@@ -166,14 +163,11 @@ class GuideMaker:
                 guide.dropped += 1
                 guide.reasons.append(f"question: names a term no passage has ({text[:60]})")
                 return None
-            return GuideLine(kind, text, self.verifier.closest(text, passages) or n)
+            return GuideLine(kind, text, self.verifier.closest(text, passages)[1] or n)
         claim = f"{term}: {text}" if term else text
-        claim = claim.rstrip(" .") + f" [{n}]."
-        check = self.verifier.verify(claim, claim, passages, topic, self.verify_messages, self.llm)
-        kept = [c for c in check.checks if c.supported]
-        if not check.text or not kept:
+        check, source = self.verifier.check_passages(claim.rstrip(" .") + ".", passages, topic)
+        if not check.supported:
             guide.dropped += 1
-            reason = check.checks[0].reason if check.checks else "empty"
-            guide.reasons.append(f"{kind}: not stated by its passage ({reason}): {claim[:60]}")
+            guide.reasons.append(f"{kind}: not stated by its passage ({check.reason}): {claim[:60]}")
             return None
-        return GuideLine(kind, text, kept[0].passage or n, term)
+        return GuideLine(kind, text, source, term)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag import prompts
-from rag.answer import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline
+from rag.answer.pipeline import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline
 from rag.citations import CITATION
 from rag.events import AnswerEvent, Condensed, Finished
 from rag.text import clip
 
 HISTORY_ANSWER_CHARS = 300
 _MARKER = re.compile(r"\s*" + CITATION.pattern, re.I)
+_QUOTED = re.compile(r"(?m)^>[ \t]?")
 _PREFIX = re.compile(r"^\s*(standalone question|rewritten question|question)\s*:\s*", re.I)
 
 
@@ -59,7 +60,7 @@ class ChatSession:
     def history_text(self) -> str:
         lines = []
         for t in self.history:
-            answer = clip(_MARKER.sub("", t.answer), HISTORY_ANSWER_CHARS)
+            answer = clip(" ".join(_QUOTED.sub("", _MARKER.sub("", t.answer)).split()), HISTORY_ANSWER_CHARS)
             lines.append(f"User: {t.standalone}\nAssistant: {answer}")
         return "\n".join(lines)
 
