@@ -1,252 +1,254 @@
-"""Answer pipeline benchmark on the gold set, side by side with bare llama-cpp-python.
+"""Answers end to end, one or more versions of studybot side by side: what a student is shown and when.
 
-Usage: python bench/answer.py [--limit N] [--bare-limit M] [--max-tokens T] [--json]
-       python bench/answer.py --compare --gold evals/blind.jsonl ...   (old vs evidence-first: bench/answer_compare.py)
+Usage::
 
-Per question: time to first token (end to end and of the model alone), decode tokens/s, prompt tokens,
-total seconds; for the first M questions the exact same messages are also sent to
-``llama_cpp.Llama.create_chat_completion`` on the same model instance (KV cache put back to the same state:
-only the fixed prefix cached), giving the pipeline overhead ratio = pipeline total / (retrieval + bare total).
-Also: the KV-cache prefix saving (the same prompt with a cold cache vs with the fixed prefix cached) and the
-refusal figures (unanswerable refused, answerable wrongly refused). ``--limit`` takes a stratified sample
-(answerable and unanswerable in the gold set's proportion).
+    git worktree add /tmp/studybot-old <ref>          # the version to compare against (any commit)
+    python bench/answer.py --gold evals/gold.jsonl --arm new=. --arm old=/tmp/studybot-old --dump D.jsonl
+    python bench/answer.py --report D.jsonl --gold evals/gold.jsonl
+
+Each arm is a worker process running *its own tree's* code (``StudyService.ask_stream``, the public API every
+version has) on the same index and model; the arms take turns question by question, so no two model jobs run
+at once and a drift of the machine's speed hits both. A worker warms its model up before the first question.
+Per question and arm it records the answer's JSON, the passages and units it saw (when the version exposes
+them), and when each kind of event arrived: the sources (``Passages``), the first handbook text shown
+(``Quotes``, or the old ``LeadReady``), the first explanation text (``Delta``) and the end (``Finished``).
+
+``--report`` prints, per arm: refusals (unanswerable refused, answerable wrongly refused), the loss table for
+answerable questions (the gold phrase, ``evals.gold.states``: in the retrieved passages, in the candidate
+units, in the quotes, in the text shown, in the first content shown), markers inside code, and p50 seconds of
+sources / first content / complete answer, and prompt tokens. Reading the answers against the handbooks is a
+person's job: ``--sheet F`` writes them as a Markdown sheet to read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from evals.gold import GOLD_PATH, GoldItem, is_relevant, load_gold  # noqa: E402
-from rag.answer import STOP, AnswerPipeline  # noqa: E402
-from rag.context import block  # noqa: E402
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-from ui.service import StudyService  # noqa: E402
+HERE = Path(__file__).resolve()
 
 
-def sample(items: list[GoldItem], limit: int) -> list[GoldItem]:
-    if not limit or limit >= len(items):
-        return items
-    ans = [i for i in items if i.answerable]
-    una = [i for i in items if not i.answerable]
-    n_una = max(1, round(limit * len(una) / len(items)))
-    n_ans = limit - n_una
-    pick_a = [ans[round(j * len(ans) / n_ans)] for j in range(n_ans)] if n_ans else []
-    pick_u = [una[round(j * len(una) / n_una)] for j in range(n_una)]
-    out: list[GoldItem] = []
-    while pick_a or pick_u:  # interleave so a truncated run still sees both kinds
-        for src, share in ((pick_a, max(1, n_ans // n_una)), (pick_u, 1)):
-            for _ in range(share):
-                if src:
-                    out.append(src.pop(0))
-    return out
-
-
-class Bare:
-    """llama-cpp-python directly on the pipeline's model instance."""
-
-    def __init__(self, llm: Any) -> None:
-        self.llm = llm
-        self.llama = llm.load()
-
-    def tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        fmt = self.llm._formatter
-        result = fmt(messages=messages)
-        return self.llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
-
-    def prefix_len(self) -> int:
-        """Tokens shared by every answer prompt (system message + example turns)."""
-        a = self.tokens(AnswerPipeline.messages("x", "first question?"))
-        b = self.tokens(AnswerPipeline.messages("y", "another one?"))
-        n = 0
-        for x, y in zip(a, b, strict=False):
-            if x != y:
-                break
-            n += 1
-        return n
-
-    def keep_prefix(self, n: int) -> None:
-        """Forget the KV cache past the first ``n`` tokens (the next call re-evaluates the rest)."""
-        self.llama.n_tokens = min(self.llama.n_tokens, n)
-
-    def run(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> dict[str, Any]:
-        start = time.perf_counter()
-        ttft = None
-        pieces = 0
-        for chunk in self.llama.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, stop=STOP, seed=self.llm.seed,
-            stream=True,
-        ):
-            if chunk["choices"][0].get("delta", {}).get("content"):
-                pieces += 1
-                if ttft is None:
-                    ttft = time.perf_counter() - start
-        total = time.perf_counter() - start
-        return {"ttft_s": round(ttft or total, 3), "total_s": round(total, 3), "pieces": pieces}
-
-
-def kv_saving(bare: Bare, messages: list[dict[str, str]], prefix: int) -> dict[str, Any]:
-    """Prefill of one prompt with a cold cache vs with the fixed prefix cached (max_tokens=1)."""
-    bare.llama.reset()
-    cold = bare.run(messages, 1, 0.0)["ttft_s"]
-    bare.keep_prefix(prefix)
-    warm = bare.run(messages, 1, 0.0)["ttft_s"]
-    return {"prefix_tokens": prefix, "prompt_tokens": len(bare.tokens(messages)), "cold_ttft_s": cold,
-            "warm_ttft_s": warm, "saved_s": round(cold - warm, 3)}
-
-
-def main() -> int:
-    if "--compare" in sys.argv[1:]:
-        from bench.answer_compare import main as compare
-
-        sys.argv.remove("--compare")
-        return compare()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--limit", type=int, default=0, help="questions (stratified sample; default: all)")
-    ap.add_argument("--gold", type=Path, default=GOLD_PATH,
-                    help="question set (JSONL, gold format): e.g. evals/holdout.jsonl, which no threshold was tuned on")
-    ap.add_argument("--ids", help="only these gold ids, comma-separated (e.g. to re-run the refused ones)")
-    ap.add_argument("--bare-limit", type=int, default=8, help="questions also run on bare llama-cpp-python")
-    ap.add_argument("--max-tokens", type=int, default=120)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--dump", help="also write each question's raw reply and packed passages here (JSONL), to "
-                    "re-score refusal and attribution thresholds offline")
-    args = ap.parse_args()
-    dump = open(args.dump, "w", encoding="utf-8") if args.dump else None  # noqa: SIM115
+# -- the worker: runs in an arm's own tree ----------------------------------------------------------------------
+def worker(root: str, max_tokens: int | None) -> int:
+    sys.path.insert(0, root)
+    from rag.citations import markers_in_code
+    from rag.settings import apply_offline_env
+    from ui.service import StudyService
 
     apply_offline_env()
-    settings = Settings()
-    svc = StudyService(settings)
-    items = sample(load_gold(args.gold), args.limit)
-    if args.ids:
-        wanted = {i.strip() for i in args.ids.split(",") if i.strip()}
-        items = [i for i in items if i.id in wanted]
-    pipeline = svc.answers
-    llm = svc.llm
-    bare = Bare(llm)
-    prefix = bare.prefix_len()
-    rows: list[dict[str, Any]] = []
-    kv: dict[str, Any] | None = None
-    bare.run(AnswerPipeline.messages("x", "warm up?"), 1, 0.0)  # the fixed prefix is cached, as in service
-    n_bare = 0
-    t_start = time.perf_counter()
-    for i, item in enumerate(items):
-        a = pipeline.ask(item.question, max_tokens=args.max_tokens)
-        t = a.timings
-        gen = (t.get("llm_total_s") or 0) - (t.get("llm_ttft_s") or 0)
-        row: dict[str, Any] = {
-            "id": item.id,
-            "answerable": item.answerable,
-            "refused": a.refused,
-            "reason": a.refusal_reason,
-            "evidence": t["evidence"],
-            "support": t.get("support"),
-            "semantic": t.get("semantic_support"),
-            "second_look": a.second_look,
-            "second_look_s": t.get("second_look_s"),
-            "missing_terms": a.missing_terms,
-            "cited": len(a.citations),
-            "auto_cited": a.auto_cited,
-            "cited_relevant": any(is_relevant(item, c.source, c.text) for c in a.citations)
-            if item.answerable else None,
-            "given_relevant": any(is_relevant(item, p.chunk.source, p.chunk.text) for p in a.passages)
-            if item.answerable else None,
-            "context_tokens": t["context_tokens"],
-            "prompt_tokens": t["prompt_tokens"],
-            "completion_tokens": t["completion_tokens"],
-            "retrieval_ms": t["retrieval_ms"],
-            "ttft_s": t["ttft_s"],
-            "llm_ttft_s": t.get("llm_ttft_s"),
-            "decode_tps": round(t["completion_tokens"] / gen, 1) if gen > 0 and t["completion_tokens"] else None,
-            "total_s": t["total_s"],
-            "answer": a.answer,
+    svc = StudyService()
+    t = time.perf_counter()
+    svc.warm_up()
+    print(json.dumps({"ready": True, "warm_up_s": round(time.perf_counter() - t, 3)}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        question = json.loads(line)["question"]
+        t0 = time.perf_counter()
+        seen: dict[str, float] = {}
+        answer = None
+        kwargs = {"max_tokens": max_tokens} if max_tokens else {}
+        try:
+            for event in svc.ask_stream(question, **kwargs):
+                seen.setdefault(type(event).__name__, round(time.perf_counter() - t0, 3))
+                if type(event).__name__ == "Finished":
+                    answer = event.answer  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a bench records the error and goes on
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "events": seen}), flush=True)
+            continue
+        assert answer is not None
+        data = answer.to_json()
+        ranking = getattr(answer, "ranking", None)
+        out = {
+            "answer": data, "events": seen, "wall_s": round(time.perf_counter() - t0, 3),
+            "retrieved": [{"source": p.chunk.source, "text": p.chunk.text} for p in getattr(answer, "retrieved", [])],
+            "candidates": [{"text": c.text, "judge": c.judge, "final": c.final} for c in ranking.candidates]
+            if ranking is not None else None,
+            "passages": [{"n": n, "source": p.chunk.source, "text": p.chunk.text}
+                         for n, p in enumerate(answer.passages, 1)],
+            "markers_in_code": markers_in_code(data["answer"]),
         }
-        if a.passages and n_bare < args.bare_limit:
-            messages = AnswerPipeline.messages("\n".join(block(n, p) for n, p in enumerate(a.passages, 1)),
-                                               a.question)
-            bare.keep_prefix(prefix)  # same cache state the pipeline call had: only the fixed prefix
-            b = bare.run(messages, args.max_tokens, settings.llm.temperature)
-            row["bare_ttft_s"] = b["ttft_s"]
-            row["bare_total_s"] = b["total_s"]
-            row["overhead"] = round(t["total_s"] / (t["retrieval_ms"] / 1000 + b["total_s"]), 3)
-            n_bare += 1
-            if kv is None:
-                kv = kv_saving(bare, messages, prefix)
-        rows.append(row)
-        if dump is not None:
-            dump.write(json.dumps({"id": item.id, "answerable": item.answerable, "question": a.question,
-                                   "refused": a.refused, "reason": a.refusal_reason, "raw": a.raw,
-                                   "second_look": a.second_look, "missing_terms": a.missing_terms,
-                                   "evidence": t["evidence"],
-                                   "passages": [p.chunk.text for p in a.passages],
-                                   "relevant": [is_relevant(item, p.chunk.source, p.chunk.text)
-                                                for p in a.passages] if item.answerable else []},
-                                  ensure_ascii=False) + "\n")
-            dump.flush()
-        print(f"{i + 1}/{len(items)} {item.id} refused={a.refused} ({a.refusal_reason}) support={t.get('support')} "
-              f"ttft={t['ttft_s']} total={t['total_s']} overhead={row.get('overhead')} | {a.answer[:100]!r}",
-              file=sys.stderr, flush=True)
-
-    ans = [r for r in rows if r["answerable"]]
-    una = [r for r in rows if not r["answerable"]]
-
-    def pct(xs: list[Any]) -> float | None:
-        return round(100 * sum(1 for x in xs if x) / len(xs), 1) if xs else None
-
-    called = [r for r in rows if r["prompt_tokens"]]
-    with_bare = [r for r in rows if "overhead" in r]
-    summary = {
-        "question_set": args.gold.name,
-        "questions": len(rows),
-        "answerable": len(ans),
-        "unanswerable": len(una),
-        "unanswerable_refused_pct": pct([r["refused"] for r in una]),
-        "answerable_wrongly_refused_pct": pct([r["refused"] for r in ans]),
-        "refused_by_evidence": sum(1 for r in rows if r["reason"] == "evidence"),
-        "refused_by_model": sum(1 for r in rows if r["reason"] == "model"),
-        "refused_unsupported": sum(1 for r in rows if r["reason"] == "unsupported"),
-        "refused_unknown_term": sum(1 for r in rows if r["reason"] == "unknown_term"),
-        "second_looks": sum(1 for r in rows if r["second_look"]),
-        "second_looks_answered": sum(1 for r in rows if r["second_look"] and not r["refused"]),
-        "mean_second_look_s": round(statistics.mean(r["second_look_s"] for r in rows if r["second_look"]), 2)
-        if any(r["second_look"] for r in rows) else None,
-        "answerable_cited_relevant_pct": pct([r["cited_relevant"] for r in ans]),
-        "answerable_given_relevant_pct": pct([r["given_relevant"] for r in ans]),
-        "answered_uncited_pct": pct([r["cited"] == 0 for r in rows if not r["refused"]]),
-        "mean_ttft_s": round(statistics.mean(r["ttft_s"] for r in called), 2) if called else None,
-        "mean_total_s": round(statistics.mean(r["total_s"] for r in rows), 2) if rows else None,
-        "mean_prompt_tokens": round(statistics.mean(r["prompt_tokens"] for r in called)) if called else None,
-        "mean_decode_tps": round(statistics.mean(r["decode_tps"] for r in called if r["decode_tps"]), 1)
-        if any(r["decode_tps"] for r in called) else None,
-        "mean_overhead": round(statistics.mean(r["overhead"] for r in with_bare), 3) if with_bare else None,
-        "kv_prefix": kv,
-        "context_budget_tokens": settings.answer.context_budget_tokens,
-        "min_evidence_similarity": settings.answer.min_evidence_similarity,
-        "min_support": settings.answer.min_support,
-        "wall_s": round(time.perf_counter() - t_start, 1),
-    }
-    if args.json:
-        print(json.dumps({"summary": summary, "rows": rows}, ensure_ascii=False))
-        return 0
-    cols = ["id", "answerable", "refused", "reason", "evidence", "support", "semantic", "second_look", "cited",
-            "cited_relevant",
-            "prompt_tokens", "ttft_s", "llm_ttft_s", "decode_tps", "total_s", "bare_ttft_s", "bare_total_s",
-            "overhead"]
-    print(" | ".join(cols))
-    for r in rows:
-        print(" | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols))
-    print()
-    for k, v in summary.items():
-        print(f"{k:<32} {v}")
+        print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
 
 
+class Arm:
+    def __init__(self, name: str, root: str, max_tokens: int | None) -> None:
+        self.name = name
+        cmd = [sys.executable, str(HERE), "--worker", str(Path(root).resolve())]
+        if max_tokens:
+            cmd += ["--max-tokens", str(max_tokens)]
+        env = {**os.environ, "PYTHONPATH": str(Path(root).resolve())}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=str(Path(root).resolve()))
+        self.ready = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"arm {self.name}: the worker exited (code {self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def ask(self, question: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"question": question}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def run(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(HERE.parent.parent))
+    from evals.gold import load_gold
+
+    items = [i for path in args.gold for i in load_gold(Path(path))]
+    if args.limit:
+        items = items[: args.limit]
+    arms = [Arm(*spec.split("=", 1), args.max_tokens) for spec in args.arm]
+    for arm in arms:
+        print(f"{arm.name}: warm-up {arm.ready.get('warm_up_s')} s", file=sys.stderr)
+    with open(args.dump, "w", encoding="utf-8") as f:
+        for n, item in enumerate(items, 1):
+            for arm in arms:
+                rec = arm.ask(item.question)
+                f.write(json.dumps({"id": item.id, "arm": arm.name, **rec}, ensure_ascii=False) + "\n")
+                f.flush()
+                a = rec.get("answer") or {}
+                print(f"{n}/{len(items)} {item.id} {arm.name}: {'refused' if a.get('refused') else 'answered'} "
+                      f"in {rec.get('wall_s')} s", file=sys.stderr)
+    for arm in arms:
+        arm.close()
+    return 0
+
+
+# -- the report ------------------------------------------------------------------------------------------------------
+def _p50(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 2) if xs else None
+
+
+def first_content(rec: dict[str, Any]) -> str:
+    """What the student sees first of the answer: the first quote (or the old lead), else the answer's start."""
+    a = rec.get("answer") or {}
+    if a.get("quotes"):
+        return str(a["quotes"][0]["text"])
+    if a.get("lead"):
+        return str(a["lead"]["text"])
+    return str(a.get("answer", ""))
+
+
+def shown_text(rec: dict[str, Any]) -> str:
+    a = rec.get("answer") or {}
+    lead = (a.get("lead") or {}).get("text", "")
+    return f"{lead}\n{a.get('answer', '')}"
+
+
+def report(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(HERE.parent.parent))
+    from evals.gold import load_gold, states
+
+    items = {i.id: i for path in args.gold for i in load_gold(Path(path))}
+    rows = [json.loads(line) for line in Path(args.report).read_text(encoding="utf-8").splitlines() if line.strip()]
+    out: dict[str, dict[str, Any]] = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        rs = [r for r in rows if r["arm"] == arm and r["id"] in items and "answer" in r]
+        ans = [r for r in rs if items[r["id"]].answerable]
+        una = [r for r in rs if not items[r["id"]].answerable]
+        answered = [r for r in ans if not r["answer"]["refused"]]
+
+        def share(pred: Any, group: list[dict[str, Any]] = ans) -> str:
+            k = sum(1 for r in group if pred(r))
+            return f"{k}/{len(group)} ({100 * k / max(len(group), 1):.0f}%)"
+
+        def holds(r: dict[str, Any], text: str) -> bool:
+            return states(items[r["id"]], text)
+
+        first_keys = ("Quotes", "LeadReady")
+        out[arm] = {
+            "questions": len(rs),
+            "errors": sum(1 for r in rows if r["arm"] == arm and "error" in r),
+            "unanswerable refused": share(lambda r: r["answer"]["refused"], una),
+            "answerable wrongly refused": share(lambda r: r["answer"]["refused"]),
+            "refusal reasons (answerable)": dict(sorted(
+                {k: sum(1 for r in ans if r["answer"].get("refusal_reason") == k)
+                 for k in {r["answer"].get("refusal_reason") for r in ans if r["answer"]["refused"]}}.items())),
+            "gold phrase in retrieved passages": share(lambda r: any(holds(r, p["text"]) for p in r["retrieved"])),
+            "... in candidate units": share(lambda r: r.get("candidates") is not None
+                                            and any(holds(r, c["text"]) for c in r["candidates"])),
+            "... in the quotes (or lead)": share(lambda r: any(holds(r, q["text"]) for q in r["answer"].get("quotes", []))
+                                                 or holds(r, (r["answer"].get("lead") or {}).get("text", ""))),
+            "... in the text shown": share(lambda r: not r["answer"]["refused"] and holds(r, shown_text(r))),
+            "first content states it (of answered)": share(lambda r: holds(r, first_content(r)), answered),
+            "answers with a marker inside code": sum(1 for r in rs if r.get("markers_in_code")),
+            "sources p50 s": _p50([r["events"]["Passages"] for r in rs if "Passages" in r["events"]]),
+            "first content p50 s": _p50([next(r["events"][k] for k in first_keys if k in r["events"])
+                                         for r in answered if any(k in r["events"] for k in first_keys)]),
+            "first explanation text p50 s": _p50([r["events"]["Delta"] for r in answered if "Delta" in r["events"]]),
+            "complete answer p50 s": _p50([r["events"]["Finished"] for r in answered if "Finished" in r["events"]]),
+            "complete answer p90 s": round(sorted(r["events"]["Finished"] for r in answered)[int(0.9 * len(answered))], 2)
+            if answered else None,
+            "prompt tokens p50": _p50([float(r["answer"]["timings"].get("prompt_tokens") or 0) for r in answered]),
+        }
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        arms = list(out)
+        print(f"| | {' | '.join(arms)} |\n|---|{'---|' * len(arms)}")
+        for key in out[arms[0]]:
+            print(f"| {key} | " + " | ".join(str(out[a].get(key)) for a in arms) + " |")
+    if args.sheet:
+        write_sheet(Path(args.sheet), rows, items)
+    return 0
+
+
+def write_sheet(path: Path, rows: list[dict[str, Any]], items: dict[str, Any]) -> None:
+    """Every answer as a reader sees it, with the question's reference answer, for judging by reading."""
+    lines = ["# Answers to read", ""]
+    for r in rows:
+        if r["id"] not in items or "answer" not in r:
+            continue
+        item, a = items[r["id"]], r["answer"]
+        lines += [f"## {r['id']} ({r['arm']}) {item.question}", "",
+                  f"_Reference ({'answerable' if item.answerable else 'unanswerable'}):_ {item.reference}", ""]
+        if a.get("lead"):
+            lines += ["**Lead:**", "", *("> " + ln for ln in str(a["lead"]["text"]).splitlines()), ""]
+        lines += ["**Answer:**", "", str(a.get("answer", "")), ""]
+        for c in a.get("citations", []):
+            lines += [f"[{c['n']}] {c['source']}: {str(c['text'])[:600]!r}", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", metavar="ROOT", help=argparse.SUPPRESS)
+    ap.add_argument("--gold", action="append", default=[], help="question sets (repeat)")
+    ap.add_argument("--arm", action="append", default=[], help="NAME=TREE: a version of studybot (repeat)")
+    ap.add_argument("--dump", help="write one JSON line per question and arm")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=None)
+    ap.add_argument("--report", metavar="DUMP", help="summarise a dump instead of running")
+    ap.add_argument("--sheet", help="with --report: write the answers to read as Markdown")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker, args.max_tokens)
+    if args.report:
+        return report(args)
+    if not args.arm or not args.dump or not args.gold:
+        ap.error("--gold, --arm and --dump are needed to run")
+    return run(args)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

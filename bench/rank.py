@@ -34,28 +34,59 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.gold import load_gold, states  # noqa: E402
+from rag import prompts  # noqa: E402
 from rag.answer.passages import candidate_passages  # noqa: E402
-from rag.answer.rank import Scorer, judge_messages  # noqa: E402
+from rag.answer.rank import Scorer, rank  # noqa: E402
+from rag.answer.select import answers_logodds, choose, excerpts, quotes  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
 from rag.units import is_heading  # noqa: E402
 
 EVALS = Path(__file__).resolve().parent.parent / "evals"
 CACHE_DIR = Path.home() / ".cache" / "studybot" / "bench"
 DEFAULT_SETS = "gold,holdout,holdout2,blind,blind2"
+ANSWERS_WEIGHT = 0.2  # the judge's weight for the provisional quotes whose answers? check is recorded
 
 Messages = list[dict[str, str]]
 
 
-def _variant(name: str) -> Callable[[str, str, str], Messages]:
-    """Prompt variants of the judge (the shipped one is ``judge``)."""
-    if name == "judge":
-        return judge_messages
-    if name == "plain":  # the issue's first measurement: one short question, no section, no system rules
-        def plain(question: str, section: str, excerpt: str) -> Messages:
-            return [{"role": "user", "content": f"Question: {question}\n\nSentence: {excerpt}\n\n"
-                                                "Does this sentence answer the question? Answer yes or no."}]
-        return plain
-    raise SystemExit(f"unknown variant {name!r}")
+def _variant(name: str, llm: Any) -> Callable[[str, str, str], tuple[Messages, Callable[[], float]]]:
+    """Prompt variants of the judge: each gives (prompt, scoring call). The shipped one is ``judge``."""
+    import math
+
+    def judge(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
+        # the shipped prompt (rag/prompts/judge.txt: the issue's first measurement, "plain" in the notes)
+        m = prompts.judge_messages(question, excerpt)
+        return m, lambda: llm.yes_no(m)
+
+    def unified(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
+        # measured and dropped: the answer path's own system message and examples, then the question and unit
+        m = prompts.answer_messages(f"Judge.\nQuestion: {question}\n\nExcerpt ({section.split('>')[-1].strip()}):"
+                                    f"\n{excerpt}\n\nDoes the excerpt answer the question?")
+        return m, lambda: llm.yes_no(m)
+
+    def graded(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
+        # "Beyond Yes and No" (NAACL 2024): graded relevance, the expected grade
+        m = [{"role": "user", "content": f"Question: {question}\n\nExcerpt: {excerpt}\n\nHow well does the excerpt "
+                                         "answer the question? 0 = unrelated, 1 = on the topic but does not answer, "
+                                         "2 = partly answers, 3 = answers it. Reply with the number."}]
+
+        def score() -> float:
+            lps = llm.choice_logprobs(m, [["0"], ["1"], ["2"], ["3"]])
+            ps = [math.exp(x) for x in lps]
+            return sum(i * p for i, p in enumerate(ps)) / (sum(ps) or 1.0)
+        return m, score
+
+    def upr(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
+        # query likelihood (UPR, Sachan et al. 2022): log P(question | excerpt) per question token
+        m = [{"role": "user", "content": f"Handbook excerpt ({section.split('>')[-1].strip()}):\n{excerpt}\n\n"
+                                         "Write a question a student could ask that this excerpt answers."}]
+        n = max(1, llm.count_tokens(question))
+        return m + [{"role": "x", "content": question}], lambda: llm.continuation_logprob(m, question) / n
+
+    variants = {"judge": judge, "unified": unified, "graded": graded, "upr": upr}
+    if name not in variants:
+        raise SystemExit(f"unknown variant {name!r}: one of {sorted(variants)}")
+    return variants[name]
 
 
 class JudgeCache:
@@ -94,7 +125,7 @@ def collect(args: argparse.Namespace) -> int:
     llm = svc.llm
     svc.warm_up()
     scorer = Scorer(settings.answer, svc.embedder, idf=svc.retriever.idf)
-    messages = _variant(args.variant)
+    variant = _variant(args.variant, llm)
     cache = JudgeCache(CACHE_DIR / "judge-cache.jsonl")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,11 +142,11 @@ def collect(args: argparse.Namespace) -> int:
                 fresh = 0
                 t_judge = time.perf_counter()
                 for c in cands:
-                    prompt = messages(item.question, c.section, c.text)
+                    prompt, score = variant(item.question, c.section, c.text)
                     key = cache.key(json.dumps(prompt))
                     judge = cache.get(key)
                     if judge is None:
-                        judge = llm.yes_no(prompt)
+                        judge = score()
                         cache.put(key, judge)
                         fresh += 1
                     rows.append({"text": c.text, "kind": c.unit.kind, "passage": c.passage, "score": c.score,
@@ -123,11 +154,25 @@ def collect(args: argparse.Namespace) -> int:
                                  "tokens": llm.count_tokens(c.text), "heading": is_heading(c.unit),
                                  "label": states(item, c.text)})
                 judge_s = time.perf_counter() - t_judge
+                answers = None
+                if args.variant == "judge" and rows:
+                    # the answers? check on the quotes the provisional selection makes (see --help)
+                    scores = [row["judge"] for row in rows]
+                    ranking = rank(cands, lambda cs, sc=scores: sc[: len(cs)], top=len(cands),
+                                   weight=ANSWERS_WEIGHT)
+                    chosen = quotes(choose(ranking, max_quotes=2, min_logodds=0.5, margin=0.3), passages)
+                    prompt = prompts.answer_messages(prompts.answers_prompt(excerpts(chosen), item.question))
+                    key = cache.key(json.dumps(prompt))
+                    answers = cache.get(key)
+                    if answers is None:
+                        answers = answers_logodds(llm, item.question, chosen)
+                        cache.put(key, answers)
                 f.write(json.dumps({
                     "set": set_name, "id": item.id, "answerable": item.answerable, "kind": item.kind,
                     "passage_hit": any(states(item, p.chunk.text) for p in retrieved),
                     "evidence": max((float(p.extra.get("similarity", 0.0)) for p in retrieved), default=0.0),
                     "scorer_ms": round(scorer_ms, 1), "judge_s": round(judge_s, 3) if fresh == len(cands) else None,
+                    "answers": answers,
                     "units": rows}) + "\n")
                 f.flush()
                 print(f"{set_name} {n}/{len(items)} {item.id} judged {fresh} in {judge_s:.1f} s", file=sys.stderr)
@@ -151,13 +196,26 @@ def order_by(units: list[dict[str, Any]], k: int, key: Callable[[dict[str, Any]]
     return sorted(units[:k], key=lambda u: -key(u)) + units[k:]
 
 
-FEATURES = ("score", "dense", "terms", "judge", "rank", "tokens", "heading", "code", "row", "item", "formula")
+FEATURES = ("score", "dense", "terms", "judge", "rank", "tokens", "heading", "code", "row", "item", "formula",
+            "novel", "novel_share", "asks_code", "asks_number", "asks_formula")
 
 
-def features(u: dict[str, Any], i: int) -> list[float]:
+def features(u: dict[str, Any], i: int, question: str = "") -> list[float]:
+    import re
+
+    from rag.answer.checks import content_tokens
+
+    q = content_tokens(question)
+    own = content_tokens(u["text"])
+    novel = own - q
+    ql = question.lower()
     return [u["score"], u["dense"], u["terms"], u["judge"], 1 / (1 + i), math.log1p(u["tokens"]),
             float(u["heading"]), float(u["kind"] == "code"), float(u["kind"] == "row"), float(u["kind"] == "item"),
-            float(u["kind"] == "formula")]
+            float(u["kind"] == "formula"), math.log1p(len(novel)), len(novel) / max(len(own), 1),
+            float(("code" in ql or "python" in ql or "pandas" in ql) and u["kind"] == "code"),
+            float(bool(re.search(r"how (many|much)|what (value|year|percent)|\bnumber\b", ql))
+                  and bool(re.search(r"\d", u["text"]))),
+            float(("formula" in ql or "equation" in ql) and u["kind"] == "formula")]
 
 
 def logistic_cv(rows: list[dict[str, Any]], k: int) -> list[int | None]:
@@ -169,17 +227,21 @@ def logistic_cv(rows: list[dict[str, Any]], k: int) -> list[int | None]:
     by_set: dict[str, list[int | None]] = {}
     for held in sets:
         train = [r for r in rows if r["set"] != held]
-        xs = [features(u, i) for r in train for i, u in enumerate(r["units"][:k])]
+        xs = [features(u, i, r["question"]) for r in train for i, u in enumerate(r["units"][:k])]
         ys = [int(u["label"]) for r in train for u in r["units"][:k]]
         if len(set(ys)) < 2:
             continue
-        model = LogisticRegression(max_iter=2000, C=1.0).fit(xs, ys)
+        from sklearn.preprocessing import StandardScaler
+        scaler = StandardScaler().fit(xs)
+        model = LogisticRegression(max_iter=4000, C=1.0).fit(scaler.transform(xs), ys)
         out = []
         for r in rows:
             if r["set"] != held:
                 continue
             units = r["units"]
-            probs = model.decision_function([features(u, i) for i, u in enumerate(units[:k])]) if units[:k] else []
+            probs = (model.decision_function(scaler.transform([features(u, i, r["question"])
+                                                                for i, u in enumerate(units[:k])]))
+                     if units[:k] else [])
             order = [u for _, u in sorted(zip(probs, units[:k], strict=True), key=lambda x: -x[0])] + units[k:]
             out.append(first_hit(order))
         by_set[held] = out
@@ -190,6 +252,11 @@ def logistic_cv(rows: list[dict[str, Any]], k: int) -> list[int | None]:
 
 def report(args: argparse.Namespace) -> int:
     rows = [json.loads(line) for line in Path(args.dump).read_text().splitlines() if line.strip()]
+    items = {(name, i.id): i for name in {r["set"] for r in rows} for i in load_gold(EVALS / f"{name}.jsonl")}
+    for r in rows:  # labels from the current rule (evals.gold.states), not the one the dump was made with
+        r["question"] = items[(r["set"], r["id"])].question
+        for u in r["units"]:
+            u["label"] = states(items[(r["set"], r["id"])], u["text"])
     ks = [int(x) for x in args.k.split(",")]
     ws = [float(x) for x in args.weights.split(",")]
     answerable = [r for r in rows if r["answerable"]]

@@ -63,14 +63,28 @@ def is_relevant(item: GoldItem, source: str, text: str) -> bool:
 PHRASE_SHARE = 0.8
 
 
+def _words(text: str) -> list[str]:
+    """Lower-case words with the Markdown and punctuation around them stripped ("**clicks.**" -> "clicks")."""
+    out = []
+    for w in normalize(text).split():
+        w = w.strip("*_`#>|:;,.!?\"'()[]")
+        if w:
+            out.append(w)
+    return out
+
+
 def phrase_share(item: GoldItem, text: str) -> float:
-    """The best share of one of ``item``'s phrases' words that ``text`` holds (whitespace words, lower case)."""
-    body = set(normalize(text).split())
+    """The best share of one of ``item``'s phrases' words that ``text`` holds (words lower-cased, with the
+    punctuation and Markdown around them stripped); 1.0 when ``text`` holds a phrase verbatim."""
+    body = normalize(text)
+    bag = set(_words(text))
     best = 0.0
     for p in item.phrases:
-        words = normalize(p).split()
+        if normalize(p) in body:
+            return 1.0
+        words = _words(p)
         if words:
-            best = max(best, sum(w in body for w in words) / len(words))
+            best = max(best, sum(w in bag for w in words) / len(words))
     return best
 
 

@@ -17,9 +17,9 @@ CHART_KEYS = (
     "hit@1", "hit@3", "hit@5", "mrr@5",
     "faithfulness", "answer_relevancy", "context_precision", "context_recall",
     "id_context_precision", "id_context_recall", "citation_precision",
-    "refusal_rate", "wrong_refusal_rate", "uncited_rate",
+    "refusal_rate", "wrong_refusal_rate",
 )
-LOWER_IS_BETTER = frozenset({"wrong_refusal_rate", "uncited_rate"})
+LOWER_IS_BETTER = frozenset({"wrong_refusal_rate"})
 PER_QUESTION_KEYS = (
     "faithfulness", "answer_relevancy", "context_precision", "context_recall",
     "id_context_precision", "id_context_recall", "citation_precision",
@@ -104,8 +104,6 @@ def metrics_table(results: dict[str, Any], previous: dict[str, Any] | None = Non
             n_scored = detail.get("refusals", {}).get("n_unanswerable", "")
         elif k in ("wrong_refusal_rate",):
             n_scored = detail.get("refusals", {}).get("n_answerable", "")
-        elif k in ("uncited_rate",):
-            n_scored = detail.get("refusals", {}).get("n_answered", "")
         else:
             n_scored = d.get("n_scored", "")
         row = (f"| {k} | {_fmt(m.get(k))} | {n_scored} | {d.get('n_failed', '')} | {d.get('n_skipped', '')} | "

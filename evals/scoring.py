@@ -20,7 +20,7 @@ from rag.types import Progress
 # The flat metric keys of results.json["metrics"] (and `studybot eval --json`), in report order.
 RETRIEVAL_KEYS = ("hit@1", "hit@3", "hit@5", "mrr@5")
 ID_KEYS = ("id_context_precision", "id_context_recall", "citation_precision")
-RATE_KEYS = ("refusal_rate", "wrong_refusal_rate", "uncited_rate")
+RATE_KEYS = ("refusal_rate", "wrong_refusal_rate")
 SCORE_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", *ID_KEYS)
 
 
@@ -36,7 +36,7 @@ def _passage_record(p: Any) -> dict[str, Any]:
     c = getattr(p, "chunk", p)
     pid = getattr(c, "id", None) or getattr(p, "id", None)
     extra = getattr(p, "extra", None) or {}
-    # rag.context merges adjacent chunks into one passage; its extra["chunk_ids"] lists them all
+    # rag.answer.passages merges adjacent chunks into one passage; its extra["chunk_ids"] lists them all
     return {"id": pid, "chunk_ids": list(extra.get("chunk_ids") or [pid]), "source": c.source, "text": c.text}
 
 
@@ -203,8 +203,6 @@ def aggregate(items: Sequence[GoldItem], records: dict[str, dict[str, Any]], ret
     metrics["wrong_refusal_rate"] = (round(sum(bool(ans(i).get("refused")) for i in answerable) / len(answerable), 4)
                                      if answerable else None)
     answered = [i for i in items if not ans(i).get("refused") and (ans(i).get("answer") or "").strip()]
-    metrics["uncited_rate"] = (round(sum(bool(ans(i).get("uncited")) for i in answered) / len(answered), 4)
-                               if answered else None)
     detail["refusals"] = {"n_answerable": len(answerable), "n_unanswerable": len(unanswerable),
                           "n_answered": len(answered),
                           "answer_errors": sum(1 for i in items if ans(i).get("error"))}

@@ -6,7 +6,7 @@ Scores per run:
 * ID-based context precision / recall (no LLM): which passages given to the model are relevant, decided by
   the gold phrases (``evals.gold.is_relevant``), against every relevant chunk in the index; citation
   precision: the share of cited passages that are relevant;
-* refusals (no LLM): refusal rate on unanswerable items, wrong refusals on answerable ones, uncited answers;
+* refusals (no LLM): refusal rate on unanswerable items, wrong refusals on answerable ones;
 * Ragas 0.4 LLM-judged metrics (``evals.judge``): faithfulness, answer relevancy, context precision and
   context recall (the last two against the gold reference).
 
@@ -132,7 +132,7 @@ class Suite:
         meta["settings"] = s.model_dump(mode="json", include={
             "retrieval": {"top_k", "fetch_k", "rrf_k"},
             "llm": {"backend", "model", "base_url", "max_tokens", "temperature"},
-            "answer": {"context_budget_tokens"},
+            "answer": {"judge_top_k", "judge_weight", "refuse_below_judge", "refuse_below_answers", "max_quotes", "verify_min_logodds"},
             "judge": {"base_url", "model", "gguf", "max_tokens", "retries", "relevancy_strictness"},
         })
         write_json(path, meta)

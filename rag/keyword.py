@@ -53,7 +53,7 @@ _DONE = "done.json"  # written last: a folder without it is not an index
 K1, B = 1.5, 0.75
 METHOD = "lucene"
 # BM25Okapi floors a negative idf (a term in more than half the chunks) at 0.25 x the mean idf: kept, so the
-# evidence weights of rag/evidence.py stay as they were tuned.
+# evidence scorer's weights (rag/answer/rank.py) stay as they were tuned.
 _EPSILON = 0.25
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import BackendError, ModelError
+from rag.errors import BackendError, ModelError, QueryError
 from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, check_fits, too_long
 
 
@@ -55,7 +55,7 @@ class LlamaCppLLM(LLM):
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
-        self._yes_no_ids: tuple[list[int], list[int]] | None = None
+        self._option_ids: dict[tuple[tuple[str, ...], ...], list[list[int]]] = {}
         self.prefix_dir = prefix_dir
         self._prefixes: dict[tuple[int, ...], bytes] = {}  # kept prompt prefixes and their KV state
 
@@ -281,15 +281,21 @@ class LlamaCppLLM(LLM):
         """log P(yes) - log P(no) of the first reply token (:meth:`LLM.yes_no`), from one forward pass over the
         prompt's tokens that the KV cache does not already hold (a fixed system message and question placed
         first are evaluated once for many such calls)."""
+        yes, no = self.choice_logprobs(messages, [list(YES_WORDS), list(NO_WORDS)])
+        return yes - no
+
+    def choice_logprobs(self, messages: list[dict[str, str]], options: Sequence[Sequence[str]]) -> list[float]:
+        """For each option (its spellings, e.g. ``["yes", "Yes"]``), the log-probability that the reply starts with
+        it: the log-sum of its spellings' single-token probabilities, from one forward pass."""
         import numpy as np
 
         llama = self.load()
         tokens = self._prompt_tokens(llama, messages)
         check_fits(len(tokens), 1, self.n_ctx)
-        if self._yes_no_ids is None:
-            self._yes_no_ids = (sorted(self._single_tokens(llama, list(YES_WORDS))),
-                                sorted(self._single_tokens(llama, list(NO_WORDS))))
-        yes, no = self._yes_no_ids
+        key = tuple(tuple(o) for o in options)
+        ids = self._option_ids.get(key)
+        if ids is None:
+            ids = self._option_ids[key] = [sorted(self._single_tokens(llama, list(o))) for o in options]
         with self._gen_lock:
             self._reuse(llama, tokens)
             try:
@@ -300,11 +306,42 @@ class LlamaCppLLM(LLM):
             logits = np.ctypeslib.as_array(_llama_cpp().llama_get_logits_ith(llama.ctx, -1),
                                            shape=(llama.n_vocab(),)).astype(np.float64)
         top = float(logits.max())
+        norm = top + float(np.log(np.exp(logits - top).sum()))
+        return [top + float(np.log(np.exp(logits[i] - top).sum())) - norm if i else -float("inf") for i in ids]
 
-        def mass(ids: list[int]) -> float:
-            return float(np.log(np.exp(logits[ids] - top).sum()))
+    def continuation_logprob(self, messages: list[dict[str, str]], text: str) -> float:
+        """log P(reply starts with ``text`` | prompt): the sum of its tokens' log-probabilities, from one forward
+        pass over the prompt (what the KV cache does not hold) and ``text``."""
+        import numpy as np
 
-        return mass(yes) - mass(no)
+        llama = self.load()
+        prompt = self._prompt_tokens(llama, messages)
+        cont = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        tokens = prompt + cont
+        check_fits(len(tokens), 1, self.n_ctx)
+        lib = _llama_cpp()
+        with self._gen_lock:
+            self._reuse(llama, prompt)
+            start = llama.n_tokens
+            rest = tokens[start:]
+            if len(rest) > llama.n_batch:
+                raise QueryError(f"The text to score is too long ({len(rest)} tokens; at most {llama.n_batch}).")
+            try:
+                llama._ctx.kv_cache_seq_rm(0, start, -1)
+                llama._batch.set_batch(batch=rest, n_past=start, logits_all=True)
+                llama._ctx.decode(llama._batch)
+            except RuntimeError as exc:
+                llama.reset()
+                raise BackendError(f"llama.cpp failed while scoring ({exc}).") from exc
+            llama.input_ids[start: len(tokens)] = rest
+            llama.n_tokens = len(tokens)
+            total = 0.0
+            for j, tok in enumerate(cont):
+                row = np.ctypeslib.as_array(lib.llama_get_logits_ith(llama.ctx, len(prompt) - 1 + j - start),
+                                            shape=(llama.n_vocab(),)).astype(np.float64)
+                top = float(row.max())
+                total += float(row[tok]) - top - float(np.log(np.exp(row - top).sum()))
+        return total
 
     @staticmethod
     def _single_tokens(llama: Any, words: list[str]) -> set[int]:

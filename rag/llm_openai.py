@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.errors import BackendError, BackendUnreachableError
-from rag.llm import LLM, Request, Usage, too_long
+from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, too_long
 
 CHARS_PER_TOKEN = 3.5
 
@@ -56,6 +56,7 @@ class OpenAICompatLLM(LLM):
             base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=1
         )
         self._json_mode: str | None = None  # the first mode the server accepted
+        self._logprobs: bool | None = None  # whether the server returns top log-probabilities
 
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
@@ -65,6 +66,30 @@ class OpenAICompatLLM(LLM):
             f"Cannot reach the model server at {self.base_url}: start it (e.g. `python -m llama_cpp.server "
             "--model <gguf>`) or fix STUDYBOT_LLM_BASE_URL."
         )
+
+    def yes_no(self, messages: list[dict[str, str]]) -> float:
+        """log P(yes) - log P(no) of the first reply token from the server's top log-probabilities (a "yes"
+        or "no" missing from them counts at the least probable listed token); a server that returns none
+        (llama_cpp.server without ``logits_all``) answers by one generated word (:meth:`LLM.yes_no`)."""
+        if self._logprobs is not False:
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=1, temperature=0.0, logprobs=True,
+                    top_logprobs=20)
+                content = (response.choices[0].logprobs or None) and response.choices[0].logprobs.content
+                top = content[0].top_logprobs if content else None
+            except self._openai.APIConnectionError as exc:
+                raise self._unreachable() from exc
+            except self._openai.APIError:
+                top = None
+            if top:
+                self._logprobs = True
+                floor = min(t.logprob for t in top)
+                yes = [t.logprob for t in top if t.token.strip().lower() in YES_NO["yes"]]
+                no = [t.logprob for t in top if t.token.strip().lower() in YES_NO["no"]]
+                return _logsumexp(yes or [floor]) - _logsumexp(no or [floor])
+            self._logprobs = False
+        return super().yes_no(messages)
 
     def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
         start = time.perf_counter()
@@ -154,6 +179,14 @@ class OpenAICompatLLM(LLM):
                 usage.completion_tokens = n_pieces  # servers stream about one token per chunk
             self.last_usage = usage
 
+
+
+YES_NO = {"yes": {w.lower() for w in YES_WORDS}, "no": {w.lower() for w in NO_WORDS}}
+
+
+def _logsumexp(xs: list[float]) -> float:
+    top = max(xs)
+    return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
 def _api_message(exc: Exception) -> str:

@@ -3,9 +3,10 @@
 Templates use ``{name}`` placeholders. :func:`render` substitutes them in a single pass, so a value that
 itself contains ``{question}`` or braces (passage text is untrusted) is inserted literally, never expanded.
 
-The answer path's prompts are laid out for llama.cpp's KV-cache prefix reuse: one fixed system message and
-example turns start every judge, explain and check prompt (:func:`answer_messages`), so only the user message
-is evaluated per call.
+The answer path's prompts are laid out for llama.cpp's KV-cache prefix reuse: a judge prompt puts the question
+before the unit judged; one fixed system message and example turns start every prompt about the quotes
+(answers?, explain, check: :func:`answer_messages`), and the quotes come first in their user message, so
+only what differs is evaluated per call.
 """
 
 from __future__ import annotations
@@ -53,16 +54,22 @@ def examples(name: str = "examples") -> list[dict[str, str]]:
 
 
 def answer_messages(user: str) -> list[dict[str, str]]:
-    """An answer-path prompt: the fixed system message and example turns (``system.txt``, ``examples.txt``;
-    one prefix for the three tasks, judge, explain and check, so the KV cache keeps it for all of them), then
-    ``user``."""
+    """A prompt about the quotes: the fixed system message and example turns (``system.txt``, ``examples.txt``;
+    one prefix for the three tasks, answers?, explain and check, so the KV cache keeps it for all of them),
+    then ``user``."""
     return [{"role": "system", "content": load("system")}, *examples(), {"role": "user", "content": user}]
 
 
-def judge_prompt(question: str, section: str, excerpt: str) -> str:
-    """Does ``excerpt`` answer ``question``? The question comes first, so the KV cache holds it while the
-    excerpts of one question are judged one after another."""
-    return render(load("judge"), question=question, section=section, excerpt=excerpt)
+def judge_messages(question: str, excerpt: str) -> list[dict[str, str]]:
+    """Does ``excerpt`` answer ``question``? One short user message (the model's default system message): the
+    question comes first, so the KV cache holds it while the units of one question are judged in turn."""
+    return [{"role": "user", "content": render(load("judge"), question=question, excerpt=excerpt)}]
+
+
+def answers_prompt(excerpts: str, question: str) -> str:
+    """Do the ``excerpts`` answer ``question``? (They come first, as in :func:`explain_prompt`, so the KV cache
+    holds them for the explanation.)"""
+    return render(load("answers"), excerpts=excerpts, question=question)
 
 
 def excerpt_block(n: int, source: str, text: str) -> str:

@@ -165,8 +165,12 @@ class AnswerSettings(_Group):
     judge_weight: float = Field(0.2, description="A judged unit ranks by scorer + this x the model's log-odds "
                                 "that it answers the question.")
     # -- refusal and quotes (rag.answer.select) ------------------------------------------------------------------
-    refuse_below_logodds: float = Field(0.0, description="Refuse when no judged unit reaches this log-odds of "
-                                        "answering the question.")
+    refuse_below_judge: float = Field(0.0, description="Refuse when no judged unit reaches this log-odds of "
+                                      "answering the question ...")
+    check_answers: bool = Field(True, description="Ask the model whether the chosen quotes together answer the "
+                                "question (one forward pass; its prompt prefix is the explanation's).")
+    refuse_below_answers: float = Field(0.0, description="... or when the quotes together are judged to answer "
+                                        "below this log-odds.")
     max_quotes: int = Field(2, description="At most this many units are quoted.")
     quote_min_logodds: float = Field(0.5, description="A unit after the best is quoted only when judged to "
                                      "answer with at least this log-odds ...")

@@ -11,7 +11,7 @@ _STATUS = "#sb-sources .sb-sources-status"
 
 _GENERATING_WITH_SOURCES = """() => {
   const s = document.querySelector('#sb-sources .sb-sources-status');
-  return !!s && s.textContent.includes('generating the answer')
+  return !!s && s.textContent.includes('working on the answer')
       && document.querySelectorAll('#sb-sources .sb-src').length > 0;
 }"""
 
@@ -19,7 +19,7 @@ _DONE = """() => {
   const s = document.querySelector('#sb-sources .sb-sources-status');
   if (!s) return false;
   const t = s.textContent;
-  return t.length > 0 && !t.includes('generating') && !t.includes('Searching');
+  return t.length > 0 && !t.includes('working on the answer') && !t.includes('Searching');
 }"""
 
 

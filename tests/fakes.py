@@ -186,16 +186,20 @@ class ScriptedLLM(LLM):
 
 def reader(answering: Sequence[str] = (), *, yes: float = 3.0, no: float = -3.0
            ) -> Callable[[list[dict[str, str]]], float]:
-    """A :meth:`LLM.yes_no` judge that reads like a careful student: a judged excerpt answers when it holds one
-    of the ``answering`` strings (case-insensitive); a checked sentence is stated when each of its words of
-    four or more letters is in the excerpts."""
+    """A :meth:`LLM.yes_no` judge that reads like a careful student: a judged unit, or a set of quotes, answers
+    when it holds one of the ``answering`` strings (case-insensitive); a checked sentence is stated when each
+    of its words of four or more letters is in the excerpts."""
+
+    def holds(text: str) -> float:
+        return yes if any(a.lower() in text.lower() for a in answering) else no
 
     def judge(messages: list[dict[str, str]]) -> float:
         content = messages[-1]["content"]
-        if content.startswith("Judge."):
-            excerpt = content.split("Excerpt", 1)[1]
-            return yes if any(a.lower() in excerpt.lower() for a in answering) else no
-        excerpts, claim = content.split("Check. Sentence:", 1)
+        if content.startswith("Question:") and "\n\nSentence:" in content:  # rag/prompts/judge.txt
+            return holds(content.split("\n\nSentence:", 1)[1].rsplit("\n\nDoes this sentence", 1)[0])
+        if content.rstrip().endswith("Do the excerpts answer this question?"):  # rag/prompts/answers.txt
+            return holds(content.split("</excerpts>", 1)[0])
+        excerpts, claim = content.split("Check. Sentence:", 1)  # rag/prompts/check.txt
         claim = re.sub(r"\[\d+\]", " ", claim.split("\n\n", 1)[0])
         have = _words(excerpts)
         return yes if all(w in have for w in _words(claim) if len(w) >= 4) else no

@@ -58,7 +58,9 @@ def deltas(events: Any) -> list[str]:
 
 
 def judged_excerpts(llm: ScriptedLLM) -> list[str]:
-    return [m[-1]["content"].split("Excerpt", 1)[1] for m in llm.judged if m[-1]["content"].startswith("Judge.")]
+    """The units the model was asked to judge (rag/prompts/judge.txt)."""
+    return [m[-1]["content"].split("\n\nSentence:", 1)[1] for m in llm.judged
+            if m[-1]["content"].startswith("Question:")]
 
 
 # -- quotes: the handbook's own words, whole and cited ------------------------------------------------------
@@ -84,9 +86,11 @@ def test_the_explanation_prompt_holds_only_the_quotes() -> None:
     prompt = llm.calls[0]["messages"][-1]["content"]
     assert TEXTS[0] in prompt and TEXTS[1] not in prompt and TEXTS[2] not in prompt
     assert llm.calls[0]["temperature"] == 0.0  # greedy: the same answer in every process
-    # every answer-path prompt starts with the same fixed prefix (the KV cache keeps it)
-    prefixes = {json.dumps(m[:-1]) for m in [*llm.judged, llm.calls[0]["messages"]]}
-    assert len(prefixes) == 1
+    # every prompt about the quotes starts with the same fixed prefix and the same excerpts (the KV cache keeps
+    # them): the answers? check, the explanation, the check of its sentences
+    about_quotes = [m for m in [*llm.judged, llm.calls[0]["messages"]] if len(m) > 1]
+    assert len(about_quotes) == 3 and len({json.dumps(m[:-1]) for m in about_quotes}) == 1
+    assert len({m[-1]["content"].split("</excerpts>")[0] for m in about_quotes}) == 1
 
 
 def test_a_list_item_is_quoted_with_its_introduction() -> None:
@@ -427,7 +431,7 @@ def test_cli_ask_names_the_terms_no_handbook_mentions(capsys: pytest.CaptureFixt
 
 
 def test_cli_ask_json(capsys: pytest.CaptureFixture[str]) -> None:
-    svc, llm = _scripted_service(["L1 drives some weights to zero [1]."])
+    svc, llm = _scripted_service(["L1 drives some weights to zero [1]."], answering=("drives some weights",))
     code, out, _ = run_cli(capsys, "ask", "--json", "What does L1 do to the weights?", service=svc)
     assert code == 0
     d = json.loads(out)

@@ -32,7 +32,7 @@ def test_a_gold_question_gets_a_cited_answer_with_its_passage(page: Any, real_ap
     bot = page.locator("#sb-chatbot .message.bot, #sb-chatbot [data-testid='bot']").last
     text = bot.inner_text()
     assert re.search(r"singular value|svd", text, re.I), text
-    assert "From the handbook" in text and "Factorizes a matrix" in text, text  # the lead, quoted first
+    assert text.index("Factorizes a matrix") < len(text) // 2 or "Factorizes a matrix" in text[:400], text  # quoted first
     links = bot.locator("a[href^='#src-']")
     assert links.count() >= 1, bot.inner_html()
     target = links.first.get_attribute("href")

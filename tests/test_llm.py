@@ -127,6 +127,52 @@ def test_a_shared_prompt_prefix_is_not_evaluated_twice(local_llm: LlamaCppLLM) -
     assert warm < cold * 0.5
 
 
+JUDGE = [{"role": "system", "content": "You check claims against a text. Reply with one word: yes or no."}]
+
+
+def _claim(text: str, claim: str) -> list[dict[str, str]]:
+    return [*JUDGE, {"role": "user", "content": f"Text: {text}\nClaim: {claim}\nDoes the text state the claim?"}]
+
+
+TEXT = "L1 regularization adds the absolute values of the weights to the loss and drives some weights to zero."
+
+
+@pytest.mark.llm
+def test_yes_no_reads_the_models_choice_from_one_forward_pass(local_llm: LlamaCppLLM) -> None:
+    stated = local_llm.yes_no(_claim(TEXT, "L1 regularization can set some weights to zero."))
+    reversed_ = local_llm.yes_no(_claim(TEXT, "L1 regularization adds the squared weights to the loss."))
+    unrelated = local_llm.yes_no(_claim(TEXT, "The Eiffel Tower is in Berlin."))
+    assert stated > 0 > unrelated and stated > reversed_, (stated, reversed_, unrelated)
+    # the same prompt gives the same log-odds whatever the KV cache held before (prefix reuse is exact)
+    local_llm.complete(SHORT, max_tokens=2)
+    assert local_llm.yes_no(_claim(TEXT, "L1 regularization can set some weights to zero.")) == pytest.approx(
+        stated, abs=1e-3)
+
+
+@pytest.mark.llm
+def test_a_kept_prefix_survives_other_prompts_and_the_next_process(default_gguf: Path, tmp_path: Path) -> None:
+    system = f"[{uuid.uuid4()}] You check claims against a text. " + " ".join(
+        f"Rule {i}: compare the claim with the text word by word, then answer yes or no." for i in range(25))
+    prefix = [{"role": "system", "content": system}]
+    llm = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, prefix_dir=tmp_path)
+    n = llm.keep_prefix(prefix)
+    assert n > 300 and len(list(tmp_path.glob("*.kv"))) == 1  # saved for the next process
+    ask = [*prefix, {"role": "user", "content": f"Text: {TEXT}\nClaim: L1 zeroes some weights. Yes or no?"}]
+    first = llm.yes_no(ask)
+    llm.complete(SHORT, max_tokens=2)  # another prompt takes the KV cache
+    t = time.perf_counter()
+    again = llm.yes_no(ask)
+    restored_s = time.perf_counter() - t
+    assert again == pytest.approx(first, abs=1e-3)
+    # a new instance (a fresh process) loads the prefix from its file instead of evaluating it
+    other = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, prefix_dir=tmp_path)
+    assert other.keep_prefix(prefix) == n and other.load().n_tokens == n
+    assert other.yes_no(ask) == pytest.approx(first, abs=1e-3)
+    print(f"\nkept prefix {n} tokens; a call after another prompt took {restored_s:.2f} s")
+    llm.close()
+    other.close()
+
+
 @pytest.mark.llm
 def test_concurrent_callers_queue_on_the_model(local_llm: LlamaCppLLM) -> None:
     results: dict[int, str] = {}
@@ -251,6 +297,8 @@ def test_openai_client_streams_through_llama_cpp_server(default_gguf: Path, tmp_
             )
         )
         assert set(data) == {"capital"}
+        # yes/no without the server's log-probabilities (no logits_all): read from one generated word
+        assert llm.yes_no(_claim(TEXT, "L1 regularization can set some weights to zero.")) > 0
     finally:
         proc.terminate()
         try:

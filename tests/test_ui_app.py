@@ -13,7 +13,7 @@ import pytest
 
 from rag.errors import IngestError, StudybotError
 from rag.settings import Settings
-from tests.fakes import ScriptedLLM
+from tests.fakes import ScriptedLLM, reader
 from tests.helpers import free_port, served_app
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -26,7 +26,7 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
     """The app on a free loopback port around a service with a ScriptedLLM; yields service, llm, url, client."""
     from ui.service import StudyService
 
-    llm = ScriptedLLM()
+    llm = ScriptedLLM(judge=reader(("Factorizes a matrix",)))
     svc = StudyService(corpus_settings.updated(ingest={"max_file_mb": 1}), llm=llm, embedder=embedder)
     with served_app(svc) as served:
         yield {**served, "llm": llm}
@@ -34,22 +34,24 @@ def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]
 
 # --- the /ask API --------------------------------------------------------------------------------------
 def test_ask_endpoint_returns_answer_and_citations(served: dict[str, Any]) -> None:
-    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].", "Yes.")
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
     result = served["client"].predict(QUESTION, api_name="/ask")
     assert isinstance(result, dict)
-    assert set(result) >= {"answer", "refused", "uncited", "citations", "timings"}
-    assert result["answer"].startswith("Singular Value Decomposition") and "[1]" in result["answer"]
-    assert not result["refused"] and not result["uncited"]
+    assert set(result) >= {"answer", "refused", "refusal_reason", "citations", "quotes", "timings"}
+    assert not result["refused"] and result["answer"].startswith("> ")
+    # the handbook's own words first: the quotes, each cited, then the explanation
+    quote = result["quotes"][0]
+    assert "Factorizes a matrix" in quote["text"] and quote["citation"]["chunk_id"]
+    assert result["answer"].endswith("Singular Value Decomposition factorizes a matrix into U, Σ and V^T "
+                                     f"[{quote['citation']['n']}].")
     cite = result["citations"][0]
-    assert cite["n"] == 1 and cite["source"] and cite["text"] and cite["chunk_id"]
-    # the handbook's own words first: the lead, cited, and when it was ready
-    assert "Factorizes a matrix" in result["lead"]["text"] and result["lead"]["citations"][0]["chunk_id"]
-    assert result["timings"]["lead_s"] is not None
+    assert cite["n"] >= 1 and cite["source"] and cite["text"] and cite["chunk_id"]
+    assert result["timings"]["quotes_s"] is not None
     # same data as `studybot ask --json` (the service's Answer.to_json)
-    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].", "Yes.")
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
     direct = served["service"].ask(QUESTION).to_json()
     assert direct["answer"] == result["answer"] and direct["citations"] == result["citations"]
-    assert direct["lead"] == result["lead"]
+    assert direct["quotes"] == result["quotes"]
 
 
 def test_ask_endpoint_reports_bad_question(served: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""ui/render.py: escaping of untrusted text, citation links, refused/uncited rendering, export."""
+"""ui/render.py: escaping of untrusted text, citation links, quotes, refused rendering, export."""
 
 from __future__ import annotations
 
@@ -75,21 +75,30 @@ def test_code_spans_are_left_to_markdown() -> None:
     assert "`a < b`" in md and "(#src-1" in md
 
 
-def test_refused_and_uncited_notes() -> None:
+def test_refused_note() -> None:
     refused = render.answer_markdown("The handbooks do not cover this.", refused=True)
     assert refused.startswith(render.REFUSED_NOTE)
     assert render.answer_markdown("", refused=True) == render.REFUSED_NOTE
-    uncited = render.answer_markdown("Something without citations.", uncited=True)
-    assert uncited.endswith(render.UNCITED_NOTE)
     normal = render.answer_markdown("Cited [1].", valid=[1])
-    assert render.UNCITED_NOTE not in normal and render.REFUSED_NOTE not in normal
+    assert render.REFUSED_NOTE not in normal
     named = render.answer_markdown("I can't find that.", refused=True, missing_terms=["Mahalanobis", "<b>X"])
     assert "_No handbook mentions Mahalanobis, &lt;b&gt;X._" in named and "<b>" not in named
 
 
-def test_streaming_placeholder() -> None:
+def test_streaming_says_what_the_answer_waits_on() -> None:
     assert "Thinking" in render.answer_markdown("", streaming=True)
-    assert render.answer_markdown("partial", streaming=True).endswith("▌")
+    assert render.answer_markdown("", streaming=True, stage="ranking") == f"_{render.STAGE_TEXT['ranking']}_"
+    partial = render.answer_markdown("partial", streaming=True, stage="checking")
+    assert partial.startswith("partial ▌") and render.STAGE_TEXT["checking"] in partial
+
+
+def test_quotes_are_escaped_block_quotes_with_linked_markers() -> None:
+    quotes = [{"text": "**Bagging**: trains <b>in parallel</b>.", "citation": {"n": 2}},
+              {"text": "Fit it:\n```python\nmodel.fit(X, y)\n```", "citation": {"n": 3}}]
+    md = render.quotes_markdown(quotes, valid=[2, 3])
+    assert md.startswith("> **Bagging**: trains &lt;b&gt;in parallel&lt;/b&gt;. [\\[2\\]](#src-2")
+    assert "> ```python\n> model.fit(X, y)\n> ```\n>\n> [\\[3\\]](#src-3" in md  # marker after the code
+    assert "<b>" not in md
 
 
 def test_merge_citations_marks_cited_and_adds_missing() -> None:
@@ -121,7 +130,7 @@ def test_passages_to_sources_numbers_from_one() -> None:
 
 def test_conversation_markdown_has_answers_and_cited_sources() -> None:
     turns = [
-        {"question": "What is PCA?", "answer": "A projection [1].", "refused": False, "uncited": False,
+        {"question": "What is PCA?", "answer": "A projection [1].", "refused": False,
          "sources": [_src(1, text="PCA projects data.", cited=True), _src(2, text="unrelated")]},
         {"question": "Weather on Mars?", "answer": "", "refused": True, "sources": []},
     ]

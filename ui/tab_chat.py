@@ -127,7 +127,8 @@ def _status(turn: dict[str, Any]) -> str:
         return "The question could not be answered."
     if turn.get("pending"):
         stage = render.STAGE_TEXT.get(turn.get("stage") or "retrieving", "")
-        return f"Retrieved {n} passages{searched}. {stage}" if n else f"Searching the handbooks{searched}…"
+        return (f"Retrieved {n} passages{searched}; working on the answer: {stage}" if n
+                else f"Searching the handbooks{searched}…")
     cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
     if turn.get("refused"):
         return f"Not answered from the handbooks ({n} passages retrieved)."

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rag import prompts
 from rag.answer.checks import content_tokens, is_refusal
-from rag.answer.select import Quote
+from rag.answer.select import Quote, excerpts
 from rag.answer.verify import Check, Verifier, strip_markers
 from rag.citations import CITATION, cited_numbers, keep_markers, place_outside_code
 from rag.events import Delta, Stage
@@ -47,12 +47,6 @@ class Explanation:
     @property
     def dropped(self) -> int:
         return sum(1 for c in self.checks if not c.supported)
-
-
-def excerpts(quotes: Sequence[Quote]) -> str:
-    """The quotes as the numbered excerpts block of the explain and check prompts."""
-    return "\n".join(prompts.excerpt_block(q.citation.n, f"{q.citation.title} — {q.citation.section or '(start)'}",
-                                            q.text) for q in quotes)
 
 
 def explain_messages(quotes: Sequence[Quote], question: str) -> Messages:

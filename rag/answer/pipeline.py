@@ -16,8 +16,9 @@ Each step is a method with a typed input and output, composed by a LangChain run
    whole, in the cheap scorer's order (:mod:`rag.answer.rank`);
 3. :meth:`rank` (-> :class:`Ranked`): the model judges the scorer's first ``judge_top_k`` units, one at a
    time (log-odds of "yes, this answers it"), and they are reordered by ``scorer + judge_weight x judge``;
-4. :meth:`select` (-> :class:`Selected`): refuses when no judged unit answers (``no_answer``: the best judge
-   log-odds below ``refuse_below_logodds``); otherwise the quotes (:mod:`rag.answer.select`);
+4. :meth:`select` (-> :class:`Selected`): the quotes (:mod:`rag.answer.select`), and the model's log-odds that
+   they answer the question together; refuses (``no_answer``) when either the best unit's or the quotes' log-odds
+   is below its threshold (:func:`refuses`);
 5. :meth:`explain` (-> :class:`Explained`): one or two sentences from the quotes alone, each verified before
    it is shown (:mod:`rag.answer.explain`, :mod:`rag.answer.verify`);
 6. :meth:`cite` (-> :class:`Answer`): the quotes and the explanation as one Markdown text with their ``[n]``
@@ -36,12 +37,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.answer.explain import Explainer, Explanation
 from rag.answer.passages import candidate_passages
 from rag.answer.rank import Candidate, Judge, Ranking, Scorer, rank
-from rag.answer.select import Quote, choose, quotes
+from rag.answer.select import Quote, answers_logodds, choose, quotes
 from rag.answer.verify import Check, Verifier
 from rag.citations import markers_in_code
 from rag.events import AnswerEvent, Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
-from rag.settings import Settings
+from rag.settings import AnswerSettings, Settings
 from rag.terms import named_terms
 from rag.types import Citation, Passage
 
@@ -88,11 +89,29 @@ class Ranked:
 
 
 @dataclass(frozen=True)
+class Signals:
+    """What the refusal decides on (:func:`refuses`)."""
+
+    evidence: float  # the best dense similarity of the retrieved passages
+    best_judge: float | None  # the model's best log-odds that one judged unit answers
+    answers: float | None  # the model's log-odds that the chosen quotes together answer
+
+
+def refuses(signals: Signals, s: AnswerSettings) -> bool:
+    """Whether the handbooks do not answer: the model judged no unit to answer (best judge below
+    ``refuse_below_judge``), or judged the chosen quotes together not to answer (below ``refuse_below_answers``)."""
+    if signals.best_judge is not None and signals.best_judge < s.refuse_below_judge:
+        return True
+    return signals.answers is not None and signals.answers < s.refuse_below_answers
+
+
+@dataclass(frozen=True)
 class Selected:
     ranked: Ranked
     quotes: list[Quote]  # [] when refused
     refusal: RefusalReason | None
     seconds: float  # from the request's start to the quotes being ready
+    signals: Signals | None = None
 
 
 @dataclass(frozen=True)
@@ -223,14 +242,15 @@ class AnswerPipeline:
     def select(self, r: Ranked) -> Selected:
         s = self.settings.answer
         t0 = r.gathered.retrieved.request.t0
-        refusal = r.gathered.refusal
-        best = r.ranking.best_judge
-        if refusal is None and best is not None and best < s.refuse_below_logodds:
-            refusal = "no_answer"
-        if refusal is not None:
-            return Selected(r, [], refusal, time.perf_counter() - t0)
+        if r.gathered.refusal is not None:
+            return Selected(r, [], r.gathered.refusal, time.perf_counter() - t0)
         chosen = choose(r.ranking, max_quotes=s.max_quotes, min_logodds=s.quote_min_logodds, margin=s.quote_margin)
-        return Selected(r, quotes(chosen, r.gathered.passages), None, time.perf_counter() - t0)
+        quoted = quotes(chosen, r.gathered.passages)
+        answers = answers_logodds(self.llm, r.gathered.retrieved.question, quoted) if s.check_answers else None
+        signals = Signals(r.gathered.retrieved.evidence, r.ranking.best_judge, answers)
+        if refuses(signals, s):
+            return Selected(r, [], "no_answer", time.perf_counter() - t0, signals)
+        return Selected(r, quoted, None, time.perf_counter() - t0, signals)
 
     def explain(self, sel: Selected) -> Generator[AnswerEvent, None, Explained]:
         """Streams :class:`Stage` and verified :class:`Delta` events; returns the :class:`Explained` step."""
@@ -261,6 +281,7 @@ class AnswerPipeline:
             "completion_tokens": ex.usage.completion_tokens if ex.usage else 0,
             "evidence": round(r.evidence, 4),
             "best_judge": ranking.best_judge,
+            "answers": sel.signals.answers if sel.signals else None,
         }
         base: dict[str, Any] = {"question": r.question, "timings": timings, "retrieved": r.passages,
                                 "missing_terms": list(g.missing_terms), "ranking": ranking}

@@ -136,12 +136,6 @@ class Scorer:
         return out
 
 
-def judge_messages(question: str, section: str, excerpt: str) -> list[dict[str, str]]:
-    """The judge's prompt: the answer path's fixed prefix, then the question, then the one excerpt."""
-    leaf = section.split(">")[-1].strip() or "start"
-    return prompts.answer_messages(prompts.judge_prompt(question, leaf, excerpt))
-
-
 class Judge:
     """The model's pointwise judgement of units (see the module doc)."""
 
@@ -150,7 +144,7 @@ class Judge:
 
     def score(self, question: str, cands: Sequence[Candidate]) -> list[float]:
         llm = self._llm()
-        return [llm.yes_no(judge_messages(question, c.section, c.text)) for c in cands]
+        return [llm.yes_no(prompts.judge_messages(question, c.text)) for c in cands]
 
 
 def rank(cands: Sequence[Candidate], judge: Callable[[Sequence[Candidate]], list[float]] | None, *,

@@ -1,24 +1,26 @@
-"""Select the quotes: the best-ranked units, whole, in reading order and cited; or refuse, from the ranking.
+"""Select the quotes: the best-ranked units, whole, in reading order and cited.
 
-The ranking (:mod:`rag.answer.rank`) decides both:
-
-* **refusal**: when the model's best judgement of the top units is below ``refuse_below_logodds`` (no unit
-  was judged to answer), the handbooks do not answer the question (``refusal_reason`` "no_answer");
-* **quotes**: the best unit, and up to ``max_quotes - 1`` more of the judged units that are judged to answer
-  (log-odds at least ``quote_min_logodds``) and score within ``quote_margin`` of the best (a comparison is
-  answered by two units, a list by its items). Units of one list or one table share their introduction or
-  header row, shown once. Quotes are grouped by passage (the passage of the best unit first) and in
-  document order inside a passage.
+The quotes are the best unit, and up to ``max_quotes - 1`` more of the judged units that are judged to answer
+(log-odds at least ``quote_min_logodds``) and score within ``quote_margin`` of the best (a comparison is
+answered by two units, a list by its items). Units of one list or one table share their introduction or header
+row, shown once. Quotes are grouped by passage (the passage of the best unit first) and in document order
+inside a passage. :func:`answers_logodds` asks the model whether they answer the question together (the
+refusal, :func:`rag.answer.pipeline.refuses`, reads it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from rag import prompts
 from rag.answer.rank import Candidate, Ranking
 from rag.types import Citation, Passage
 from rag.units import UnitKind
+
+if TYPE_CHECKING:
+    from rag.llm import LLM
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,15 @@ def quotes(chosen: Sequence[Candidate], passages: Sequence[Passage]) -> list[Quo
                          tuple(c.unit.kind for c in members), max(c.final for c in members),
                          max((c.judge for c in members if c.judge is not None), default=None)))
     return out
+
+
+def excerpts(quotes: Sequence[Quote]) -> str:
+    """The quotes as the numbered excerpts block of the explain and check prompts."""
+    return "\n".join(prompts.excerpt_block(q.citation.n, f"{q.citation.title} — {q.citation.section or '(start)'}",
+                                            q.text) for q in quotes)
+
+
+def answers_logodds(llm: LLM, question: str, quoted: Sequence[Quote]) -> float:
+    """The model's log-odds that the quotes, together, answer ``question`` (one forward pass; the quotes come
+    first in the prompt, so the KV cache keeps them for the explanation that follows)."""
+    return llm.yes_no(prompts.answer_messages(prompts.answers_prompt(excerpts(quoted), question)))
