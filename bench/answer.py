@@ -74,6 +74,9 @@ def worker(root: str, max_tokens: int | None) -> int:
             "passages": [{"n": n, "source": p.chunk.source, "text": p.chunk.text}
                          for n, p in enumerate(answer.passages, 1)],
             "markers_in_code": markers_in_code(data["answer"]),
+            "raw": getattr(answer, "raw", ""),
+            "checks": [{"text": c.text, "supported": c.supported, "reason": c.reason, "logodds": c.logodds}
+                       for c in getattr(answer, "checks", [])],
         }
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
@@ -208,25 +211,51 @@ def report(args: argparse.Namespace) -> int:
         for key in out[arms[0]]:
             print(f"| {key} | " + " | ".join(str(out[a].get(key)) for a in arms) + " |")
     if args.sheet:
-        write_sheet(Path(args.sheet), rows, items)
+        write_sheet(Path(args.sheet), rows, items, args.parts)
     return 0
 
 
-def write_sheet(path: Path, rows: list[dict[str, Any]], items: dict[str, Any]) -> None:
-    """Every answer as a reader sees it, with the question's reference answer, for judging by reading."""
-    lines = ["# Answers to read", ""]
+def write_sheet(path: Path, rows: list[dict[str, Any]], items: dict[str, Any], parts: int = 1) -> None:
+    """The answers to read, blind: per question, each arm's answer under a letter (the letters shuffled per
+    question, seeded), the question's reference answer and the cited passages. ``<path>.key.json`` maps the
+    letters back to the arms. With ``parts`` > 1, one sheet per part (``<stem>-<i>.md``), for several readers."""
+    import random
+
+    rng = random.Random(20261205)
+    by_id: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["id"] not in items or "answer" not in r:
-            continue
-        item, a = items[r["id"]], r["answer"]
-        lines += [f"## {r['id']} ({r['arm']}) {item.question}", "",
-                  f"_Reference ({'answerable' if item.answerable else 'unanswerable'}):_ {item.reference}", ""]
-        if a.get("lead"):
-            lines += ["**Lead:**", "", *("> " + ln for ln in str(a["lead"]["text"]).splitlines()), ""]
-        lines += ["**Answer:**", "", str(a.get("answer", "")), ""]
-        for c in a.get("citations", []):
-            lines += [f"[{c['n']}] {c['source']}: {str(c['text'])[:600]!r}", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+        if r["id"] in items and "answer" in r:
+            by_id.setdefault(r["id"], []).append(r)
+    ids = list(by_id)
+    key: dict[str, dict[str, str]] = {}
+    chunks = [ids[i::parts] for i in range(parts)] if parts > 1 else [ids]
+    for part, chunk in enumerate(chunks, 1):
+        lines = ["# Answers to read", "",
+                 "For each question: the student's question, what the handbooks say (a reference answer and the "
+                 "phrase(s) that state it), then each version's answer under a letter, with the passages it cites.",
+                 ""]
+        for qid in chunk:
+            item = items[qid]
+            arms = by_id[qid]
+            rng.shuffle(arms)
+            key[qid] = {}
+            lines += [f"## {qid}: {item.question}", "",
+                      f"_Handbooks ({'answerable' if item.answerable else 'NOT answerable'}):_ {item.reference}",
+                      *(f"_Phrase ({item.source}):_ `{ph}`" for ph in item.phrases), ""]
+            for letter, r in zip("XYZW", arms, strict=False):
+                key[qid][letter] = r["arm"]
+                a = r["answer"]
+                lines += [f"### {qid} answer {letter}", ""]
+                if a.get("lead"):
+                    lines += ["_Shown first (a quote):_", "", *("> " + ln for ln in str(a["lead"]["text"]).splitlines()),
+                              ""]
+                lines += [str(a.get("answer", "")), ""]
+                for c in a.get("citations", []):
+                    lines += [f"_Passage [{c['n']}] ({c['source']}, {c.get('section') or ''}):_", "", "```text",
+                              str(c["text"]), "```", ""]
+        target = path if parts == 1 else path.with_name(f"{path.stem}-{part}{path.suffix}")
+        target.write_text("\n".join(lines), encoding="utf-8")
+    path.with_suffix(".key.json").write_text(json.dumps(key, indent=1), encoding="utf-8")
 
 
 def main() -> int:
@@ -238,7 +267,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--report", metavar="DUMP", help="summarise a dump instead of running")
-    ap.add_argument("--sheet", help="with --report: write the answers to read as Markdown")
+    ap.add_argument("--sheet", help="with --report: write the answers to read, blind, as Markdown")
+    ap.add_argument("--parts", type=int, default=1, help="with --sheet: split it for this many readers")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.worker:

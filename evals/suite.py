@@ -132,7 +132,7 @@ class Suite:
         meta["settings"] = s.model_dump(mode="json", include={
             "retrieval": {"top_k", "fetch_k", "rrf_k"},
             "llm": {"backend", "model", "base_url", "max_tokens", "temperature"},
-            "answer": {"judge_top_k", "judge_weight", "refuse_below_judge", "refuse_below_answers", "max_quotes", "verify_min_logodds"},
+            "answer": {"judge_top_k", "judge_weight", "refuse_below_answers", "max_quotes", "verify_min_logodds"},
             "judge": {"base_url", "model", "gguf", "max_tokens", "retries", "relevancy_strictness"},
         })
         write_json(path, meta)

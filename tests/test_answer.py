@@ -188,6 +188,16 @@ def test_an_uncited_sentence_gets_the_marker_of_the_quote_and_invalid_markers_go
     assert a.explanation == "L1 regularization drives some weights to zero [1]. L1 adds the absolute values [1]."
 
 
+def test_a_sentence_citing_the_quote_next_to_the_one_that_states_it_is_recited() -> None:
+    pipe, _ = make(["L1 regularization drives some weights to zero [2]. L1 drives weights to zero and L2 shrinks all "
+                    "weights [1][2]."], answering=("drives some weights", "shrinks all weights"),
+                   max_quotes=2, quote_margin=10.0)
+    a = pipe.ask("How do L1 and L2 regularization differ?")
+    first, second = a.explanation.split(". ", 1)
+    assert first == "L1 regularization drives some weights to zero [1]"  # quote [1] states it, not [2]
+    assert second == "L1 drives weights to zero and L2 shrinks all weights [1][2]."  # two markers: as written
+
+
 def test_markers_inside_code_in_the_explanation_are_moved_out() -> None:
     pipe, _ = make(["SMOTE creates synthetic minority samples with `smote [1].fit_resample(X, y)`."],
                    answering=("fit_resample",), texts=[CODE_TEXT])

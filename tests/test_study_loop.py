@@ -239,3 +239,18 @@ def test_an_item_whose_options_the_model_matches_to_the_wrong_terms_is_rewritten
     result = svc.quiz("regularization", 1, "mcq", session=QuizSession(2))
     assert len(result.items) == 1 and "the model gives the key's definition to" in " ".join(result.reasons)
     assert isinstance(svc.llm, PassageLLM) and len(svc.llm.matches) >= 5
+
+
+def test_a_conversation_saved_before_quotes_shows_its_lead_as_a_quote() -> None:
+    from ui.tab_chat import _turn_messages
+
+    cite = {"n": 1, "chunk_id": "x", "source": "a.md", "title": "A", "section": "S", "page": None,
+            "text": "L1 zeroes weights."}
+    old = {"question": "What does L1 do?", "answer": "It zeroes weights [1].", "refused": False,
+           "lead": {"text": "L1 zeroes weights.", "citations": [cite]}, "sources": [{**cite, "cited": True}]}
+    new = {"question": "And L2?", "answer": "> L2 shrinks them. [2]\n\nIt shrinks them [2].", "refused": False,
+           "quotes": [{"text": "L2 shrinks them.", "citation": {**cite, "n": 2}}], "explanation": "It shrinks them [2].",
+           "sources": [{**cite, "n": 2, "cited": True}]}
+    first, second = (m["content"] for m in _turn_messages([old, new]) if m["role"] == "assistant")
+    assert first.startswith("> L1 zeroes weights. \\[1\\]") and first.endswith("It zeroes weights \\[1\\].")
+    assert second.startswith("> L2 shrinks them. [\\[2\\]](#src-2") and second.count("L2 shrinks them.") == 1

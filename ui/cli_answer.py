@@ -67,8 +67,27 @@ def stream_answer(events: Iterator[AnswerEvent]) -> Answer | None:
     return answer
 
 
+def warm_in_background(svc: StudyService) -> None:
+    """Load the model (and its kept prompt prefix) in a thread while the embedder and the index open: a fresh
+    process pays the larger of the two, not their sum. Only when both are ready to load silently (the verified
+    default model, an index on disk): anything to assemble, check or report happens in the main thread."""
+    import threading
+
+    from rag.models import default_gguf_status
+    from rag.store import CURRENT_FILE
+
+    s = svc.settings
+    if s.llm.backend != "llama_cpp" or s.llm.model is not None or not default_gguf_status(s).verified:
+        return
+    if not (s.storage.index_dir / CURRENT_FILE).is_file() and not (s.storage.index_dir / "chroma").is_dir():
+        return
+    threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
+
+
 @command("ask")
 def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
+    if 0 < len(args.question.strip()) <= svc.settings.retrieval.max_question_chars:
+        warm_in_background(svc)  # not for a question that is refused before the model
     if args.json:
         print(json.dumps(svc.ask(args.question, k=args.k, max_tokens=args.max_tokens).to_json(), ensure_ascii=False))
         return EXIT_OK
@@ -86,6 +105,7 @@ def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
 def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
     import uuid
 
+    warm_in_background(svc)
     session = svc.chat_session()
     conv_id = uuid.uuid4().hex
     saved: list[dict[str, Any]] = []

@@ -214,10 +214,13 @@ class StudyService:
 
     def warm_up(self) -> None:
         """Load the model and keep the answer path's fixed prompt prefix evaluated (or loaded from the state the
-        last process saved), so the first question pays only for its own tokens. Best effort: errors
-        surface on the first question."""
+        last process saved), so the first question pays only for its own tokens. Touches only the model: the
+        CLI runs it in a thread while the embedder and the index open. Best effort: errors surface on the
+        first question."""
+        from rag.answer.pipeline import warm_up
+
         with contextlib.suppress(StudybotError):
-            self.answers.warm_up()
+            warm_up(self.llm)
 
     # -- quizzes -------------------------------------------------------------------------------------
     def quiz(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,

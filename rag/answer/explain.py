@@ -20,7 +20,7 @@ from rag import prompts
 from rag.answer.checks import content_tokens, is_refusal
 from rag.answer.select import Quote, excerpts
 from rag.answer.verify import Check, Verifier, strip_markers
-from rag.citations import CITATION, cited_numbers, keep_markers, place_outside_code
+from rag.citations import cited_numbers, keep_markers, place_outside_code
 from rag.events import Delta, Stage
 from rag.units import split_units
 
@@ -63,10 +63,11 @@ def _cite(sentence: str, n: int) -> str:
     return f"{stripped} [{n}]{body[len(stripped):]}"
 
 
-def _closest_quote(claim: str, quotes: Sequence[Quote]) -> int:
-    """The number of the quote sharing most content words with ``claim`` (the first on a tie)."""
+def _closest_quote(claim: str, quotes: Sequence[Quote], cited: Sequence[int] = ()) -> int:
+    """The number of the quote sharing most content words with ``claim`` (the cited one, then the first, on a
+    tie): a small model often cites the quote next to the one that states its sentence."""
     words = content_tokens(claim)
-    best = max(quotes, key=lambda q: len(words & content_tokens(q.text)))
+    best = max(quotes, key=lambda q: (len(words & content_tokens(q.text)), q.citation.n in cited))
     return best.citation.n
 
 
@@ -119,9 +120,9 @@ class Explainer:
             if not check.supported or check.reason == "short":
                 continue
             cited = cited_numbers(sentence, valid)
-            if not cited:
-                sentence = _cite(strip_markers(sentence) if CITATION.search(sentence) else sentence,
-                                 _closest_quote(sentence, quotes))
+            source = _closest_quote(sentence, quotes, cited)
+            if len(cited) <= 1 and cited != [source]:  # none, or the quote next to the one that states it
+                sentence = _cite(strip_markers(sentence), source)
             sentence = place_outside_code(sentence)
             kept.append(sentence)
             yield Delta((" " if len(kept) > 1 else "") + sentence)

@@ -17,8 +17,8 @@ Each step is a method with a typed input and output, composed by a LangChain run
 3. :meth:`rank` (-> :class:`Ranked`): the model judges the scorer's first ``judge_top_k`` units, one at a
    time (log-odds of "yes, this answers it"), and they are reordered by ``scorer + judge_weight x judge``;
 4. :meth:`select` (-> :class:`Selected`): the quotes (:mod:`rag.answer.select`), and the model's log-odds that
-   they answer the question together; refuses (``no_answer``) when either the best unit's or the quotes' log-odds
-   is below its threshold (:func:`refuses`);
+   they answer the question together; refuses (``no_answer``) when those are below ``refuse_below_answers``
+   (:func:`refuses`);
 5. :meth:`explain` (-> :class:`Explained`): one or two sentences from the quotes alone, each verified before
    it is shown (:mod:`rag.answer.explain`, :mod:`rag.answer.verify`);
 6. :meth:`cite` (-> :class:`Answer`): the quotes and the explanation as one Markdown text with their ``[n]``
@@ -98,10 +98,9 @@ class Signals:
 
 
 def refuses(signals: Signals, s: AnswerSettings) -> bool:
-    """Whether the handbooks do not answer: the model judged no unit to answer (best judge below
-    ``refuse_below_judge``), or judged the chosen quotes together not to answer (below ``refuse_below_answers``)."""
-    if signals.best_judge is not None and signals.best_judge < s.refuse_below_judge:
-        return True
+    """Whether the handbooks do not answer: the model judged the chosen quotes, together, not to answer the
+    question (log-odds below ``refuse_below_answers``). The best unit's judgement is kept for reports: added to
+    the rule, it did not separate answerable from unanswerable questions better (settings' provenance)."""
     return signals.answers is not None and signals.answers < s.refuse_below_answers
 
 
@@ -342,12 +341,14 @@ class AnswerPipeline:
         explained = yield from self.explain(sel)
         yield Finished(self.cite(explained))
 
-    def warm_up(self) -> int:
-        """Load the model and keep the answer path's fixed prompt prefix evaluated (from the last process's
-        saved state when there is one); returns its length in tokens."""
-        from rag import prompts
 
-        return self.llm.keep_prefix(prompts.answer_messages("")[:-1])
+def warm_up(llm: LLM) -> int:
+    """Load the model and keep the answer path's fixed prompt prefix evaluated (from the state the last process
+    saved when there is one); returns its length in tokens. Touches nothing but the model, so it can run in a
+    thread beside retrieval."""
+    from rag import prompts
+
+    return llm.keep_prefix(prompts.answer_messages("")[:-1])
 
 
 
