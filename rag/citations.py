@@ -67,7 +67,7 @@ _FENCED = re.compile(r"```.*?(?:```|$)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
 _DISPLAY_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]", re.S)
 # A marker glued into an identifier or a call: "np [1].argsort()", "smote [2].fit_resample", "x[1]_i".
-_IN_IDENTIFIER = re.compile(r"(?<=[A-Za-z0-9_)\]])\s?(" + CITATION.pattern + r")(?=[._(\[]?[A-Za-z0-9_(])")
+_IN_IDENTIFIER = re.compile(r"(?<=[A-Za-z0-9_)\]])\s?(" + CITATION.pattern + r")(?!\[\s*\d)(?=[._(\[]?[A-Za-z0-9_(])")
 
 
 def _code_spans(text: str) -> list[tuple[int, int]]:
@@ -111,7 +111,7 @@ def place_outside_code(text: str) -> str:
         span = next(((a, b) for a, b in spans if a <= m.start() < b), None)
         after = text[m.end() : m.end() + 2]
         before = text[max(0, m.start() - 2) : m.start()]
-        glued = span is None and bool(re.match(r"[._(\[]?[A-Za-z0-9_(]", after)) and \
+        glued = span is None and bool(re.match(r"[._(\[]?[A-Za-z0-9_(]", after)) and not after.startswith("[") and \
             bool(re.search(r"[A-Za-z0-9_)\]]\s?$", before))
         if span is None and not glued:
             continue

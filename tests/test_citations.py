@@ -95,6 +95,7 @@ def test_markers_standing_in_for_content_are_placeholders() -> None:
     ("Load it with joblib [1].load(path).", "Load it with joblib.load(path) [1]."),
     ("Save it:\n```\nimport joblib [1]\n```\nDone.", "Save it:\n```\nimport joblib\n```\n[1]\nDone."),
     ("L1 adds sparsity [1]. L2 shrinks weights [2].", "L1 adds sparsity [1]. L2 shrinks weights [2]."),
+    ("Both shrink weights [1][2].", "Both shrink weights [1][2]."),
 ])
 def test_markers_never_stay_inside_code_or_identifiers(text: str, fixed: str) -> None:
     assert place_outside_code(text) == fixed
