@@ -83,7 +83,13 @@ def _variant(name: str, llm: Any) -> Callable[[str, str, str], tuple[Messages, C
         n = max(1, llm.count_tokens(question))
         return m + [{"role": "x", "content": question}], lambda: llm.continuation_logprob(m, question) / n
 
-    variants = {"judge": judge, "unified": unified, "graded": graded, "upr": upr}
+    def pre(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
+        # the instruction before the unit, so each unit costs only its own tokens after the cached question
+        m = [{"role": "user", "content": f"Question: {question}\nDoes the sentence below answer this question? "
+                                         f"Answer yes or no.\n\nSentence: {excerpt}"}]
+        return m, lambda: llm.yes_no(m)
+
+    variants = {"judge": judge, "unified": unified, "graded": graded, "upr": upr, "pre": pre}
     if name not in variants:
         raise SystemExit(f"unknown variant {name!r}: one of {sorted(variants)}")
     return variants[name]

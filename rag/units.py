@@ -180,17 +180,30 @@ def context(units: Sequence[Unit], unit: Unit, text: str) -> list[Unit]:
     return []
 
 
+def fenced(code: str) -> str:
+    """A code unit as a complete fenced block: a chunk cut inside a code block leaves it without its opening or
+    its closing fence."""
+    body = code.strip("\n")
+    if not body.lstrip().startswith("```"):
+        body = "```\n" + body
+    if body.count("```") % 2 or not body.rstrip().endswith("```"):
+        body = body.rstrip() + "\n```"
+    return body
+
+
 def whole(units: Sequence[Unit], unit: Unit, text: str) -> str:
-    """``unit`` as a reader needs it: its :func:`context` first (a table row under its header and rule)."""
+    """``unit`` as a reader needs it: its :func:`context` first (a table row under its header and rule); a code
+    block complete with its fences."""
     parts = context(units, unit, text)
+    shown = fenced(unit.text) if unit.kind == "code" else unit.text
     if not parts:
-        return unit.text
+        return shown
     before = parts[0]
     if unit.kind == "row":
         cells = before.text.count("|") - 1
         return f"{before.text}\n|{'---|' * max(cells, 1)}\n{unit.text}"
     sep = " " if unit.kind == "sentence" and before.kind == "sentence" else "\n"
-    return f"{before.text}{sep}{unit.text}"
+    return f"{before.text}{sep}{shown}"
 
 
 def words(text: str) -> list[str]:

@@ -118,6 +118,14 @@ def test_a_code_block_is_quoted_whole_with_the_marker_after_it() -> None:
     assert markers_in_code(a.answer) == 0 and "```\n>\n> [1]" in a.answer
 
 
+def test_a_code_block_cut_by_its_chunk_is_quoted_closed_with_the_marker_outside() -> None:
+    cut = CODE_TEXT.split("```\nUse it")[0]  # the chunk ends inside the code block
+    pipe, _ = make(["SMOTE creates synthetic minority samples [1]."], answering=("fit_resample",), texts=[cut])
+    a = pipe.ask("How do I oversample with SMOTE in code?")
+    assert a.quotes[0].text.endswith("smote.fit_resample(X, y)\n```")
+    assert markers_in_code(a.answer) == 0 and "```\n>\n> [1]" in a.answer
+
+
 def test_headings_questions_and_diagrams_are_never_quoted() -> None:
     text = ("## Regularization\n**Key Concepts:**\n- How does L1 differ from L2?\n```\n┌──────┐\n│ L1 │\n└──────┘\n```\n"
             "L1 regularization drives some weights to zero.")

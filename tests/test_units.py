@@ -104,6 +104,15 @@ def test_a_code_block_is_shown_with_its_introduction() -> None:
     assert code.startswith("Resampling with SMOTE creates synthetic minority samples:\n```python")
 
 
+def test_a_code_block_cut_by_its_chunk_is_shown_with_both_fences() -> None:
+    head = "Serve it:\n```python\napp = FastAPI()\nmodel = joblib.load('model.pkl')"
+    [code] = [v for k, v in shown(head).items() if "FastAPI" in k]
+    assert code == "Serve it:\n```python\napp = FastAPI()\nmodel = joblib.load('model.pkl')\n```"
+    tail = "preds = model.predict(X)\n```\nThat is all."
+    [code] = [v for k, v in shown(tail).items() if "predict" in k]
+    assert code == "```\npreds = model.predict(X)\n```"
+
+
 def test_a_back_reference_is_shown_with_the_sentence_it_refers_to() -> None:
     got = shown("Dropout zeroes random units. This prevents co-adaptation of neurons.")
     assert one(got, "This prevents co-adaptation of") == "Dropout zeroes random units. This prevents co-adaptation of neurons."
