@@ -55,8 +55,8 @@ def _variant(name: str, llm: Any) -> Callable[[str, str, str], tuple[Messages, C
 
     def judge(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
         # the shipped prompt (rag/prompts/judge.txt: the first measurement, "plain" in the notes)
-        m = prompts.judge_messages(question, excerpt)
-        return m, lambda: llm.yes_no(m)
+        m, shared = prompts.judge_messages(question, excerpt)
+        return m, lambda: llm.yes_no(m, shared)
 
     def unified(question: str, section: str, excerpt: str) -> tuple[Messages, Callable[[], float]]:
         # measured and dropped: the answer path's own system message and examples, then the question and unit
@@ -167,7 +167,7 @@ def collect(args: argparse.Namespace) -> int:
                     ranking = rank(cands, lambda cs, sc=scores: sc[: len(cs)], top=len(cands),
                                    weight=ANSWERS_WEIGHT)
                     chosen = quotes(choose(ranking, max_quotes=2, min_logodds=0.5, margin=0.3), passages)
-                    prompt = prompts.answer_messages(prompts.answers_prompt(excerpts(chosen), item.question))
+                    prompt, _ = prompts.about_quotes(excerpts(chosen), "answers", question=item.question)
                     key = cache.key(json.dumps(prompt))
                     answers = cache.get(key)
                     if answers is None:

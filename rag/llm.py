@@ -48,13 +48,16 @@ class Usage:
 @dataclass(frozen=True)
 class Request:
     """One generation's parameters. ``suppress``: words the model may not generate (honoured by backends with
-    ``supports_suppress``); ``json_schema``: constrain the reply to JSON of this schema."""
+    ``supports_suppress``); ``json_schema``: constrain the reply to JSON of this schema; ``shared``: the start of
+    the last message that other calls share (the local backend evaluates it as a step of its own, so the
+    reply never depends on what its KV cache held before)."""
 
     max_tokens: int
     temperature: float = 0.1
     stop: tuple[str, ...] = ()
     json_schema: dict | None = None
     suppress: tuple[str, ...] = ()
+    shared: str = ""
 
 
 class LLM(ABC):
@@ -68,10 +71,10 @@ class LLM(ABC):
 
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.1,
                stop: list[str] | None = None, json_schema: dict | None = None,
-               suppress: list[str] | None = None) -> Iterator[str]:
+               suppress: list[str] | None = None, shared: str = "") -> Iterator[str]:
         """The reply's text pieces (see :class:`Request` for the options)."""
         return self.generate(messages, Request(max_tokens, temperature, tuple(stop or ()), json_schema,
-                                               tuple(suppress or ())))
+                                               tuple(suppress or ()), shared))
 
     def complete(self, messages: list[dict[str, str]], **options: Any) -> str:
         """The whole reply: the joined :meth:`stream` (same options)."""
@@ -83,11 +86,11 @@ class LLM(ABC):
         caches prompts itself)."""
         return 0
 
-    def yes_no(self, messages: list[dict[str, str]]) -> float:
+    def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
         """The log-odds of "yes" over "no" as the reply's first token: log P(yes) - log P(no), each summed over
         its spellings ("Yes", " yes", ...). One forward pass, nothing generated: a small model *chooses*
-        far better than it writes. The base version generates one word greedily (+/-``YES_NO_TEXT_LOGODDS``)
-        for backends that expose no probabilities."""
+        far better than it writes. ``shared``: as in :class:`Request`. The base version generates one word
+        greedily (+/-``YES_NO_TEXT_LOGODDS``) for backends that expose no probabilities."""
         word = self.complete(messages, max_tokens=2, temperature=0.0).strip().lower()
         if word.startswith("yes"):
             return YES_NO_TEXT_LOGODDS

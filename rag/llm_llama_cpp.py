@@ -56,6 +56,8 @@ class LlamaCppLLM(LLM):
         self._gen_lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
         self._option_ids: dict[tuple[tuple[str, ...], ...], list[list[int]]] = {}
+        self._starts: dict[str, int] = {}  # fixed prefix -> where the last message starts (tokens)
+        self._steps: set[int] = set()  # the positions the KV cache was evaluated up to, step by step
         self.prefix_dir = prefix_dir
         self._prefixes: dict[tuple[int, ...], bytes] = {}  # kept prompt prefixes and their KV state
 
@@ -130,17 +132,16 @@ class LlamaCppLLM(LLM):
         llama = self.load()
         if self._formatter is None:
             return 0
-        a = self._prompt_tokens(llama, [*messages, {"role": "user", "content": "a"}])
-        b = self._prompt_tokens(llama, [*messages, {"role": "user", "content": "b"}])
-        n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-        prefix = tuple(a[:n])
+        n = self._message_start(llama, [*messages, {"role": "user", "content": ""}])
+        prefix = tuple(self._prompt_tokens(llama, [*messages, {"role": "user", "content": "a"}])[:n])
         if not prefix or prefix in self._prefixes:
             return len(prefix)
         with self._gen_lock:
             data = self._load_prefix(llama, prefix)
-            if data is None:
-                self._reuse(llama, list(prefix) + [prefix[-1]])
-                llama.eval(list(prefix[llama.n_tokens:]))
+            if data is None:  # evaluated from an empty cache, as one step: what a prompt's first step is
+                llama.n_tokens = 0
+                llama.eval(list(prefix))
+                self._steps = {len(prefix)}
                 data = self._seq_data(llama)
                 self._save_prefix(prefix, data)
             self._prefixes[prefix] = data
@@ -175,6 +176,7 @@ class LlamaCppLLM(LLM):
             return False
         llama.input_ids[: len(prefix)] = prefix
         llama.n_tokens = len(prefix)
+        self._steps = {len(prefix)}
         return True
 
     def _load_prefix(self, llama: Any, prefix: tuple[int, ...]) -> bytes | None:
@@ -199,20 +201,50 @@ class LlamaCppLLM(LLM):
         except OSError:
             pass
 
-    def _reuse(self, llama: Any, tokens: Sequence[int]) -> None:
-        """Before evaluating ``tokens``: keep the longest part of the KV cache that starts them, restoring a
-        kept prefix when it is longer than what the cache holds (at least the last token is left to evaluate)."""
+    # --- evaluating a prompt, the same way whatever the cache held before -------------------------------------
+    def _message_start(self, llama: Any, messages: list[dict[str, str]]) -> int:
+        """Where the last message's content starts, in tokens (everything before it is the fixed prefix)."""
+        key = json.dumps(messages[:-1])
+        start = self._starts.get(key)
+        if start is None:
+            last = messages[-1]
+            a = self._prompt_tokens(llama, [*messages[:-1], {**last, "content": "a"}])
+            b = self._prompt_tokens(llama, [*messages[:-1], {**last, "content": "b"}])
+            start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            if len(self._starts) > 256:
+                self._starts.clear()
+            self._starts[key] = start
+        return start
+
+    def _steps_of(self, llama: Any, messages: list[dict[str, str]], tokens: Sequence[int], shared: str) -> list[int]:
+        """The prompt's evaluation steps (token positions): the start of the last message and, when given, the
+        end of its ``shared`` beginning (what several calls share: a question, the quotes)."""
+        steps = {self._message_start(llama, messages)}
+        content = messages[-1].get("content") or ""
+        if shared and content.startswith(shared) and len(shared) < len(content):
+            part = self._prompt_tokens(llama, [*messages[:-1], {**messages[-1], "content": shared}])
+            steps.add(next((i for i, (x, y) in enumerate(zip(part, tokens, strict=False)) if x != y), len(part)))
+        return sorted(p for p in steps if 0 < p < len(tokens))
+
+    def _evaluate(self, llama: Any, tokens: Sequence[int], steps: Sequence[int]) -> None:
+        """Make the KV cache hold ``tokens`` but the last one, evaluated step by step: llama.cpp's numbers depend
+        on how tokens are batched, so a prompt is always evaluated in the same steps (its fixed prefix, its
+        shared part, the rest, the last token alone) and the cache is re-used only up to a step both prompts
+        share. Then a judgement, or a reply, is the same in a warm app and in a fresh process."""
         cached = llama.input_ids[: llama.n_tokens].tolist()
-        keep = 0
-        for a, b in zip(cached, tokens[:-1], strict=False):
-            if a != b:
-                break
-            keep += 1
-        best = max((p for p in self._prefixes if len(p) > keep and len(p) < len(tokens)
-                    and tuple(tokens[: len(p)]) == p), key=len, default=None)
-        if best is not None and self._set_seq(llama, best, self._prefixes[best]):
-            return
+        common = next((i for i, (x, y) in enumerate(zip(cached, tokens, strict=False)) if x != y),
+                      min(len(cached), len(tokens)))
+        keep = max((p for p in steps if p <= common and p in self._steps), default=0)
+        if steps and keep < steps[0]:
+            kept = self._prefixes.get(tuple(tokens[: steps[0]]))
+            if kept is not None and self._set_seq(llama, tuple(tokens[: steps[0]]), kept):
+                keep = steps[0]
         llama.n_tokens = keep
+        end = len(tokens) - 1
+        for stop in [*(p for p in steps if keep < p < end), end]:
+            if stop > llama.n_tokens:
+                llama.eval(list(tokens[llama.n_tokens : stop]))
+        self._steps = {p for p in steps if p <= end} | {end}
 
     # --- generation ------------------------------------------------------------------------------------
     def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
@@ -235,7 +267,7 @@ class LlamaCppLLM(LLM):
             # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
             # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
             kwargs["grammar"] = self._grammar(request.json_schema)
-        return self._stream(llama, messages, kwargs, prompt_tokens, start, tokens)
+        return self._stream(llama, messages, kwargs, prompt_tokens, start, tokens, request.shared)
 
     def _stream(
         self,
@@ -245,13 +277,14 @@ class LlamaCppLLM(LLM):
         prompt_tokens: int,
         start: float,
         tokens: list[int] | None,
+        shared: str,
     ) -> Iterator[str]:
         usage = Usage(prompt_tokens=prompt_tokens)
         n_pieces = 0
         with self._gen_lock:
-            if tokens is not None and self._prefixes:
-                self._reuse(llama, tokens)
             try:
+                if tokens is not None:  # all but the last token in this prompt's own steps (see _evaluate)
+                    self._evaluate(llama, tokens, self._steps_of(llama, messages, tokens, shared))
                 for chunk in llama.create_chat_completion(messages=messages, stream=True, **kwargs):
                     choice = chunk["choices"][0]
                     if choice.get("finish_reason"):
@@ -277,14 +310,15 @@ class LlamaCppLLM(LLM):
                 self.last_usage = usage
 
 
-    def yes_no(self, messages: list[dict[str, str]]) -> float:
+    def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
         """log P(yes) - log P(no) of the first reply token (:meth:`LLM.yes_no`), from one forward pass over the
-        prompt's tokens that the KV cache does not already hold (a fixed system message and question placed
-        first are evaluated once for many such calls)."""
-        yes, no = self.choice_logprobs(messages, [list(YES_WORDS), list(NO_WORDS)])
+        prompt's tokens that the KV cache does not already hold (the fixed prefix and the ``shared`` start of the
+        last message are evaluated once for many such calls)."""
+        yes, no = self.choice_logprobs(messages, [list(YES_WORDS), list(NO_WORDS)], shared)
         return yes - no
 
-    def choice_logprobs(self, messages: list[dict[str, str]], options: Sequence[Sequence[str]]) -> list[float]:
+    def choice_logprobs(self, messages: list[dict[str, str]], options: Sequence[Sequence[str]],
+                        shared: str = "") -> list[float]:
         """For each option (its spellings, e.g. ``["yes", "Yes"]``), the log-probability that the reply starts with
         it: the log-sum of its spellings' single-token probabilities, from one forward pass."""
         import numpy as np
@@ -296,12 +330,14 @@ class LlamaCppLLM(LLM):
         ids = self._option_ids.get(key)
         if ids is None:
             ids = self._option_ids[key] = [sorted(self._single_tokens(llama, list(o))) for o in options]
+        steps = self._steps_of(llama, messages, tokens, shared)
         with self._gen_lock:
-            self._reuse(llama, tokens)
             try:
-                llama.eval(tokens[llama.n_tokens:])
+                self._evaluate(llama, tokens, steps)
+                llama.eval(tokens[-1:])
             except (RuntimeError, ValueError) as exc:
                 llama.reset()
+                self._steps = set()
                 raise BackendError(f"llama.cpp failed while scoring ({exc}).") from exc
             logits = np.ctypeslib.as_array(_llama_cpp().llama_get_logits_ith(llama.ctx, -1),
                                            shape=(llama.n_vocab(),)).astype(np.float64)
@@ -321,7 +357,7 @@ class LlamaCppLLM(LLM):
         check_fits(len(tokens), 1, self.n_ctx)
         lib = _llama_cpp()
         with self._gen_lock:
-            self._reuse(llama, prompt)
+            self._evaluate(llama, prompt, self._steps_of(llama, messages, prompt, ""))
             start = llama.n_tokens
             rest = tokens[start:]
             if len(rest) > llama.n_batch:
@@ -335,6 +371,7 @@ class LlamaCppLLM(LLM):
                 raise BackendError(f"llama.cpp failed while scoring ({exc}).") from exc
             llama.input_ids[start: len(tokens)] = rest
             llama.n_tokens = len(tokens)
+            self._steps = {p for p in self._steps if p <= start}
             total = 0.0
             for j, tok in enumerate(cont):
                 row = np.ctypeslib.as_array(lib.llama_get_logits_ith(llama.ctx, len(prompt) - 1 + j - start),

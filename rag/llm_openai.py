@@ -67,7 +67,7 @@ class OpenAICompatLLM(LLM):
             "--model <gguf>`) or fix STUDYBOT_LLM_BASE_URL."
         )
 
-    def yes_no(self, messages: list[dict[str, str]]) -> float:
+    def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
         """log P(yes) - log P(no) of the first reply token from the server's top log-probabilities (a "yes"
         or "no" missing from them counts at the least probable listed token); a server that returns none
         (llama_cpp.server without ``logits_all``) answers by one generated word (:meth:`LLM.yes_no`)."""

@@ -54,36 +54,30 @@ def examples(name: str = "examples") -> list[dict[str, str]]:
 
 
 def answer_messages(user: str) -> list[dict[str, str]]:
-    """A prompt about the quotes: the fixed system message and example turns (``system.txt``, ``examples.txt``;
-    one prefix for the three tasks, answers?, explain and check, so the KV cache keeps it for all of them),
-    then ``user``."""
+    """The fixed system message and example turns (``system.txt``, ``examples.txt``; one prefix for the three
+    tasks about the quotes, answers?, explain and check, so the KV cache keeps it for all of them), then
+    ``user``."""
     return [{"role": "system", "content": load("system")}, *examples(), {"role": "user", "content": user}]
 
 
-def judge_messages(question: str, excerpt: str) -> list[dict[str, str]]:
-    """Does ``excerpt`` answer ``question``? One short user message (the model's default system message): the
-    question comes first, so the KV cache holds it while the units of one question are judged in turn."""
-    return [{"role": "user", "content": render(load("judge"), question=question, excerpt=excerpt)}]
-
-
-def answers_prompt(excerpts: str, question: str) -> str:
-    """Do the ``excerpts`` answer ``question``? (They come first, as in :func:`explain_prompt`, so the KV cache
-    holds them for the explanation.)"""
-    return render(load("answers"), excerpts=excerpts, question=question)
+def judge_messages(question: str, excerpt: str) -> tuple[list[dict[str, str]], str]:
+    """Does ``excerpt`` answer ``question``? One short user message (the model's default system message), and
+    its start that every unit of the question shares (the question comes first: the KV cache holds it)."""
+    content = render(load("judge"), question=question, excerpt=excerpt)
+    shared = render(load("judge"), question=question, excerpt="\x00").split("\x00")[0]
+    return [{"role": "user", "content": content}], shared
 
 
 def excerpt_block(n: int, source: str, text: str) -> str:
     return render(load("excerpt"), n=n, source=source, text=text)
 
 
-def explain_prompt(excerpts: str, question: str) -> str:
-    return render(load("explain"), excerpts=excerpts, question=question)
-
-
-def check_prompt(excerpts: str, claim: str) -> str:
-    """Do ``excerpts`` state ``claim``? The excerpts come first, as in :func:`explain_prompt`, so the KV cache
-    holds them for the check of each sentence of their explanation."""
-    return render(load("check"), excerpts=excerpts, claim=claim)
+def about_quotes(excerpts: str, task: str, **values: str) -> tuple[list[dict[str, str]], str]:
+    """A prompt about the quotes (``task``: "answers", "explain" or "check"): the fixed prefix, then the numbered
+    excerpts, then the task. Returns the messages and the excerpts part, which the three tasks share (the KV
+    cache holds it from the answers? check through the explanation and its checks)."""
+    shared = render(load("quotes"), excerpts=excerpts) + "\n\n"  # (load() drops a file's trailing newlines)
+    return answer_messages(shared + render(load(task), **values)), shared
 
 
 def condense_messages(history: str, question: str) -> list[dict[str, str]]:

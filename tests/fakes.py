@@ -130,9 +130,9 @@ class ScriptedLLM(LLM):
         self.judged: list[list[dict[str, str]]] = []
         self.kept: list[list[dict[str, str]]] = []
 
-    def yes_no(self, messages: list[dict[str, str]]) -> float:
+    def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
         if self.judge is None:
-            return super().yes_no(messages)
+            return super().yes_no(messages, shared)
         self.judged.append([dict(m) for m in messages])
         return self.judge(messages)
 

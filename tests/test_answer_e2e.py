@@ -42,10 +42,11 @@ def quoted(answer: Any) -> str:
 
 
 def test_a_number_question_is_answered_with_its_number_quoted(real_service: StudyService) -> None:
-    gold = GOLD["g50"]  # share of values within two standard deviations of a normal distribution: 95%
+    gold = GOLD["g59"]  # "What new building block did GoogLeNet bring to CNN design, and when?": 2014
     answer = real_service.ask(gold.question, max_tokens=MAX_TOKENS)
     assert not answer.refused, answer.timings
-    assert "95%" in answer.quotes[0].text and states(gold, answer.quotes[0].text), quoted(answer)
+    assert "2014" in answer.quotes[0].text and states(gold, answer.quotes[0].text), quoted(answer)
+    assert answer.quotes[0].text.startswith("| Architecture | Year |")  # the table row under its header
     assert answer.answer.startswith("> ") and answer.citations
     for c in answer.citations:  # citations are data: numbered, pointing at the passages shown
         assert 1 <= c.n <= len(answer.passages) and answer.passages[c.n - 1].chunk.id == c.chunk_id
@@ -57,7 +58,8 @@ def test_a_number_question_is_answered_with_its_number_quoted(real_service: Stud
 def test_a_formula_question_is_answered_with_the_formula_intact(real_service: StudyService) -> None:
     answer = real_service.ask("what's the formula for mean squared error?", max_tokens=MAX_TOKENS)
     assert not answer.refused, answer.timings
-    assert "(y_i - ŷ_i)^2" in quoted(answer) or "(y - ŷ)²" in quoted(answer), quoted(answer)
+    formulas = ("(y_i - ŷ_i)^2", "(y - ŷ)²", "(y_i - \\hat{y}_i)^2")  # as each handbook writes it
+    assert any(f in quoted(answer) for f in formulas), quoted(answer)
     assert markers_in_code(answer.answer) == 0
 
 
@@ -71,15 +73,16 @@ def test_a_code_question_is_answered_with_intact_code(real_service: StudyService
 
 
 def test_a_comparison_is_answered_from_two_units(real_service: StudyService) -> None:
-    answer = real_service.ask("How do bagging and boosting differ?", max_tokens=MAX_TOKENS)
+    gold = GOLD["g23"]  # most used gradient descent flavour, and why not full-batch or one-example updates
+    answer = real_service.ask(gold.question, max_tokens=MAX_TOKENS)
     assert not answer.refused, answer.timings
-    text = quoted(answer).lower()
-    assert sum(len(q.kinds) for q in answer.quotes) >= 2, quoted(answer)
-    assert "parallel" in text and ("sequential" in text or "sequence" in text), quoted(answer)
+    text = quoted(answer)
+    assert sum(len(q.kinds) for q in answer.quotes) >= 2, text  # two units, the two sides
+    assert "Batch GD" in text and "Mini-Batch GD" in text and states(gold, text), text
 
 
 def test_an_unanswerable_question_is_refused_with_no_citations(real_service: StudyService) -> None:
-    gold = HOLDOUT["x02"]  # a plain-word question next to the handbooks' topics, no name to catch
+    gold = HOLDOUT["x05"]  # a plain-word question next to the handbooks' topics (isotonic recalibration steps)
     answer = real_service.ask(gold.question, max_tokens=MAX_TOKENS)
     assert answer.refused and answer.refusal_reason in ("no_answer", "evidence"), quoted(answer)
     assert answer.answer == REFUSAL and answer.citations == [] and answer.quotes == []

@@ -49,9 +49,9 @@ class Explanation:
         return sum(1 for c in self.checks if not c.supported)
 
 
-def explain_messages(quotes: Sequence[Quote], question: str) -> Messages:
-    """The answer path's fixed prefix (KV-cached), then the quotes and the question."""
-    return prompts.answer_messages(prompts.explain_prompt(excerpts(quotes), question))
+def explain_messages(quotes: Sequence[Quote], question: str) -> tuple[Messages, str]:
+    """The fixed prefix (KV-cached), the quotes (cached from the answers? check), then the question."""
+    return prompts.about_quotes(excerpts(quotes), "explain", question=question)
 
 
 def _cite(sentence: str, n: int) -> str:
@@ -88,7 +88,8 @@ class Explainer:
         out = Explanation()
         t = time.perf_counter()
         pieces: list[str] = []
-        stream = llm.stream(explain_messages(quotes, question), max_tokens=max_tokens, temperature=0.0, stop=STOP)
+        messages, shared = explain_messages(quotes, question)
+        stream = llm.stream(messages, max_tokens=max_tokens, temperature=0.0, stop=STOP, shared=shared)
         try:
             for piece in stream:
                 if out.ttft_s is None:

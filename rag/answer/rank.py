@@ -144,7 +144,11 @@ class Judge:
 
     def score(self, question: str, cands: Sequence[Candidate]) -> list[float]:
         llm = self._llm()
-        return [llm.yes_no(prompts.judge_messages(question, c.text)) for c in cands]
+        out = []
+        for c in cands:
+            messages, shared = prompts.judge_messages(question, c.text)
+            out.append(llm.yes_no(messages, shared))
+        return out
 
 
 def rank(cands: Sequence[Candidate], judge: Callable[[Sequence[Candidate]], list[float]] | None, *,

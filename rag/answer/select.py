@@ -111,4 +111,5 @@ def excerpts(quotes: Sequence[Quote]) -> str:
 def answers_logodds(llm: LLM, question: str, quoted: Sequence[Quote]) -> float:
     """The model's log-odds that the quotes, together, answer ``question`` (one forward pass; the quotes come
     first in the prompt, so the KV cache keeps them for the explanation that follows)."""
-    return llm.yes_no(prompts.answer_messages(prompts.answers_prompt(excerpts(quoted), question)))
+    messages, shared = prompts.about_quotes(excerpts(quoted), "answers", question=question)
+    return llm.yes_no(messages, shared)

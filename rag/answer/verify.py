@@ -63,10 +63,10 @@ def excerpts_of(texts: Sequence[str]) -> str:
     return "\n".join(prompts.excerpt_block(i, "handbook", t.strip()) for i, t in enumerate(texts, 1))
 
 
-def check_messages(excerpts: str, claim: str) -> list[dict[str, str]]:
-    """The check's prompt: the answer path's fixed prefix, the excerpts block, then the one sentence (the
-    explanation's own excerpts block, so the KV cache still holds it from the explanation)."""
-    return prompts.answer_messages(prompts.check_prompt(excerpts, claim))
+def check_messages(excerpts: str, claim: str) -> tuple[list[dict[str, str]], str]:
+    """The check's prompt: the fixed prefix, the excerpts (the explanation's own, so the KV cache still holds
+    them), then the one sentence; and the shared excerpts part."""
+    return prompts.about_quotes(excerpts, "check", claim=claim)
 
 
 class Verifier:
@@ -103,7 +103,8 @@ class Verifier:
             return Check(sentence, False, reason, seconds=round(time.perf_counter() - t, 3))
         if self._llm is None:
             return Check(sentence, True, "rules")
-        logodds = round(self._llm().yes_no(check_messages(excerpts or excerpts_of(evidence), claim)), 3)
+        messages, shared = check_messages(excerpts or excerpts_of(evidence), claim)
+        logodds = round(self._llm().yes_no(messages, shared), 3)
         return Check(sentence, logodds >= self.settings.verify_min_logodds, "model", logodds,
                      round(time.perf_counter() - t, 3))
 
