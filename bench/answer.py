@@ -46,7 +46,10 @@ def worker(root: str, max_tokens: int | None) -> int:
     svc = StudyService()
     t = time.perf_counter()
     svc.warm_up()
-    print(json.dumps({"ready": True, "warm_up_s": round(time.perf_counter() - t, 3)}), flush=True)
+    import rag
+
+    print(json.dumps({"ready": True, "warm_up_s": round(time.perf_counter() - t, 3), "code": rag.__file__}),
+          flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         items = items[: args.limit]
     arms = [Arm(*spec.split("=", 1), args.max_tokens) for spec in args.arm]
     for arm in arms:
-        print(f"{arm.name}: warm-up {arm.ready.get('warm_up_s')} s", file=sys.stderr)
+        print(f"{arm.name}: warm-up {arm.ready.get('warm_up_s')} s, code {arm.ready.get('code')}", file=sys.stderr)
     with open(args.dump, "w", encoding="utf-8") as f:
         for n, item in enumerate(items, 1):
             for arm in arms:
