@@ -126,6 +126,14 @@ def test_a_code_block_cut_by_its_chunk_is_quoted_closed_with_the_marker_outside(
     assert markers_in_code(a.answer) == 0 and "```\n>\n> [1]" in a.answer
 
 
+def test_indexing_inside_quoted_code_is_left_as_the_handbook_wrote_it() -> None:
+    table = ("| Method | When to Use | Implementation |\n|:---|:---|:---|\n"
+             "| **Mode** | Categorical | `df.fillna(df.mode()[0])` |")
+    pipe, _ = make(["Fill missing categories with the mode [1]."], answering=("fillna",), texts=[table])
+    a = pipe.ask("How do I fill missing categorical values with the most common value?")
+    assert "| **Mode** | Categorical | `df.fillna(df.mode()[0])` |\n>\n> [1]" in a.answer  # the handbook's [0] kept
+
+
 def test_headings_questions_and_diagrams_are_never_quoted() -> None:
     text = ("## Regularization\n**Key Concepts:**\n- How does L1 differ from L2?\n```\n┌──────┐\n│ L1 │\n└──────┘\n```\n"
             "L1 regularization drives some weights to zero.")

@@ -39,7 +39,6 @@ from rag.answer.passages import candidate_passages
 from rag.answer.rank import Candidate, Judge, Ranking, Scorer, rank
 from rag.answer.select import Quote, answers_logodds, choose, quotes
 from rag.answer.verify import Check, Verifier
-from rag.citations import place_outside_code
 from rag.events import AnswerEvent, Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
 from rag.settings import AnswerSettings, Settings
@@ -288,7 +287,8 @@ class AnswerPipeline:
             return Answer(answer=REFUSAL, refused=True, citations=[], passages=g.passages,
                           refusal_reason=sel.refusal, **base)
         cited = sorted({q.citation.n for q in sel.quotes})
-        text = place_outside_code(compose(sel.quotes, ex.text))
+        text = compose(sel.quotes, ex.text)  # quotes carry their markers outside code (Quote.marked), and the
+        # explanation's sentences were placed already: never move a "[0]" out of the handbook's own code
         return Answer(answer=text, refused=False, citations=[Citation.of(n, g.passages[n - 1].chunk) for n in cited],
                       passages=g.passages, quotes=sel.quotes, explanation=ex.text, checks=ex.checks, raw=ex.reply,
                       **base)
