@@ -11,6 +11,7 @@ from evals.gold import GoldItem
 from evals.runs import RunSpec, new_run_id, read_json, resolve_run_dir
 from evals.scoring import run_judge_sanity, sanity_pairs
 from evals.suite import Suite, System
+from rag.errors import StudybotError
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -28,7 +29,8 @@ def _parse_metrics(text: str | None) -> list[str]:
 
 
 def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
-    """`studybot eval` without ``--retrieval-only`` (see ``ui/cli.py`` for the arguments)."""
+    """`studybot eval` without ``--retrieval-only`` (see ``ui/cli.py`` for the arguments). A failure raises
+    :class:`StudybotError` (the CLI prints it as one line, or as ``{"error": ...}`` with ``--json``)."""
     from evals.report import compare_runs, format_compare, format_summary
 
     compare = getattr(args, "compare", None)
@@ -37,8 +39,7 @@ def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
         try:
             diff = compare_runs(a, b)
         except (OSError, ValueError, KeyError) as exc:
-            print(f"error: cannot compare {a} and {b}: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            raise StudybotError(f"cannot compare {a} and {b}: {exc}") from exc
         print(json.dumps(diff, indent=2) if args.json else format_compare(diff))
         return EXIT_OK
 
@@ -46,8 +47,7 @@ def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
     try:
         metrics = [] if getattr(args, "no_judge", False) else _parse_metrics(getattr(args, "metrics", None))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise StudybotError(str(exc)) from exc
 
     sanity = int(getattr(args, "judge_sanity", 0) or 0)
     if sanity:
@@ -58,12 +58,12 @@ def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
     if resumed:
         try:
             meta = read_json(run_dir / "run.json")
-            if meta.get("items") != [i.id for i in items] or meta.get("metrics") != metrics:
-                print(f"error: {run_dir} was started with other questions or metrics (its run.json): rerun with "
-                      "the same --limit/--gold/--metrics, or use --new", file=sys.stderr)
-                return EXIT_ERROR
+            started_otherwise = meta.get("items") != [i.id for i in items] or meta.get("metrics") != metrics
         except (OSError, ValueError):
-            pass
+            started_otherwise = False
+        if started_otherwise:
+            raise StudybotError(f"{run_dir} was started with other questions or metrics (its run.json): rerun "
+                                "with the same --limit/--gold/--metrics, or use --new")
     print(f"{'resuming' if resumed else 'run'} {run_dir} ({len(items)} questions; LLM metrics: "
           f"{', '.join(metrics) or 'none'})", file=sys.stderr)
     suite = Suite(svc, RunSpec(items, metrics, run_dir), show_bar=not args.json)
@@ -82,8 +82,7 @@ def _cli_sanity(args: Any, svc: System, items: list[GoldItem], base: Path, n: in
 
     pairs = sanity_pairs(svc, items, n)
     if not pairs:
-        print("error: no answerable gold items with relevant chunks in the index", file=sys.stderr)
-        return EXIT_ERROR
+        raise StudybotError("no answerable gold items with relevant chunks in the index")
     out_dir = base / f"judge-sanity-{new_run_id()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm

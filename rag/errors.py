@@ -27,3 +27,7 @@ class BackendUnreachableError(BackendError):
 
 class IngestError(StudybotError):
     """A file could not be ingested (the reason is one line)."""
+
+
+class SettingsError(StudybotError):
+    """A setting (an environment variable ``STUDYBOT_<GROUP>_<NAME>`` or a value given in code) is not valid."""

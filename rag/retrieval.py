@@ -15,6 +15,7 @@ from rag.errors import IndexStateError, QueryError
 from rag.keyword import KeywordIndex, folder_for, tokenize
 from rag.store import Index
 from rag.terms import Vocabulary
+from rag.text import strip_controls
 from rag.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -34,7 +35,8 @@ class Retriever(Protocol):
     def retrieve(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Passage]: ...
 
     def check_question(self, question: str) -> str:
-        """The question stripped; :class:`QueryError` when it is empty or too long."""
+        """The question without control characters or terminal escape sequences (rag.text.strip_controls),
+        stripped; :class:`QueryError` when it is then empty or too long."""
         ...
 
     def vocabulary(self) -> Vocabulary:
@@ -134,7 +136,9 @@ class HybridRetriever:
         return self._keyword.vocabulary
 
     def check_question(self, question: str) -> str:
-        q = (question or "").strip()
+        # Every question passes here (ask, chat, the web UI, /ask, retrieve, quiz topics): a question pasted
+        # with its terminal colours or typed with stray control characters is read without them.
+        q = strip_controls(question or "").strip()
         if not q:
             raise QueryError("The question is empty: type a question about the handbooks.")
         if len(q) > self.max_query_chars:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rag.errors import QueryError, StudybotError
 from rag.events import AnswerEvent, Condensed, Delta, Finished, Quotes
 from rag.study.store import LOCAL_USER
+from rag.text import strip_controls
 from ui.commands import EXIT_ERROR, EXIT_OK, command
 from ui.render import answer_turn, passages_to_sources, source_line
 
@@ -86,7 +87,7 @@ def warm_in_background(svc: StudyService) -> None:
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
-    if 0 < len(args.question.strip()) <= svc.settings.retrieval.max_question_chars:
+    if 0 < len(strip_controls(args.question).strip()) <= svc.settings.retrieval.max_question_chars:
         warm_in_background(svc)  # not for a question that is refused before the model
     if args.json:
         print(json.dumps(svc.ask(args.question, k=args.k, max_tokens=args.max_tokens).to_json(), ensure_ascii=False))
@@ -130,8 +131,8 @@ def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
         line = sys.stdin.readline()
         if not line:  # EOF
             break
-        question = line.strip()
-        if not question:
+        question = strip_controls(line).strip()
+        if not question:  # a blank line, or one of only control characters (NUL bytes, a stray escape)
             continue
         if question.lower() in ("exit", "quit", ":q"):
             break

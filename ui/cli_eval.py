@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.errors import StudybotError
 from ui.commands import EXIT_OK, command
 
 if TYPE_CHECKING:
@@ -37,7 +38,10 @@ def cmd_eval(args: argparse.Namespace, svc: StudyService) -> int:
     from evals.gold import load_gold
     from evals.retrieval import evaluate_retrieval, format_table
 
-    items = load_gold(Path(args.gold)) if args.gold else load_gold()
+    try:
+        items = load_gold(Path(args.gold)) if args.gold else load_gold()
+    except (OSError, ValueError, KeyError) as exc:
+        raise StudybotError(f"The gold set {args.gold or 'evals/gold.jsonl'} cannot be read: {exc}.") from exc
     if args.limit:
         items = items[: args.limit]
     if not args.retrieval_only or getattr(args, "compare", None):

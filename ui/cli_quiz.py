@@ -8,8 +8,9 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rag.errors import StudybotError
 from rag.study.store import LOCAL_USER
-from ui.commands import EXIT_ERROR, EXIT_OK, command, err
+from ui.commands import EXIT_OK, command
 from ui.render import grade_feedback, source_line
 
 if TYPE_CHECKING:
@@ -71,8 +72,7 @@ def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
 
     if args.weak:
         if args.topic:
-            err("--weak picks the sections itself: leave out --topic.")
-            return EXIT_ERROR
+            raise StudybotError("--weak picks the sections itself: leave out --topic.")
         args.user = args.user or LOCAL_USER
         result, weak = svc.weak_quiz(args.user, args.n, args.qtype, session=QuizSession(args.seed),
                                      progress=progress)

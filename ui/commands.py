@@ -5,6 +5,7 @@ runs ``ui.cli`` as ``__main__``, still has one registry."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -28,3 +29,11 @@ def command(name: str) -> Callable[[Command], Command]:
 
 def err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+def report_error(msg: str, as_json: bool = False) -> None:
+    """A command's failure: ``error: msg`` on stderr, and for a ``--json`` command also ``{"error": msg}`` on
+    stdout (where its reader parses the output)."""
+    if as_json:
+        print(json.dumps({"error": msg}, ensure_ascii=False), flush=True)
+    err(msg)
