@@ -31,3 +31,8 @@ class IngestError(StudybotError):
 
 class SettingsError(StudybotError):
     """A setting (an environment variable ``STUDYBOT_<GROUP>_<NAME>`` or a value given in code) is not valid."""
+
+
+class StudyDatabaseError(StudybotError):
+    """The study database (reviews, card schedules, saved conversations) is damaged, busy or unreadable; the
+    sentence names the file and the fix (usually `studybot doctor --fix`, which restores its newest backup)."""

@@ -9,6 +9,7 @@ from rag import models
 from rag.errors import StudybotError
 from rag.settings import Settings
 from rag.store import Index
+from rag.study.backup import backups, quick_check
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,24 @@ def doctor(settings: Settings, index: Index, *, runtime: bool = True) -> list[Ch
             rows.append(Check("index", False, "empty: run `studybot ingest` (or `make run`)"))
     except StudybotError as exc:
         rows.append(Check("index", False, str(exc)))
+    rows.append(study_check(s))
     return rows
+
+
+def study_check(settings: Settings) -> Check:
+    """The study database passes ``PRAGMA quick_check``; how many backups there are and the newest one's time."""
+    path, folder = settings.storage.study_path, settings.storage.backups_dir
+    found = backups(folder, path.stem)
+    kept = (f"{len(found)} backup{'s' if len(found) != 1 else ''} in {folder}, newest {found[-1].when}" if found
+            else f"no backup in {folder} yet")
+    if not path.exists():
+        return Check("study database", True, f"none yet at {path} ({kept})")
+    problem = quick_check(path)
+    if problem is None:
+        return Check("study database", True, f"{path} (quick_check ok; {kept})")
+    fix = ("run `studybot doctor --fix` to restore the newest good backup" if found else
+           "there is no backup to restore: move it aside to start afresh, or copy back a copy you keep")
+    return Check("study database", False, f"{path} is damaged ({problem}; {kept}): {fix}")
 
 
 def ensure_runtime_for(settings: Settings) -> None:

@@ -68,6 +68,14 @@ class StorageSettings(_Group):
     models_cache: Path | None = Field(None, description="Where the assembled default GGUF lives; default <home>/models.")
     study_db: Path | None = Field(None, description="The study database (cards, reviews, conversations); "
                                   "default <home>/study.sqlite3.")
+    # 7: a week of the days the database changed on (a backup is taken at a process's start and after a day's
+    # first write, only when the database changed since the newest one); 300 cards with 1,200 reviews are 0.6 MB.
+    study_backups: int = Field(7, ge=1, description="How many backups of the study database are kept (in "
+                               "backups/ beside it: <home>/backups).")
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.study_path.parent / "backups"
 
     @property
     def index_dir(self) -> Path:

@@ -45,7 +45,8 @@ def add_parsers(sub: Any) -> None:
 
     s = sub.add_parser("doctor", help="report what is installed, verified and indexed")
     s.add_argument("--fix", action="store_true", help="assemble and verify the default model; bring the index in "
-                   "line with the library (rebuilt in a fresh folder if it cannot be read)")
+                   "line with the library (rebuilt in a fresh folder if it cannot be read); restore a damaged "
+                   "study database from its newest good backup (the damaged file is kept aside)")
     s.add_argument("--no-runtime", action="store_true", help="skip the llama.cpp runtime check (a real model load "
                    "and prefill in a child process)")
     s.add_argument("--json", action="store_true")
@@ -127,6 +128,7 @@ def cmd_retrieve(args: argparse.Namespace, svc: StudyService) -> int:
 @command("doctor")
 def cmd_doctor(args: argparse.Namespace, svc: StudyService) -> int:
     if args.fix:
+        fix_study_database(svc)
         prepare(svc)
     checks = svc.doctor(runtime=not args.no_runtime)
     if args.json:
@@ -135,6 +137,25 @@ def cmd_doctor(args: argparse.Namespace, svc: StudyService) -> int:
         for c in checks:
             print(f"{'ok  ' if c.ok else 'FIX '} {c.name:<18} {c.detail}")
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
+def fix_study_database(svc: StudyService) -> bool:
+    """`doctor --fix`: a study database that fails ``PRAGMA quick_check`` is moved aside and its newest good
+    backup copied in; one line to stderr says so and how many reviews are lost. False when it could not be
+    restored (the reason is printed)."""
+    from rag.study.backup import quick_check, restore
+    from rag.study.store import now_utc
+
+    storage = svc.settings.storage
+    path = storage.study_path
+    if not path.exists() or quick_check(path) is None:
+        return True
+    try:
+        print(restore(path, storage.backups_dir, now_utc()).sentence(), file=sys.stderr)
+    except StudybotError as exc:
+        err(str(exc))
+        return False
+    return True
 
 
 def prepare(svc: StudyService) -> bool:

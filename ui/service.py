@@ -123,11 +123,14 @@ class StudyService:
 
     @property
     def study(self) -> StudyStore:
-        """The study database (``<home>/study.sqlite3``): quiz items, reviews, FSRS cards, conversations."""
+        """The study database (``<home>/study.sqlite3``): quiz items, reviews, FSRS cards, conversations; backed
+        up into ``backups/`` beside it (:mod:`rag.study.backup`)."""
         if self._study is None:
+            from rag.study.backup import BackupPolicy
             from rag.study.store import StudyStore
 
-            self._study = StudyStore(self.settings.storage.study_path)
+            storage = self.settings.storage
+            self._study = StudyStore(storage.study_path, BackupPolicy(storage.backups_dir, storage.study_backups))
         return self._study
 
     @property

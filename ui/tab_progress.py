@@ -1,8 +1,9 @@
 """The Progress tab: mastery per handbook section (the recency-weighted share of its reviews rated good or
 easy; :meth:`rag.study.store.StudyStore.mastery`), reviews per day over
 the last two weeks and the cards due over the next two, as Gradio bar plots, plus the table and the weak
-spots ("Quiz my weak spots" on the Quiz tab draws on them). :func:`progress_data` is the tab's data, tested
-without a browser."""
+spots ("Quiz my weak spots" on the Quiz tab draws on them). :func:`progress_data` is the tab's data and
+:func:`progress_outputs` what it shows (a study database that cannot be read: its one sentence), tested without
+a browser."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import pandas as pd
 
+from rag.errors import StudybotError
 from ui import render
 from ui.user import user_of
 
@@ -59,6 +61,18 @@ def summary_html(data: dict[str, Any], user: str) -> str:
             f"{len(sections)} sections, {reviews} reviews. {weak_txt}</div>")
 
 
+def progress_outputs(service: StudyService, user: str) -> tuple[Any, ...]:
+    """The tab's summary, its three charts' data and its table; when the study database cannot be read, the
+    summary is its one sentence (and the fix) and the charts are empty."""
+    try:
+        data = progress_data(service, user)
+    except StudybotError as exc:
+        empty = pd.DataFrame({"section": [], "mastery": []})
+        return (f'<div class="sb-progress-summary sb-error" data-sections="0">{render.esc(str(exc))}</div>', empty,
+                pd.DataFrame({"day": [], "reviews": []}), pd.DataFrame({"day": [], "cards due": []}), pd.DataFrame())
+    return summary_html(data, user), data["mastery"], data["reviews"], data["due"], data["table"]
+
+
 def build_progress_tab(service: StudyService) -> dict[str, Any]:
     with gr.Tab("Progress", id="progress") as tab:
         summary = gr.HTML("", elem_id="sb-progress-summary")
@@ -75,9 +89,7 @@ def build_progress_tab(service: StudyService) -> dict[str, Any]:
     outputs = [summary, mastery, reviews, due, table]
 
     def on_load(request: gr.Request) -> tuple[Any, ...]:
-        user = user_of(request)
-        data = progress_data(service, user)
-        return summary_html(data, user), data["mastery"], data["reviews"], data["due"], data["table"]
+        return progress_outputs(service, user_of(request))
 
     tab.select(on_load, None, outputs, api_visibility="private", queue=False)
     refresh_btn.click(on_load, None, outputs, api_visibility="private", queue=False)

@@ -1,7 +1,8 @@
 """The Review tab: the study cards due now (FSRS), one at a time. Show the question, turn it over (the answer,
 the explanation and the cited passage), grade it Again / Hard / Good / Easy; the card's next review date is
 shown and the next due card comes up. The page's flow is plain functions over :class:`ReviewState`
-(:func:`load`, :func:`reveal`, :func:`rate`), tested without a browser."""
+(:func:`load`, :func:`reveal`, :func:`rate`), tested without a browser; a study database that cannot be read
+shows its one sentence (and the fix) instead of a card."""
 
 from __future__ import annotations
 
@@ -74,7 +75,10 @@ def _card(service: StudyService, user: str, item_id: int | None) -> tuple[DueCar
 
 def load(service: StudyService, user: str, message: str = "") -> ReviewState:
     """The first card due now (or none)."""
-    card, due = _card(service, user, None)
+    try:
+        card, due = _card(service, user, None)
+    except StudybotError as exc:
+        return ReviewState(None, False, 0, str(exc))
     return ReviewState(card.item_id if card else None, False, due, message)
 
 
@@ -96,10 +100,15 @@ def rate(service: StudyService, user: str, state: ReviewState, rating: str) -> R
 
 
 def view(service: StudyService, user: str, state: ReviewState) -> ReviewView:
-    card, due = _card(service, user, state.item_id)
     msg = f'<div class="sb-review-message">{render.esc(state.message)}</div>' if state.message else ""
+    try:
+        card, due = _card(service, user, state.item_id)
+        nxt = service.study.next_due(user) if card is None else None
+    except StudybotError as exc:
+        return ReviewView(f'<div class="sb-review-message sb-error">{render.esc(str(exc))}</div>'
+                          '<div class="sb-review-status" data-due="0"></div>',
+                          '<div class="sb-empty">No card to review.</div>', "", False, False)
     if card is None:
-        nxt = service.study.next_due(user)
         empty = ("No cards yet: take a quiz (Quiz tab) and its questions become cards here." if nxt is None
                  else f"Nothing is due now. The next card is due {_when(nxt)}.")
         return ReviewView(msg + f'<div class="sb-review-status" data-due="0">{render.esc(empty)}</div>',

@@ -5,22 +5,34 @@ The schema is versioned (``PRAGMA user_version``, upgraded in order by :data:`MI
 one transaction; the database runs in WAL mode with a busy timeout, so several web UI users (threads) and a
 CLI process can use it at once. Scheduling is the ``fsrs`` package's :class:`fsrs.Scheduler`; a card's FSRS
 state is stored as its ``to_dict()`` JSON.
+
+Every SQLite error (a damaged file, a locked or full disk) leaves a public method as one
+:class:`rag.errors.StudyDatabaseError` sentence naming the file and the fix. With a :class:`BackupPolicy` the
+store backs itself up (:mod:`rag.study.backup`): when a process first opens it and after a day's first write.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from rag.errors import StudybotError
+from rag.errors import StudybotError, StudyDatabaseError
 from rag.quiz.models import QuizItem
+from rag.study import backup
+from rag.study.backup import BackupPolicy
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 RATINGS = {"again": 1, "hard": 2, "good": 3, "easy": 4}
 # The quiz grader's verdict as an FSRS rating when a quiz answer is a card's review ("revealed": a flashcard
@@ -87,6 +99,24 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+# The study databases this process has opened once (a backup on start is taken at most once per process).
+_OPENED: set[str] = set()
+_OPENED_LOCK = threading.Lock()
+
+
+def _guarded(method: Callable[Concatenate[StudyStore, P], R]) -> Callable[Concatenate[StudyStore, P], R]:
+    """Any SQLite error in ``method`` reaches the caller as one :class:`StudyDatabaseError` sentence."""
+
+    @functools.wraps(method)
+    def wrapper(self: StudyStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise backup.database_error(self.path, exc) from exc
+
+    return wrapper
+
+
 def top_section(section: str, source: str = "") -> str:
     """The unit mastery is measured on: a handbook's top-level section ("Section 8 — Ensemble Methods" of
     "Section 8 — Ensemble Methods > Bagging"), or the document when a passage has no section."""
@@ -109,12 +139,22 @@ class DueCard:
 
 
 class StudyStore:
-    """One SQLite file; safe to share between threads (one connection per thread)."""
+    """One SQLite file; safe to share between threads (one connection per thread).
 
-    def __init__(self, path: Path) -> None:
+    ``backups``: where to back it up and how many backups to keep (None: no backups); ``clock``: the time a
+    backup is stamped with and whose calendar day (local time) decides a day's first write."""
+
+    @_guarded
+    def __init__(self, path: Path, backups: BackupPolicy | None = None,
+                 clock: Callable[[], datetime] = now_utc) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._backups = backups
+        self._clock = clock
+        self._backup_lock = threading.Lock()
+        self._backup_day: date | None = None  # the local day of the newest backup this store knows of
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -125,34 +165,101 @@ class StudyStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {i + 1}")
+        if self._backups is not None:
+            self._backup_on_open(existed)
 
     # -- connection ---------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA foreign_keys=ON")
-                db.row_factory = sqlite3.Row
-            except sqlite3.DatabaseError as exc:
-                raise StudyStoreError(f"The study database {self.path} cannot be opened ({exc}); move it aside "
-                                      "to start a fresh one.") from exc
+            except sqlite3.Error:
+                db.close()
+                raise
+            db.row_factory = sqlite3.Row
             self._local.db = db
         return db
+
+    def close(self) -> None:
+        """Close this thread's connection (the last one to close folds the write-ahead log into the file)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
+        before = db.total_changes
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (a damaged page, a full disk)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if db.total_changes != before:
+            self._after_write()
+
+    # -- backups (rag.study.backup) -----------------------------------------------------------------------
+    def _backup_on_open(self, existed: bool) -> None:
+        """At a process's first open: back up a database that has rows and changed since its newest backup.
+        Raises :class:`StudyDatabaseError` when the database is damaged (it is not backed up)."""
+        assert self._backups is not None
+        key = str(self.path.resolve())
+        with _OPENED_LOCK:
+            if key in _OPENED:
+                return
+        if existed and self._has_rows():
+            found = backup.backups(self._backups.folder, self.path.stem)
+            if not found or backup.changed_since(self.path, found[-1]):
+                backup.take(self.path, self._backups, self._clock())
+        with _OPENED_LOCK:
+            _OPENED.add(key)
+
+    def _has_rows(self) -> bool:
+        row = self._db().execute("SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM conversations)")
+        return bool(row.fetchone()[0])
+
+    def _after_write(self) -> None:
+        """The day's first write (local calendar day, by the clock) is followed by a backup, unless one was
+        taken that day already (by this process or another). A damaged database is not backed up; the
+        write itself stands, and the next read that meets the damage reports it."""
+        if self._backups is None:
+            return
+        today = self._clock().astimezone().date()
+        if self._backup_day is not None and self._backup_day >= today:
+            return
+        with self._backup_lock:
+            found = backup.backups(self._backups.folder, self.path.stem)
+            newest = found[-1].taken.astimezone().date() if found else None
+            if newest is not None and newest >= today:
+                self._backup_day = newest
+                return
+            self._backup_day = today  # tried today: at most one attempt a day, even when it fails
+            try:
+                backup.take(self.path, self._backups, self._clock())
+            except StudyDatabaseError as exc:
+                log.warning("studybot: %s", exc)
+
+    @_guarded
+    def backup_now(self) -> backup.Backup | None:
+        """Back the database up now (kept only when it passes ``quick_check``); None without a backup policy or
+        when the copy could not be written. Raises :class:`StudyDatabaseError` when the database is damaged."""
+        if self._backups is None:
+            return None
+        with self._backup_lock:
+            taken = backup.take(self.path, self._backups, self._clock())
+            if taken is not None:
+                self._backup_day = taken.taken.astimezone().date()
+            return taken
 
     # -- items and cards ----------------------------------------------------------------------------------
+    @_guarded
     def add_items(self, user: str, items: Iterable[QuizItem], content_hashes: dict[str, str] | None = None,
                   now: datetime | None = None) -> list[int]:
         """Record quiz items for ``user``; each new one becomes an FSRS card due at once. Returns their ids
@@ -180,14 +287,17 @@ class StudyStore:
                 ids.append(item_id)
         return ids
 
+    @_guarded
     def questions(self, user: str) -> list[str]:
         """Every question ``user`` already has (a new quiz never repeats one)."""
         return [r["question"] for r in self._db().execute("SELECT question FROM items WHERE user = ?", (user,))]
 
+    @_guarded
     def chunk_ids(self, user: str) -> set[str]:
         """The passages ``user``'s cards were written from."""
         return {r["chunk_id"] for r in self._db().execute("SELECT chunk_id FROM items WHERE user = ?", (user,))}
 
+    @_guarded
     def due(self, user: str, now: datetime | None = None, limit: int = 100) -> list[DueCard]:
         now = now or now_utc()
         rows = self._db().execute(
@@ -197,6 +307,7 @@ class StudyStore:
         return [DueCard(int(r["id"]), QuizItem.from_json(json.loads(r["payload"])), r["section"], r["source"],
                         datetime.fromisoformat(r["due"]), bool(r["stale"])) for r in rows]
 
+    @_guarded
     def review(self, user: str, item_id: int, rating: int | str, *, answer: str = "", correct: bool | None = None,
                now: datetime | None = None) -> datetime:
         """Grade one card (1-4 or again/hard/good/easy) with FSRS; returns its next due time."""
@@ -218,6 +329,7 @@ class StudyStore:
                        (user, item_id, int(value), None if correct is None else int(correct), answer, now.isoformat()))
         return card.due
 
+    @_guarded
     def mark_stale(self, current: dict[str, str]) -> int:
         """After a re-ingest: cards whose chunk is gone or whose text changed (``current``: chunk id -> content
         hash) are marked stale (shown as such, never deleted). Returns how many changed state."""
@@ -231,6 +343,7 @@ class StudyStore:
         return changed
 
     # -- history ------------------------------------------------------------------------------------------
+    @_guarded
     def mastery(self, user: str, now: datetime | None = None) -> list[dict[str, Any]]:
         """Per top-level handbook section the user has cards in, weakest first:
 
@@ -271,6 +384,7 @@ class StudyStore:
                 "reviews": e["reviews"], "cards": e["cards"]} for e in sections.values()]
         return sorted(out, key=lambda e: (e["mastery"], e["section"]))
 
+    @_guarded
     def weak_sections(self, user: str, k: int = 3, now: datetime | None = None) -> list[dict[str, Any]]:
         """The (at most ``k``) sections the user does worst on: reviewed at least once and below
         :data:`WEAK_MASTERY`, lowest mastery first, then lowest retrievability. Sections never reviewed are
@@ -279,6 +393,7 @@ class StudyStore:
         rows.sort(key=lambda m: (m["mastery"], m["retrievability"] or 0.0, m["section"]))
         return rows[:k]
 
+    @_guarded
     def activity(self, user: str, now: datetime | None = None, days: int = 14) -> dict[str, list[dict[str, Any]]]:
         """For the Progress charts: reviews per day over the last ``days`` days and cards due per day over
         the next ``days`` (everything already due counts today), dates in UTC."""
@@ -297,11 +412,13 @@ class StudyStore:
         return {"reviews": [{"day": d, "count": n} for d, n in past.items()],
                 "due": [{"day": d, "count": n} for d, n in ahead.items()]}
 
+    @_guarded
     def next_due(self, user: str) -> datetime | None:
         row = self._db().execute("SELECT MIN(due) AS d FROM cards WHERE user = ?", (user,)).fetchone()
         return datetime.fromisoformat(row["d"]) if row and row["d"] else None
 
     # -- conversations ------------------------------------------------------------------------------------
+    @_guarded
     def save_conversation(self, user: str, conv_id: str, turns: Sequence[dict[str, Any]],
                           now: datetime | None = None) -> None:
         if not turns:
@@ -315,14 +432,17 @@ class StudyStore:
                 " WHERE conversations.user = excluded.user",
                 (conv_id, user, title, now.isoformat(), now.isoformat(), json.dumps(list(turns), ensure_ascii=False)))
 
+    @_guarded
     def conversations(self, user: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db().execute(
             "SELECT id, title, created, updated FROM conversations WHERE user = ? ORDER BY updated DESC", (user,))]
 
+    @_guarded
     def conversation(self, user: str, conv_id: str) -> list[dict[str, Any]] | None:
         row = self._db().execute("SELECT turns FROM conversations WHERE user = ? AND id = ?", (user, conv_id)).fetchone()
         return None if row is None else list(json.loads(row["turns"]))
 
+    @_guarded
     def delete_conversation(self, user: str, conv_id: str) -> bool:
         with self._tx() as db:
             return db.execute("DELETE FROM conversations WHERE user = ? AND id = ?", (user, conv_id)).rowcount > 0
