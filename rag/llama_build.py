@@ -155,6 +155,40 @@ def install(python: Path, args: list[str], force: bool = False) -> Path:
     return wheel
 
 
+def server_path(args: list[str]) -> Path:
+    """Where :func:`build_server` puts llama.cpp's ``llama-server`` for these flags."""
+    return wheel_cache().parent / "llama-server" / build_key(args) / "llama-server"
+
+
+def build_server(python: Path, args: list[str], force: bool = False) -> Path:
+    """llama.cpp's own OpenAI-compatible server (``llama-server``: parallel slots, continuous batching), built
+    from the llama.cpp that llama-cpp-python ``LLAMA_VERSION`` vendors, with the same flags (no AMX). For
+    ``bench/load.py``'s team-scale arm and for serving a team; the app never needs it. The source comes from
+    PyPI (``pip download``, an install-time step); about 6 minutes on 2 cores, once per flag set."""
+    target = server_path(args)
+    if target.is_file() and not force:
+        print(f"llama-server already built with these flags: {target}", file=sys.stderr)
+        return target
+    import tarfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent.parent, prefix=".src-") as tmp:
+        _run([str(python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--dest", tmp,
+              f"llama-cpp-python=={LLAMA_VERSION}"])
+        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp, filter="data")
+        src = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+        build = Path(tmp) / "build"
+        _run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",
+              "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+              "-DLLAMA_BUILD_SERVER=ON", *args])
+        _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)])
+        built = next(build.rglob("bin/llama-server"))
+        os.replace(built, target)  # atomic: a killed build leaves no half binary
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rag.llama_build", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -163,12 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("install", help="build (once per flag set) and install llama-cpp-python")
     s.add_argument("--python", default=sys.executable, help="the venv's python (default: this one)")
     s.add_argument("--force", action="store_true", help="build again even if a wheel with these flags exists")
+    s = sub.add_parser("server", help="build llama.cpp's llama-server with the same flags; print its path")
+    s.add_argument("--python", default=sys.executable, help="the python whose pip downloads the source")
+    s.add_argument("--force", action="store_true", help="build again even if one with these flags exists")
     ns = p.parse_args(argv)
     args = selected_args()
     if ns.cmd == "args":
         print(shlex.join(args))
     elif ns.cmd == "key":
         print(build_key(args))
+    elif ns.cmd == "server":
+        print(build_server(Path(ns.python), args, force=ns.force))
     else:
         install(Path(ns.python), args, force=ns.force)
     return 0

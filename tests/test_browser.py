@@ -183,3 +183,30 @@ def test_review_grades_a_due_card_and_progress_draws_its_charts(page: Any, real_
         assert drawn.count() >= 1, chart
     table = page.locator("#sb-progress-table")
     assert chunk.section.split(" > ")[0][:20] in table.inner_text() or "regular" in table.inner_text().lower()
+
+
+def test_a_question_waiting_behind_another_shows_its_place_in_the_queue(page: Any, chromium: Any,
+                                                                        real_app: dict[str, Any]) -> None:
+    """Two students, one model: the second sees "queue: n/m" with Gradio's estimate while the first is answered,
+    then gets its own answer."""
+    other = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    try:
+        other.goto(real_app["url"])
+        other.locator("#sb-question").wait_for()
+        other.locator("#sb-question textarea").fill(GOLD["g03"].question)
+        other.locator("#sb-ask").click()
+        other.wait_for_function("() => (document.querySelector('#sb-wait')?.textContent || '').length > 0",
+                                timeout=30_000, polling=50)  # the first question is running
+        page.locator("#sb-question textarea").fill(GOLD["g05"].question)
+        page.locator("#sb-ask").click()
+        page.wait_for_function("() => /queue:\\s*\\d+\\s*\\/\\s*\\d+/.test("
+                               "document.querySelector('#sb-wait')?.textContent || '')",
+                               timeout=30_000, polling=50)
+        page.wait_for_function("""() => {
+          const s = document.querySelector('#sb-sources .sb-sources-status');
+          return !!s && s.textContent.length > 0 && !s.textContent.includes('working on the answer')
+              && document.querySelectorAll('#sb-chatbot .message.bot, #sb-chatbot [data-testid="bot"]').length > 0
+              && !/queue/.test(document.querySelector('#sb-wait')?.textContent || '');
+        }""", timeout=ANSWER_TIMEOUT_MS * 2, polling=200)
+    finally:
+        other.context.close()

@@ -54,6 +54,27 @@ def test_ask_endpoint_returns_answer_and_citations(served: dict[str, Any]) -> No
     assert direct["quotes"] == result["quotes"]
 
 
+def test_ask_stream_endpoint_streams_events_in_order_and_ends_with_the_ask_json(served: dict[str, Any]) -> None:
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    job = served["client"].submit(QUESTION, api_name="/ask_stream")
+    job.result(timeout=120)
+    events = job.outputs()
+    kinds = [e["event"] for e in events]
+    # retrieving -> passages -> ranking -> quotes -> explaining/checking -> one delta per sentence -> finished
+    assert kinds[0] == "stage" and kinds[-1] == "finished", kinds
+    assert kinds.index("passages") < kinds.index("quotes") < kinds.index("delta") < kinds.index("finished"), kinds
+    passages = events[kinds.index("passages")]["passages"]
+    quotes = events[kinds.index("quotes")]["quotes"]
+    assert passages and passages[0]["chunk_id"] and "Factorizes a matrix" in quotes[0]["text"]
+    final = events[-1]
+    assert not final["refused"] and final["quotes"] == quotes
+    assert final["explanation"].startswith(events[kinds.index("delta")]["text"].strip())
+    served["llm"].queue("Singular Value Decomposition factorizes a matrix into U, Σ and V^T [1].")
+    direct = served["service"].ask(QUESTION).to_json()
+    assert {k: v for k, v in final.items() if k not in ("event", "timings")} == \
+        {k: v for k, v in direct.items() if k != "timings"}
+
+
 def test_ask_endpoint_reports_bad_question(served: dict[str, Any]) -> None:
     from gradio_client.exceptions import AppError
 
@@ -64,7 +85,7 @@ def test_ask_endpoint_reports_bad_question(served: dict[str, Any]) -> None:
 
 def test_api_lists_named_endpoints(served: dict[str, Any]) -> None:
     api = served["client"].view_api(print_info=False, return_format="dict")
-    assert "/ask" in api["named_endpoints"] and "/upload" in api["named_endpoints"]
+    assert {"/ask", "/ask_stream", "/upload"} <= set(api["named_endpoints"])
 
 
 # --- uploads ---------------------------------------------------------------------------------------------

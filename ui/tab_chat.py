@@ -221,14 +221,47 @@ def ask_api(service: Any, question: str) -> dict[str, Any]:
         raise gr.Error(str(exc)) from exc
 
 
+def event_json(event: Any) -> dict[str, Any] | None:
+    """One answer event as the ``/ask_stream`` endpoint sends it (None: not sent)."""
+    if isinstance(event, Stage):
+        return {"event": "stage", "stage": event.name}
+    if isinstance(event, Passages):
+        return {"event": "passages", "passages": render.passages_to_sources(event.passages)}
+    if isinstance(event, Quotes):
+        return {"event": "quotes", "quotes": [q.to_json() for q in event.quotes]}
+    if isinstance(event, Delta):
+        return {"event": "delta", "text": event.text}
+    if isinstance(event, Finished):
+        return {"event": "finished", **event.answer.to_json()}
+    return None
+
+
+def ask_stream_api(service: Any, question: str) -> Iterator[dict[str, Any]]:
+    """The ``/ask_stream`` endpoint: each event as it happens, the last one the ``/ask`` JSON (``finished``)."""
+    try:
+        for event in service.ask_stream(question):
+            out = event_json(event)
+            if out is not None:
+                yield out
+    except StudybotError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
 def register_api(service: Any) -> None:
-    """The named ``/ask`` endpoint (call it inside the app's ``gr.Blocks``, outside any ``gr.Tabs``)."""
+    """The named ``/ask`` and ``/ask_stream`` endpoints (call it inside the app's ``gr.Blocks``, outside any
+    ``gr.Tabs``)."""
 
     def ask(question: str) -> dict:
         """Answer a question from the handbooks: the same JSON as `studybot ask --json`."""
         return ask_api(service, question)
 
+    def ask_stream(question: str) -> Iterator[dict]:
+        """The same answer, streamed: {"event": "stage"|"passages"|"quotes"|"delta"|"finished", ...}; the
+        finished event carries the `/ask` JSON."""
+        yield from ask_stream_api(service, question)
+
     gr.api(ask, api_name="ask", concurrency_id=LLM_QUEUE)
+    gr.api(ask_stream, api_name="ask_stream", concurrency_id=LLM_QUEUE)
 
 
 # --- the tab ------------------------------------------------------------------------------------------
@@ -247,6 +280,9 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                                           scale=5, elem_id="sb-question", max_lines=6,
                                           max_length=service.settings.retrieval.max_question_chars)
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="sb-ask")
+                # Where the app's queue shows this question's place and Gradio's estimate ("queue: 2/3 |
+                # 4.1/14.0s") while it waits behind another student's, and the elapsed time while it runs.
+                wait = gr.HTML("", elem_id="sb-wait", min_height=28, padding=False)
                 with gr.Row():
                     clear_btn = gr.Button("New conversation", size="sm", elem_id="sb-clear")
                     export_btn = gr.DownloadButton("Export conversation (.md)", value=None, size="sm",
@@ -303,7 +339,7 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
 
     for trigger in (ask_btn.click, question.submit):
         trigger(on_ask, [question, state], outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
-                show_progress="minimal")
+                show_progress="full", show_progress_on=[wait])
     clear_btn.click(on_clear, [state], outputs, queue=False, api_visibility="private")
     open_btn.click(on_open, [saved], outputs, queue=False, api_visibility="private")
     delete_btn.click(on_delete, [saved, state], outputs, queue=False, api_visibility="private")
