@@ -175,6 +175,9 @@ def test_the_progress_and_review_tabs_show_the_sentence(home_db: Path) -> None:
     assert state.item_id is None and "studybot doctor --fix" in state.message
     view = tab_review.view(svc, LOCAL_USER, state)
     assert "studybot doctor --fix" in view.status_html and not view.can_reveal and not view.can_rate
+    from ui import tab_chat
+
+    assert tab_chat.saved_choices(svc, LOCAL_USER) == []  # the chat still opens; its saved list is empty
 
 
 def test_every_sqlite_error_of_the_store_is_one_sentence(home_db: Path) -> None:

@@ -150,8 +150,11 @@ def save_turns(service: Any, user: str, state: dict[str, Any]) -> None:
 
 def saved_choices(service: Any, user: str) -> list[tuple[str, str]]:
     """(label, id) of the user's saved conversations, newest first: the first question and the date."""
-    return [(f"{c['title'][:70]} · {str(c['updated'])[:16].replace('T', ' ')}", c["id"])
-            for c in service.study.conversations(user)]
+    try:
+        saved = service.study.conversations(user)
+    except StudybotError:  # a damaged study database: the chat still answers; saving says why it failed
+        return []
+    return [(f"{c['title'][:70]} · {str(c['updated'])[:16].replace('T', ' ')}", c["id"]) for c in saved]
 
 
 def reopen(sessions: Sessions, user: str, conv_id: str | None) -> dict[str, Any] | None:
@@ -316,7 +319,10 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                                                                      value=None)
 
     def on_open(conv_id: str | None, request: gr.Request) -> tuple[Any, ...]:
-        st = reopen(sessions, user_of(request), conv_id)
+        try:
+            st = reopen(sessions, user_of(request), conv_id)
+        except StudybotError as exc:
+            return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         if st is None:
             return (gr.skip(), render.sources_html([], status="Pick a saved conversation to open."), gr.skip(),
                     gr.skip(), gr.skip(), gr.skip())
@@ -327,7 +333,11 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
     def on_delete(conv_id: str | None, st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
         if conv_id:
-            service.study.delete_conversation(user, conv_id)
+            try:
+                service.study.delete_conversation(user, conv_id)
+            except StudybotError as exc:
+                return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(),
+                        gr.skip())
             sessions.drop(conv_id)
         choices = gr.update(choices=saved_choices(service, user), value=None)
         if conv_id and (st or {}).get("id") == conv_id:  # the open conversation was deleted: start afresh
