@@ -18,14 +18,16 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.loaders import SUPPORTED_SUFFIXES, Discovery, discover
+from ingest.loaders import SUPPORTED_SUFFIXES, Discovery, discover, file_sha256
 from ingest.pipeline import IngestSummary, PlanFn, ingest_paths, remove_sources
 from rag.errors import IngestError, StudybotError
 from rag.store import Index
 from rag.types import Progress
 
 UPLOAD_PREFIX = "uploads/"
+INCOMING = ".incoming"  # uploads are staged here until they are indexed
 MAX_NAME = 120
+MAX_SAME_NAME = 999  # "notes.md", "notes (2).md", ... "notes (999).md"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
@@ -114,9 +116,10 @@ class Library:
         follow = self.settings.ingest.follow_symlinks
         found = discover(root, follow_links=follow) if root.exists() else Discovery()
         if self.uploads_dir.exists():
-            uploads = discover(self.uploads_dir, follow_links=follow)
+            uploads = discover(self.uploads_dir, follow_links=follow, hidden_ok=frozenset({INCOMING}))
             found.files += [(UPLOAD_PREFIX + src, p) for src, p in uploads.files]
             found.skipped.update({UPLOAD_PREFIX + src: why for src, why in uploads.skipped.items()})
+            found.failed.update({UPLOAD_PREFIX + src: why for src, why in uploads.failed.items()})
         return found
 
     def sync(self, corpus: Path | None = None, *, rebuild: bool = False, progress: Progress | None = None,
@@ -128,8 +131,8 @@ class Library:
         if not root.exists():
             raise IngestError(f"No such file or folder: {root}")
         found = self.files(root)
-        return ingest_paths(self.index, found.files, skipped=found.skipped, rebuild=rebuild, prune=True,
-                            progress=progress, on_plan=on_plan, max_file_mb=max_file_mb)
+        return ingest_paths(self.index, found.files, skipped=found.skipped, failed=found.failed, rebuild=rebuild,
+                            prune=True, progress=progress, on_plan=on_plan, max_file_mb=max_file_mb)
 
     def needs_sync(self, corpus: Path | None = None) -> bool:
         """True when the index is missing or a library file changed since the last sync (hashes only)."""
@@ -152,22 +155,31 @@ class Library:
     def add(self, paths: list[Path], *, progress: Progress | None = None, on_plan: PlanFn | None = None,
             max_file_mb: float | None = None) -> list[AddResult]:
         """Check, save into the uploads folder (under the file's sanitised name) and index each file; a bad
-        file never stops the others."""
+        file never stops the others. A file whose name is taken by a different upload is kept beside it as
+        ``name (2).ext`` (and the message says so); the same bytes under the same name are "unchanged".
+        :class:`HomeNotWritableError` before anything is copied when the uploads folder or the index cannot be
+        written."""
         limit = self.settings.ingest.max_file_mb if max_file_mb is None else max_file_mb
-        incoming = self.uploads_dir / ".incoming"
+        incoming = self.uploads_dir / INCOMING
+        if paths:
+            self.index.check_writable([self.uploads_dir])
         results: list[AddResult] = []
         total = len(paths)
         for i, path in enumerate(paths):
             path = Path(path)
             shown = path.name
             try:
-                safe = validate_file(path, None, limit)
+                asked = validate_file(path, None, limit)
+                shown = asked
+                safe = self._free_name(asked, path)
                 shown = safe
                 incoming.mkdir(parents=True, exist_ok=True)
                 final = _inside(self.uploads_dir, safe)
                 staged = _inside(incoming, safe)
                 shutil.copyfile(path, staged)
                 source = UPLOAD_PREFIX + safe
+                renamed = (f"named {safe} because another document is already called {asked} (both are kept)"
+                           if safe != asked else "")
 
                 def step(stage: str, done: int, n: int, _i: int = i, _name: str = safe) -> None:
                     if progress:
@@ -189,6 +201,8 @@ class Library:
                             "unchanged" if source in summary.unchanged else "added")
                     record = self.index.manifest().files.get(source)
                     msg = f"{safe}: {verb} ({record.chunks if record else 0} chunks)"
+                if renamed:
+                    msg = f"{msg}; {renamed}"
                 results.append(AddResult(safe, True, msg, source))
             except StudybotError as exc:
                 results.append(AddResult(shown, False, str(exc)))
@@ -197,6 +211,27 @@ class Library:
         if progress:
             progress("done", total * 100, total * 100)
         return results
+
+    def _free_name(self, safe: str, path: Path) -> str:
+        """``safe`` unless a different upload already has it: then ``stem (2).ext``, ``stem (3).ext``, ... the
+        first name that is free or already holds these same bytes (adding the same file twice changes
+        nothing)."""
+        stem, _, suffix = safe.rpartition(".")
+        digest: str | None = None
+        for n in range(1, MAX_SAME_NAME + 1):
+            name = safe if n == 1 else f"{stem} ({n}).{suffix}"
+            target = _inside(self.uploads_dir, name)
+            if not target.exists():
+                return name
+            if digest is None:
+                digest = file_sha256(path)
+            try:
+                if target.is_file() and file_sha256(target) == digest:
+                    return name
+            except OSError:
+                continue
+        raise IngestError(f"{safe}: {MAX_SAME_NAME} uploads already have this name; rename the file and add it "
+                          "again")
 
     def resolve(self, name: str) -> str:
         """The source name in the index for ``name``: a source as listed (``uploads/x.md``), or an added

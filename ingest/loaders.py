@@ -167,15 +167,19 @@ class Discovery:
     """The files found below a folder, and the entries skipped with a one-line reason each."""
 
     files: list[tuple[str, Path]] = field(default_factory=list)  # (source name, path), sorted by name
-    skipped: dict[str, str] = field(default_factory=dict)  # source name -> reason
+    skipped: dict[str, str] = field(default_factory=dict)  # source name -> reason (left out on purpose)
+    failed: dict[str, str] = field(default_factory=dict)  # folder -> reason (could not be listed)
 
 
-def discover(root: Path, *, follow_links: bool = False) -> Discovery:
-    """All files below ``root`` (hidden ones skipped), as (source name, path).
+def discover(root: Path, *, follow_links: bool = False, hidden_ok: frozenset[str] = frozenset()) -> Discovery:
+    """All files below ``root``, as (source name, path).
 
-    A symbolic link (to a file or a folder) whose target is outside ``root`` is skipped with a reason unless
-    ``follow_links``; a link to a folder inside ``root`` is not walked (its files are found under their own
-    names), and a broken link is skipped with a reason.
+    A hidden file or folder (its name starts with a dot) is skipped with a reason (a folder once, not walked);
+    ``hidden_ok`` names hidden entries of ``root`` itself that are left out silently (studybot's own). A
+    folder that cannot be listed is reported in ``failed``. A symbolic link (to a file or a folder) whose
+    target is outside ``root`` is skipped with a reason unless ``follow_links``; a link to a folder inside
+    ``root`` is not walked (its files are found under their own names), and a broken link is skipped with a
+    reason.
     """
     root = Path(root)
     if root.is_file():
@@ -188,13 +192,16 @@ def discover(root: Path, *, follow_links: bool = False) -> Discovery:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            found.skipped[rel.as_posix() or "."] = f"{rel.as_posix() or root}: cannot list it ({exc.strerror or exc})"
+            found.failed[rel.as_posix() or "."] = f"{rel.as_posix() or root}: cannot list it ({exc.strerror or exc})"
             return
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             name = (rel / entry.name).as_posix()
             path = Path(entry.path)
+            if entry.name.startswith("."):
+                if not (rel == PurePosixPath() and entry.name in hidden_ok):
+                    what = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+                    found.skipped[name] = f"{name}: a hidden {what} (its name starts with a dot); skipped"
+                continue
             if entry.is_symlink():
                 target = path.resolve()
                 if not target.exists():

@@ -41,7 +41,9 @@ class IngestSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        """No file failed. A skipped entry (a hidden file, a link out of the folder) is not a failure: it was
+        left out on purpose, and said so."""
+        return not self.failed
 
     def lines(self) -> list[str]:
         out = [f"  failed    {why}" for _, why in sorted(self.failed.items())]
@@ -51,7 +53,7 @@ class IngestSummary:
         out += [f"  note      {note}" for note in self.notes]
         out.append(
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
-            f"unchanged {len(self.unchanged)}, failed {len(self.failed) + len(self.skipped)} files; "
+            f"unchanged {len(self.unchanged)}, failed {len(self.failed)}, skipped {len(self.skipped)} files; "
             f"{self.chunks_total} chunks ({self.chunks_embedded} embedded, {self.chunks_reused} reused) "
             f"in {self.seconds:.2f} s"
         )
@@ -117,18 +119,22 @@ def ingest_paths(
     on_plan: PlanFn | None = None,
     max_file_mb: float | None = None,
     skipped: dict[str, str] | None = None,
+    failed: dict[str, str] | None = None,
 ) -> IngestSummary:
     """Bring the index in line with ``files`` (source name, path).
 
     ``prune``: sources in the index but not in ``files`` are removed (a full-library ingest); with
     ``prune=False`` they are kept (adding single files). Files that fail to load, or are over ``max_file_mb``
     (default: the setting), keep their previous chunks, if any, and are reported in ``failed``. Files with the
-    same bytes as another are indexed once (``duplicates``). ``skipped`` (reasons from discovery) is reported
-    as is. ``rebuild`` writes a fresh index folder (local mode) and switches to it only when it is complete,
-    so it recovers from a corrupt index and a killed rebuild changes nothing.
+    same bytes as another are indexed once (``duplicates``). ``skipped`` and ``failed`` (reasons from
+    discovery: entries left out on purpose, folders that could not be listed) are reported as they are.
+    ``rebuild`` writes a fresh index folder (local mode) and switches to it only when it is complete, so it
+    recovers from a corrupt index and a killed rebuild changes nothing. A home this user cannot write is
+    :class:`HomeNotWritableError` before anything starts.
     """
     t0 = time.perf_counter()
-    summary = IngestSummary(skipped=dict(skipped or {}))
+    index.check_writable()  # a read-only home is a permissions problem, said before anything starts
+    summary = IngestSummary(skipped=dict(skipped or {}), failed=dict(failed or {}))
     limit = index.settings.ingest.max_file_mb if max_file_mb is None else max_file_mb
     fresh = index.begin_fresh() if rebuild else None
     try:
@@ -225,6 +231,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
     if not summary.changed and same_params and manifest.collection and not rebuild:
         if dup_changed:  # only the duplicate records changed: same collection, new manifest
             index.write_manifest(Manifest(manifest.collection, manifest.version, params, {**keep, **dups}))
+        _tidy(index, manifest.collection)  # what a killed ingest left behind goes even when nothing changed
         summary.chunks_total = sum(r.chunks for r in keep.values())
         summary.collection = manifest.collection
         return summary
@@ -296,8 +303,15 @@ def _switch(index: Index, collection: Any, manifest: Manifest) -> None:
     the switch leaves the previous version whole; one after it, an orphan the next ingest drops."""
     write_keyword(index, collection)
     index.write_manifest(manifest)  # the atomic switch
-    index.drop_orphans(keep=collection.name)
-    keyword.drop_orphans(index.settings.storage.index_dir, keep=collection.name)
+    _tidy(index, collection.name)
+
+
+def _tidy(index: Index, keep: str) -> None:
+    """Drop every collection but ``keep`` (older versions, a killed ingest's half-built one), their keyword
+    indexes, and the segment folders Chroma leaves on disk for them."""
+    index.drop_orphans(keep=keep)
+    keyword.drop_orphans(index.settings.storage.index_dir, keep=keep)
+    index.drop_orphan_segments()
 
 
 def _last_rate(index: Index) -> float | None:
@@ -363,12 +377,13 @@ def ingest_corpus(index: Index, root: Path, **kwargs: Any) -> IngestSummary:
     if not root.exists():
         raise IngestError(f"No such file or folder: {root}")
     found = discover(root, follow_links=index.settings.ingest.follow_symlinks)
-    return ingest_paths(index, found.files, skipped=found.skipped, **kwargs)
+    return ingest_paths(index, found.files, skipped=found.skipped, failed=found.failed, **kwargs)
 
 
 def remove_sources(index: Index, sources: list[str]) -> IngestSummary:
     """Remove documents from the index: a new version without them, switched atomically."""
     t0 = time.perf_counter()
+    index.check_writable()
     manifest = index.manifest()
     summary = IngestSummary(collection=manifest.collection)
     summary.removed = [s for s in sources if s in manifest.files]

@@ -36,3 +36,9 @@ class SettingsError(StudybotError):
 class StudyDatabaseError(StudybotError):
     """The study database (reviews, card schedules, saved conversations) is damaged, busy or unreadable; the
     sentence names the file and the fix (usually `studybot doctor --fix`, which restores its newest backup)."""
+
+
+class HomeNotWritableError(StudybotError):
+    """A folder or file studybot must write (its home, the index, the uploads) is not writable by the user it
+    runs as: a permissions problem, not a broken index, so a rebuild cannot help; the sentence names the path
+    and the user. Not an :class:`IndexStateError`, so nothing treats it as "rebuild the index"."""

@@ -8,18 +8,22 @@ complete and queryable; the orphan it leaves behind is removed by the next inges
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
+import sqlite3
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.embeddings import TextEmbedder
-from rag.errors import IndexStateError
+from rag.errors import HomeNotWritableError, IndexStateError
 from rag.settings import Settings, apply_offline_env
 from rag.types import Chunk
 
@@ -30,6 +34,101 @@ DEFAULT_DIR = "chroma"
 
 def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
+
+
+# --- permissions ----------------------------------------------------------------------------------------
+# A home (or index) the running user cannot write is a permissions problem, not a broken index: Chroma cannot
+# even open its database read-only (it writes on open: "attempt to write a readonly database"), and a rebuild
+# fails the same way, so the user is told which path and which user, never "rebuild".
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def running_user() -> str:
+    """The name of the user this process runs as (its effective uid), for messages."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, AttributeError, OSError):
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # noqa: BLE001 - no user name at all (a bare container uid)
+            return f"uid {os.geteuid()}" if hasattr(os, "geteuid") else "this user"
+
+
+def _owner(path: Path) -> str | None:
+    try:
+        import pwd
+
+        uid = path.stat().st_uid
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    except (ImportError, OSError):
+        return None
+
+
+def write_problem(path: Path) -> tuple[Path, OSError] | None:
+    """Why studybot cannot write ``path``: (the path that refused, the error), or None when it can (or when
+    the check itself fails for another reason). A folder is checked by creating and removing a file in it, a
+    file by opening it for writing (nothing is written), a missing path by its nearest existing folder (where
+    it would be created). Only permission errors count (EACCES, EPERM, EROFS)."""
+    path = Path(path)
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    try:
+        if path.is_dir():
+            fd, name = tempfile.mkstemp(prefix=".studybot-write-check-", dir=path)
+            os.close(fd)
+            os.unlink(name)
+        else:
+            os.close(os.open(path, os.O_WRONLY))
+    except OSError as exc:
+        return (path, exc) if exc.errno in NOT_WRITABLE else None
+    return None
+
+
+def permission_message(path: Path, exc: OSError) -> str:
+    """The one sentence for a path studybot cannot write: the path, the user it runs as, the fix."""
+    user = running_user()
+    if exc.errno == errno.EROFS:
+        return (f"studybot cannot write to {path}: it is on a read-only file system (running as user {user}); "
+                "mount it writable or set STUDYBOT_HOME to a writable folder.")
+    owner = _owner(path)
+    owned = f"owned by {owner}, " if owner and owner != user else ""
+    return (f"studybot cannot write to {path} ({owned}running as user {user}): give that user write access to it "
+            "or set STUDYBOT_HOME to a writable folder.")
+
+
+def not_writable(paths: Iterable[Path], home: Path | None = None) -> HomeNotWritableError | None:
+    """The error for the first of ``paths`` studybot cannot write, or None. When the folders above it, up to
+    ``home``, cannot be written either, the highest of them is named (a read-only home is named as the home,
+    not as the first file inside it)."""
+    for candidate in paths:
+        found = write_problem(candidate)
+        if found is None:
+            continue
+        where, exc = found
+        if home is not None:
+            top = Path(home)
+            while where != top and top in where.parents:
+                above = write_problem(where.parent)
+                if above is None:
+                    break
+                where, exc = above
+        return HomeNotWritableError(permission_message(where, exc))
+    return None
+
+
+# --- Chroma's own folders ---------------------------------------------------------------------------------
+# A local Chroma folder holds ``chroma.sqlite3`` and one folder per HNSW vector segment, named by the
+# segment's id (a row of the ``segments`` table). Chroma 1.x deletes a collection's rows but leaves its segment
+# folder, and a killed ingest leaves one too; :meth:`Index.drop_orphan_segments` removes them.
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+HNSW_FILES = frozenset({"header.bin", "data_level0.bin", "length.bin", "link_lists.bin", "index_metadata.pickle"})
 
 
 @dataclass(frozen=True)
@@ -151,6 +250,7 @@ class Index:
                     self._client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
             except Exception as exc:  # noqa: BLE001 - chroma raises many types
                 self._client = None
+                self.raise_if_not_writable(exc)
                 where = f"the Chroma server at {s.chroma.host}:{s.chroma.port}" if s.chroma.host else f"{self.where}"
                 raise IndexStateError(
                     f"Cannot open the index at {where} ({type(exc).__name__}: {_short(exc)}). "
@@ -158,6 +258,34 @@ class Index:
                        if s.chroma.host else self.rebuild_advice())
                 ) from exc
         return self._client
+
+    # -- permissions -----------------------------------------------------------------------------
+    def write_paths(self) -> list[Path]:
+        """What an ingest writes: the index folder, its keyword indexes and (local mode) the Chroma folder and
+        its database. Missing ones are checked where they would be created."""
+        index_dir = self.settings.storage.index_dir
+        paths = [index_dir, index_dir / "keyword"]
+        if not self.settings.chroma.host:
+            chroma = self.chroma_dir
+            paths += [chroma, chroma / "chroma.sqlite3"]
+        return [p for i, p in enumerate(paths) if i == 0 or p.exists()]
+
+    def check_writable(self, extra: Iterable[Path] = ()) -> None:
+        """:class:`HomeNotWritableError` (path, user, fix) when the index, or one of ``extra``, cannot be
+        written by this user: checked before an ingest starts, so it never fails half-way for that."""
+        problem = not_writable([*self.write_paths(), *extra], self.settings.storage.home)
+        if problem is not None:
+            raise problem
+
+    def raise_if_not_writable(self, cause: BaseException) -> None:
+        """After Chroma failed: if the index cannot be written by this user, that is the cause (Chroma cannot
+        open a database it cannot write), and the answer is the permission sentence, not "rebuild". Not for a
+        Chroma server, whose errors are its own."""
+        if self.settings.chroma.host:
+            return
+        problem = not_writable(self.write_paths(), self.settings.storage.home)
+        if problem is not None:
+            raise problem from cause
 
     def rebuild_advice(self) -> str:
         """The fix for a broken index, valid from any working directory (names the configured library)."""
@@ -238,9 +366,10 @@ class Index:
     def manifest(self) -> Manifest:
         try:
             got = self._meta().get(ids=["manifest"], include=["documents"])
-        except IndexStateError:
+        except (IndexStateError, HomeNotWritableError):
             raise
         except Exception as exc:  # noqa: BLE001
+            self.raise_if_not_writable(exc)
             raise IndexStateError(
                 f"The index at {self.where} is unreadable ({type(exc).__name__}: {_short(exc)}). "
                 + self.rebuild_advice()
@@ -269,6 +398,9 @@ class Index:
         try:
             return self.client.get_collection(name, embedding_function=self.embedding_function)
         except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, HomeNotWritableError):
+                raise
+            self.raise_if_not_writable(exc)
             raise IndexStateError(
                 f"The index points at a collection that is missing or broken ({name}). " + self.rebuild_advice()
             ) from exc
@@ -287,6 +419,43 @@ class Index:
             if name.startswith(f"{self.name}__v") and name != keep:
                 self.client.delete_collection(name)
                 dropped.append(name)
+        return dropped
+
+    def drop_orphan_segments(self) -> list[str]:
+        """Remove the segment folders in the local Chroma folder that no segment of its database names: those
+        of dropped collections (Chroma leaves them) and of killed ingests. Careful by construction: the folders
+        are listed *before* the database is read (Chroma records a segment before it creates its folder, so a
+        folder being created by another process is already named there), only folders named like a segment id
+        holding nothing but HNSW files are touched, and nothing is removed when the database cannot be read."""
+        if self.settings.chroma.host:
+            return []
+        folder = self.chroma_dir
+        db = folder / "chroma.sqlite3"
+        try:
+            candidates = [e for e in os.scandir(folder)
+                          if _UUID.match(e.name) and e.is_dir(follow_symlinks=False)]
+            if not candidates or not db.is_file():
+                return []
+            con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                known = {str(row[0]) for row in con.execute("SELECT id FROM segments")}
+            finally:
+                con.close()
+        except (OSError, sqlite3.Error):
+            return []
+        if not known:  # a database without segments is not one this code understands: leave everything
+            return []
+        dropped = []
+        for entry in candidates:
+            if entry.name in known:
+                continue
+            try:
+                inside = list(os.scandir(entry.path))
+            except OSError:
+                continue
+            if all(f.is_file(follow_symlinks=False) and f.name in HNSW_FILES for f in inside):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                dropped.append(entry.name)
         return dropped
 
     # -- records ---------------------------------------------------------------------------------

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio keeps uploaded files in GRADIO_TEMP_DIR (default /tmp/gradio); the app points it into the studybot
+# home (use_upload_cache) unless the user set it before studybot started.
+_USER_UPLOAD_CACHE = os.environ.get("GRADIO_TEMP_DIR") or None
+UPLOAD_CACHE = "upload-cache"  # <home>/upload-cache
 
 import gradio as gr  # noqa: E402
 
@@ -23,6 +28,7 @@ from ui.tab_quiz import build_quiz_tab  # noqa: E402
 from ui.tab_review import build_review_tab  # noqa: E402
 
 if TYPE_CHECKING:
+    from rag.settings import Settings
     from ui.service import StudyService
 
 TabBuilder = Callable[["StudyService"], Any]
@@ -74,9 +80,26 @@ def theme() -> Any:
     )
 
 
+def use_upload_cache(settings: Settings) -> Path:
+    """Point Gradio's upload cache at ``<home>/upload-cache`` (or the GRADIO_TEMP_DIR the user set): uploaded
+    bytes stay with the rest of studybot's state, not in /tmp/gradio. Gradio reads the variable when a
+    Blocks, its components and its server are created and when it checks a request's file paths, so this runs
+    before each (one app per process: the last one set wins)."""
+    folder = Path(_USER_UPLOAD_CACHE) if _USER_UPLOAD_CACHE else settings.storage.home / UPLOAD_CACHE
+    folder = folder.expanduser().resolve()
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+# Uploaded files are deleted from the cache once the Library tab has handled them; one chosen but never added
+# goes after a day (checked hourly), and all of them when the server stops.
+DELETE_CACHE = (3600, 86400)
+
+
 def build_app(service: StudyService, extra_tabs: list[TabBuilder] | None = None) -> gr.Blocks:
     """The whole app around one service. ``extra_tabs`` are added after the built-in tabs (tests, plugins)."""
-    with gr.Blocks(title="studybot", analytics_enabled=False) as app:
+    use_upload_cache(service.settings)
+    with gr.Blocks(title="studybot", analytics_enabled=False, delete_cache=DELETE_CACHE) as app:
         gr.Markdown("## studybot\nAsk the ML interview handbooks; every answer cites its passages.",
                     elem_id="sb-header")
         with gr.Tabs():
@@ -109,6 +132,7 @@ def launch(
     """Build (unless given) and start the app; returns it and its local URL. ``block=False`` returns at once."""
     settings = service.settings
     app = app or build_app(service)
+    use_upload_cache(settings)
     _, local_url, _ = app.launch(
         server_name=host or settings.ui.host,
         server_port=port or settings.ui.port,

@@ -6,7 +6,10 @@ What the library is (corpus folder + uploads), the checks on an upload and where
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +22,48 @@ if TYPE_CHECKING:
     from ui.service import StudyService
 
 TABLE_HEADERS = ["title", "file", "kind", "chunks", "last ingested"]
+EMPTY_TEMP_AGE_S = 3600
 
 
 def upload_files(service: StudyService, paths: list[Path], progress: Callable[[str, int, int], None] | None = None
                  ) -> list[Any]:
     """Add uploaded files to the library (checked, saved, indexed); one :class:`AddResult` per file."""
     return list(service.add_documents([Path(str(p)) for p in paths], progress=progress))
+
+
+def discard_cached_uploads(paths: Iterable[Path], cache: Path | None = None) -> list[Path]:
+    """Delete Gradio's cached copies of uploaded files once they are handled (indexed into the uploads folder,
+    or refused): only files inside the upload cache (``cache``, default Gradio's, which the app points into
+    the studybot home), and the per-upload folder Gradio made for each when it is left empty. Returns what
+    was deleted."""
+    from gradio.utils import get_upload_folder
+
+    root = Path(cache or get_upload_folder()).resolve()
+    gone = []
+    for path in paths:
+        try:
+            real = Path(path).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if root not in real.parents or not real.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            real.unlink()
+            gone.append(real)
+            if real.parent != root:
+                real.parent.rmdir()  # fails (suppressed) while something else is in it
+    # Gradio's File component also leaves an empty "tmpXXXXXXXX" file in the cache for every file it hands
+    # over (gradio 6: components/file.py, _process_single_file); those older than an hour go too (a younger
+    # one may be an upload still being received).
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if (entry.name.startswith("tmp") and entry.is_file(follow_symlinks=False) and st.st_size == 0
+                        and now - st.st_mtime > EMPTY_TEMP_AGE_S):
+                    os.unlink(entry.path)
+    return gone
 
 
 def delete_document(service: StudyService, source: str) -> str:
@@ -67,7 +106,12 @@ def build_library_tab(service: StudyService) -> dict[str, Any]:
         def cb(stage: str, done: int, total: int) -> None:
             progress((done, total), desc=text(stage, done, total))
 
-        results = upload_files(service, paths, progress=cb)
+        try:
+            results = upload_files(service, paths, progress=cb)
+        except StudybotError as exc:  # e.g. the uploads folder cannot be written
+            return (render.esc(str(exc)), *table_and_choices(), None)
+        finally:  # the bytes are in the uploads folder now, or refused: no copy stays in Gradio's cache
+            discard_cached_uploads(paths)
         good = [r.message for r in results if r.ok]
         bad = [r.message for r in results if not r.ok]
         parts = []
