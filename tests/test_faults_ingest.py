@@ -129,8 +129,10 @@ def test_a_read_only_home_is_named_as_a_permissions_problem_never_a_rebuild(
     before = _tree(studybot_home)
     sentence = f"studybot cannot write to {studybot_home} (running as user {running_user()}): "
     with read_only(studybot_home):
-        for argv in (["retrieve", QUESTION], ["ingest"], ["ingest", "--rebuild"], ["add", str(note)],
-                     ["remove", "alpha.md"]):
+        # ask and ask --json load the model in a thread meanwhile (llama.cpp's loader silences fds 1 and 2
+        # while it loads): the error line must still reach the student
+        for argv in (["retrieve", QUESTION], ["ask", QUESTION], ["ask", "--json", QUESTION], ["ingest"],
+                     ["ingest", "--rebuild"], ["add", str(note)], ["remove", "alpha.md"]):
             done = _child(unprivileged, *argv)
             assert done.returncode in (1, 2), (argv, done.stdout, done.stderr)
             assert sentence in done.stderr, (argv, done.stderr)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -68,33 +70,62 @@ def stream_answer(events: Iterator[AnswerEvent]) -> Answer | None:
     return answer
 
 
-def warm_in_background(svc: StudyService) -> None:
+def warm_in_background(svc: StudyService) -> threading.Thread | None:
     """Load the model (and its kept prompt prefix) in a thread while the embedder and the index open: a fresh
     process pays the larger of the two, not their sum. Only when both are ready to load silently (the verified
-    default model, an index on disk): anything to assemble, check or report happens in the main thread."""
-    import threading
+    default model, an index on disk): anything to assemble, check or report happens in the main thread.
 
+    llama.cpp's loader points file descriptors 1 and 2 at /dev/null while it loads (llama-cpp-python's
+    ``suppress_stdout_stderr``), for every thread: join the returned thread before printing anything."""
     from rag.models import default_gguf_status
     from rag.store import CURRENT_FILE
 
     s = svc.settings
     if s.llm.backend != "llama_cpp" or s.llm.model is not None or not default_gguf_status(s).verified:
-        return
+        return None
     if not (s.storage.index_dir / CURRENT_FILE).is_file() and not (s.storage.index_dir / "chroma").is_dir():
-        return
-    threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
+        return None
+
+    def warm() -> None:
+        with contextlib.suppress(StudybotError):  # the main thread meets the same error and reports it
+            svc.warm_up()
+
+    thread = threading.Thread(target=warm, name="studybot-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _joined(thread: threading.Thread | None) -> None:
+    if thread is not None:
+        thread.join()
+
+
+def _after(thread: threading.Thread | None, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
+    """``events``, the first one only once the warm-up thread is done (so nothing printed is lost)."""
+    first = True
+    for event in events:
+        if first:
+            _joined(thread)
+            first = False
+        yield event
 
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
+    warm = None
     if 0 < len(strip_controls(args.question).strip()) <= svc.settings.retrieval.max_question_chars:
-        warm_in_background(svc)  # not for a question that is refused before the model
+        warm = warm_in_background(svc)  # not for a question that is refused before the model
     if args.json:
-        print(json.dumps(svc.ask(args.question, k=args.k, max_tokens=args.max_tokens).to_json(), ensure_ascii=False))
+        try:
+            answer_json = svc.ask(args.question, k=args.k, max_tokens=args.max_tokens).to_json()
+        finally:
+            _joined(warm)  # before main() prints the answer or the error
+        print(json.dumps(answer_json, ensure_ascii=False))
         return EXIT_OK
     try:
-        answer = stream_answer(svc.ask_stream(args.question, k=args.k, max_tokens=args.max_tokens))
+        answer = stream_answer(_after(warm, svc.ask_stream(args.question, k=args.k, max_tokens=args.max_tokens)))
     except StudybotError:
+        _joined(warm)
         print(file=sys.stdout, flush=True)  # end a partly streamed line before main() prints the error
         raise
     if answer is not None:
@@ -106,7 +137,7 @@ def cmd_ask(args: argparse.Namespace, svc: StudyService) -> int:
 def cmd_chat(args: argparse.Namespace, svc: StudyService) -> int:
     import uuid
 
-    warm_in_background(svc)
+    _joined(warm_in_background(svc))  # nothing may be printed while llama.cpp's loader holds stdout
     session = svc.chat_session()
     conv_id = uuid.uuid4().hex
     saved: list[dict[str, Any]] = []
