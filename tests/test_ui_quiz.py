@@ -58,7 +58,8 @@ def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
 
     first = _item(st)
     v = view(st)
-    assert v.show_options and not v.show_answer_box and v.options == first.options and len(v.options) == 4
+    assert v.show_options and not v.show_answer_box and [o for _, o in v.options] == first.options
+    assert [label[:3] for label, _ in v.options] == ["A) ", "B) ", "C) ", "D) "]
     assert v.can_check and v.can_answer and not v.can_next and not v.can_more
     assert "Question 1 of 3" in v.question_html and v.feedback_html == "" and v.score_html == ""
     assert html.escape(first.question) in v.question_html
@@ -92,7 +93,7 @@ def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
     v = view(st)
     assert st.results[1].grade.correct is False and 'data-verdict="incorrect"' in v.feedback_html
     letter = "ABCD"[second.answer_index or 0]
-    assert f"{letter}) " in v.feedback_html and "Not quite." in v.feedback_html
+    assert f"Right answer: {letter})" in _text(v.feedback_html) and "Not quite." in v.feedback_html
     assert st.score() == (1, 3) and "2 of 3 answered, 1 correct" in v.status_html
 
     # 3: right answer by letter; the score appears and "more" is offered
@@ -164,6 +165,142 @@ def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
     v = view(st)
     assert 'data-verdict="revealed"' in v.feedback_html and "Back of the card" in v.feedback_html
     assert "Score: 0/1" in v.score_html
+
+
+# --- one lettering, the chosen and the right option marked, Markdown rendered (issue 28, item 7) -----------
+MD_PASSAGE = ("**Bagging**: trains models in parallel on bootstrap samples. **Boosting**: trains them one after "
+              "another, each on the errors of the last, with a rate $\\eta$ and $ k=5 $ rounds.\n\n"
+              "```python\nmodel.fit(X, y)  # <b>not bold</b>\n```\n<script>alert(1)</script>")
+
+
+def _md_item() -> QuizItem:
+    from rag.types import Citation
+
+    cite = Citation(n=1, chunk_id="c1", source="ml.md", title="ML", section="Ensembles", page=None, text=MD_PASSAGE)
+    return QuizItem(type="mcq", question="Which of these best describes Boosting?",
+                    answer="Trains them one after another, each on the errors of the last",
+                    explanation="**Boosting**: trains them one after another, each on the errors of the last",
+                    options=["Trains models in parallel on **bootstrap** samples",
+                             "Trains them one after another, each on the errors of the last",
+                             "Removes units at random", "Adds the squared weights to the loss"],
+                    citation=cite)
+
+
+def test_mcq_options_are_lettered_and_the_chosen_and_right_ones_marked(embedder: Any) -> None:
+    from rag.quiz import grade_answer
+    from rag.settings import QuizSettings
+    from ui.quiz_state import Checked
+    from ui.tab_quiz import feedback_html, option_choices
+
+    item = _md_item()
+    before = option_choices(item)
+    assert [label for label, _ in before] == [
+        "A) Trains models in parallel on bootstrap samples", "B) Trains them one after another, each on the "
+        "errors of the last", "C) Removes units at random", "D) Adds the squared weights to the loss"]
+    assert [value for _, value in before] == item.options  # the values stay the options (graded as before)
+
+    wrong = Checked("C", grade_answer(item, "C", embedder, QuizSettings()))  # by letter, as the API may send
+    marked = dict((value, label) for label, value in option_choices(item, wrong))
+    assert marked[item.options[1]].endswith("✓ right answer") and marked[item.options[2]].endswith("✗ your choice")
+    assert not marked[item.options[0]].endswith(("answer", "choice"))
+    shown = html.unescape(_text(feedback_html(item, wrong)))
+    assert "Not quite." in shown and "Your choice: C) Removes units at random ✗ wrong" in shown
+    assert "Right answer: B) Trains them one after another" in shown and "✓ right" in shown
+    assert "Answer: D)" not in shown and not re.search(r"(?<![\w(])[1-4]\) [A-Z]", shown)  # letters, not numbers
+
+    right = Checked(item.answer, grade_answer(item, item.answer, embedder, QuizSettings()))
+    assert dict((v, lab) for lab, v in option_choices(item, right))[item.answer].endswith("✓ your choice, right")
+    assert "Your choice: B) Trains them" in html.unescape(_text(feedback_html(item, right)))
+
+
+def test_feedback_renders_markdown_safely_and_says_the_explanation_once(embedder: Any) -> None:
+    from rag.quiz import grade_answer
+    from rag.settings import QuizSettings
+    from ui.quiz_state import Checked
+    from ui.tab_quiz import feedback_html
+
+    item = _md_item()
+    result = Checked("A", grade_answer(item, "A", embedder, QuizSettings()))
+    out = feedback_html(item, result)
+    assert "**" not in out and "```" not in out and "$" not in out  # nothing half-raw
+    assert "<strong>Boosting</strong>" in out and "<strong>bootstrap</strong>" in out
+    assert '<pre class="sb-code"><code>model.fit(X, y)  # &lt;b&gt;not bold&lt;/b&gt;</code></pre>' in out
+    assert "η" in out and "k=5" in out  # math as text with its symbols
+    assert "<script" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    # The explanation is the quoted sentence: said once (as the quote), not twice.
+    quote = result.grade.quote
+    assert "Boosting" in quote and "sb-quiz-explanation" not in out
+    # the right option and the quote (the whole passage is folded away below them)
+    assert _text(out.split("<details")[0]).count("each on the errors of the last") == 2
+    # An explanation that says something else is shown, once.
+    other = replace(item, explanation="Boosting reduces bias; bagging reduces variance.")
+    out = feedback_html(other, Checked("A", grade_answer(other, "A", embedder, QuizSettings())))
+    assert out.count("reduces bias") == 1 and "sb-quiz-explanation" in out
+
+
+def test_the_cli_feedback_names_the_letter_and_says_the_explanation_once(embedder: Any) -> None:
+    from rag.quiz import grade_answer
+    from rag.settings import QuizSettings
+    from ui.render import grade_feedback
+
+    item = _md_item()
+    grade = grade_answer(item, "A", embedder, QuizSettings())
+    text = grade_feedback(grade, item.options)
+    assert "Answer: B) Trains them one after another" in text
+    assert text.count("each on the errors of the last") == 2  # the answer and the quote, no explanation line
+    assert "Answer: Trains" in grade_feedback(grade)  # without the options: no letter
+
+
+# --- what a student reads while waiting, and when the questions are ready (items 8 and 9) ----------------
+def test_the_ready_line_is_for_students_and_drops_go_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from ui.quiz_state import _generated_note
+
+    with caplog.at_level("INFO", logger="ui.quiz_state"):
+        assert _generated_note(3, 3, 2) == "3 questions ready."
+        short = _generated_note(1, 5, 9)
+    assert short.startswith("1 question ready (you asked for 5)")
+    for note in ("3 questions ready.", short):
+        assert not re.search(r"validat|dropped|generated|item", note), note
+    assert "2 generated item(s) failed validation" in caplog.text and "9 generated" in caplog.text
+
+
+def test_start_quiz_says_ready_without_internal_counts(quiz_svc: Callable[..., Any]) -> None:
+    svc = quiz_svc()
+    st = start_quiz(svc, QuizSessions(), "regularization", "mcq", 2)
+    assert st.message == "2 questions ready." and "validation" not in view(st).status_html
+
+
+def test_a_background_job_reports_its_steps_and_its_result() -> None:
+    import threading
+
+    from ui.quiz_state import Background, quiz_step
+    from ui.render import working_html
+
+    gate = threading.Event()
+
+    def work(progress: Callable[[str, int, int], None]) -> str:
+        progress("writing question 2 of 3", 1, 3)
+        gate.wait(10)
+        return "made"
+
+    job = Background(work)
+    assert not job.wait(0.2) and job.step == ("writing question 2 of 3", 1, 3)
+    assert quiz_step(*job.step) == "Making question 2 of 3… (1 ready)"
+    shown = working_html("Making a quiz on “x”", quiz_step(*job.step), done=1, total=3, elapsed=20.0)
+    assert 'max="3" value="1"' in shown and "20 s so far · about 40 s left" in shown and "&lt;" not in shown
+    assert quiz_step("writing question 1 of 3", 0, 3) == "Making question 1 of 3… (0 ready)"
+    assert quiz_step("done", 3, 3).startswith("Saving")
+    gate.set()
+    assert job.wait(5) and job.result() == "made"
+
+    def fails(progress: Callable[[str, int, int], None]) -> str:
+        raise ValueError("boom")
+
+    bad = Background(fails)
+    assert bad.wait(5)
+    with pytest.raises(ValueError, match="boom"):
+        bad.result()
+    assert "<progress" in working_html("Writing a guide", "…") and "left" not in working_html("W", "…", elapsed=9)
 
 
 # --- export ------------------------------------------------------------------------------------------------
@@ -257,7 +394,9 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
     item = _item(st)
     assert item.citation.source == "uploads/zebra.md" and "<script>" in item.citation.text
     v = view(st)
-    assert item.answer in v.options and "<script>" in item.answer  # the radio shows options as text, unescaped
+    # the radio shows options as text (its labels are not HTML), "A) ..." before each
+    assert item.answer in [o for _, o in v.options] and "<script>" in item.answer
+    assert any(label.endswith(item.answer) and label[1:3] == ") " for label, _ in v.options)
     assert "<b>Zebra" not in v.question_html and "&lt;b&gt;Zebra&lt;/b&gt; boosting" in v.question_html
 
     wrong = next(o for o in item.options if o != item.answer)
@@ -315,7 +454,7 @@ def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
         term = re.search(r"Which of these best describes (.+?)\?", html.unescape(_text(question_html)))
         assert term
         defs = {normalize(e.definition) for e in known if e.term == term.group(1)}
-        return next(label for label, _ in choices if normalize(label) in defs)
+        return next(value for _, value in choices if normalize(value) in defs)
 
     right = key(question_html, options["choices"])
     out = client.predict(right, "", api_name="/quiz_check")
@@ -323,7 +462,7 @@ def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
     assert out[1]["interactive"] is False and out[1]["value"] == right
     out = client.predict(api_name="/quiz_next")
     assert "Question 2 of 2" in out[0] and out[3] == "" and out[1]["value"] is None
-    wrong = next(label for label, _ in out[1]["choices"] if label != key(out[0], out[1]["choices"]))
+    wrong = next(value for _, value in out[1]["choices"] if value != key(out[0], out[1]["choices"]))
     out = client.predict(wrong, "", api_name="/quiz_check")
     assert 'data-verdict="incorrect"' in out[3] and "Score: 1/2" in out[4]
 

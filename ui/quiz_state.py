@@ -13,14 +13,16 @@ The browser's ``gr.State`` holds the QuizState; the QuizSession objects stay on 
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from rag.errors import StudybotError
 from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizResult, QuizSession
@@ -29,7 +31,12 @@ from rag.types import Progress
 from ui.quiz_export import export_items
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ui.service import StudyService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIN_COUNT, MAX_COUNT, DEFAULT_COUNT = 1, 10, 5
 MAX_TOPIC_CHARS = 120
@@ -141,12 +148,16 @@ def _type(value: Any) -> str:
     return qtype
 
 
-def _generated_note(n_items: int, dropped: int) -> str:
-    note = f"{n_items} question{'s' if n_items != 1 else ''} ready"
+def _generated_note(n_items: int, asked: int, dropped: int) -> str:
+    """The line a student reads when the questions are ready. How many generated items the checks dropped
+    is for the log, not the student (they see only the questions that passed)."""
     if dropped:
-        note += (f"; {dropped} generated item{'s' if dropped != 1 else ''} failed validation and "
-                 f"{'were' if dropped != 1 else 'was'} dropped")
-    return note + "."
+        log.info("quiz: %d generated item(s) failed validation and were dropped", dropped)
+    ready = f"{n_items} question{'s' if n_items != 1 else ''} ready"
+    if n_items >= asked:
+        return ready + "."
+    return (f"{ready} (you asked for {asked}): the handbooks' passages on this topic gave no more questions "
+            "that could be checked against them.")
 
 
 def _generate(service: StudyService, st: QuizState, session: QuizSession, progress: Progress | None
@@ -181,7 +192,7 @@ def start_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype:
         return replace(st, error=str(exc))
     return replace(st, topic=shown, items=tuple(result.items), results=(None,) * len(result.items),
                    card_ids=ids, dropped=result.dropped, rounds=1,
-                   message=_generated_note(len(result.items), result.dropped))
+                   message=_generated_note(len(result.items), st.n, result.dropped))
 
 
 def _begin(state: QuizState) -> tuple[QuizState, tuple[int, QuizItem] | None]:
@@ -247,7 +258,58 @@ def more_questions(service: StudyService, sessions: QuizSessions, state: QuizSta
     return replace(st, items=(*st.items, *result.items), results=(*st.results, *([None] * len(result.items))),
                    card_ids=(*st.card_ids, *ids),
                    round_start=start, index=start, rounds=st.rounds + 1, dropped=st.dropped + result.dropped,
-                   message=_generated_note(len(result.items), result.dropped))
+                   message=_generated_note(len(result.items), st.n, result.dropped))
+
+
+# --- long jobs, with their progress ----------------------------------------------------------------------
+class Background(Generic[T]):
+    """``work(progress)`` in a thread of its own, so the page can show its progress while it runs: the last
+    step it reported (:attr:`step`: message, done, total) and the seconds so far. The tab polls
+    :meth:`wait` and redraws one progress display; :meth:`result` returns the value or raises the error."""
+
+    def __init__(self, work: Callable[[Progress], T], clock: Callable[[], float] = time.monotonic) -> None:
+        self.step: tuple[str, int, int] = ("", 0, 0)
+        self._clock = clock
+        self._start = clock()
+        self._done = threading.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), name="studybot-job", daemon=True)
+        self._thread.start()
+
+    def _report(self, message: str, done: int, total: int) -> None:
+        self.step = (message, done, total)
+
+    def _run(self, work: Callable[[Progress], T]) -> None:
+        try:
+            self._value = work(self._report)
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the work is finished (waiting at most ``timeout`` seconds)."""
+        return self._done.wait(timeout)
+
+    def result(self) -> T:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def quiz_step(message: str, done: int, total: int) -> str:
+    """A quiz's progress as a student reads it: "Making question 2 of 5…" (from the quiz maker's step)."""
+    if not total:
+        return "Finding passages on the topic…"
+    if message == "done" or done >= total:
+        return "Saving the questions as review cards…"
+    return f"Making question {done + 1} of {total}… ({done} ready)"
 
 
 # --- export --------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ import html
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rag.citations import CITATION, numbers
 from rag.quiz import GradeResult
@@ -135,19 +137,24 @@ def source_line(cited: Citation | Passage | Chunk | Mapping[str, Any]) -> str:
     return f"{get('title') or get('source') or '(untitled)'} — {get('section') or '(start)'} ({get('source')}{page})"
 
 
-def grade_feedback(grade: GradeResult) -> str:
-    """The feedback on a graded answer: the verdict, the right answer, the explanation and the quote with its
-    source (plain text, one part a line)."""
+def grade_feedback(grade: GradeResult, options: Sequence[str] = ()) -> str:
+    """The feedback on a graded answer: the verdict, the right answer (with its letter A-D when the item's
+    ``options`` are given), the explanation (not when it is the quoted sentence itself) and the quote with
+    its source (plain text, one part a line)."""
     opening = {"correct": "Correct.", "partial": "Partly right.",
                "incorrect": "Not quite." if grade.answered else "No answer given.",
                "revealed": "Here is the back of the card."}[grade.verdict]
     parts = [opening]
     if grade.verdict != "correct" or not grade.mcq:
-        parts.append(f"Answer: {grade.reference}")
-    if grade.explanation:
+        letter = f"{LETTERS[list(options).index(grade.reference)]}) " if grade.reference in options[:4] else ""
+        parts.append(f"Answer: {letter}{grade.reference}")
+    if grade.explanation and not same_text(grade.explanation, grade.quote):
         parts.append(grade.explanation)
     parts.append(f'The handbook says: "{grade.quote}" — {source_line(grade.citation)}')
     return "\n".join(parts)
+
+
+EMPTY_SOURCES = "Sources appear here when you ask a question."
 
 
 def sources_html(sources: list[Mapping[str, Any]], *, status: str = "") -> str:
@@ -314,3 +321,218 @@ def guide_markdown(guide: Mapping[str, Any]) -> str:
     if guide.get("dropped"):
         out.append(f"_{int(guide['dropped'])} generated line(s) were dropped: their passage did not state them._")
     return "\n".join(out).rstrip() + "\n"
+
+
+# --- quiz, review and progress ---------------------------------------------------------------------------
+LETTERS = "ABCD"
+# A few LaTeX commands as the characters they stand for (math in the handbooks is shown as text, not typeset).
+_TEX = {"\\lambda": "λ", "\\alpha": "α", "\\beta": "β", "\\gamma": "γ", "\\delta": "δ", "\\epsilon": "ε",
+        "\\theta": "θ", "\\mu": "μ", "\\sigma": "σ", "\\Sigma": "Σ", "\\sum": "Σ", "\\pi": "π", "\\eta": "η",
+        "\\rho": "ρ", "\\tau": "τ", "\\phi": "φ", "\\omega": "ω", "\\nabla": "∇", "\\partial": "∂",
+        "\\infty": "∞", "\\cdot": "·", "\\times": "×", "\\leq": "≤", "\\le": "≤", "\\geq": "≥", "\\ge": "≥",
+        "\\neq": "≠", "\\approx": "≈", "\\in": "∈", "\\sqrt": "√", "\\to": "→", "\\rightarrow": "→",
+        "\\log": "log", "\\exp": "exp", "\\max": "max", "\\min": "min", "\\mathbb{E}": "E", "\\,": " ",
+        "\\;": " ", "\\ ": " ", "\\left": "", "\\right": "", "\\|": "‖"}
+_TEX_CMD = re.compile("|".join(re.escape(k) + (r"(?![A-Za-z])" if k[-1].isalpha() else "")
+                                for k in sorted(_TEX, key=len, reverse=True)))
+# $...$ (or $$...$$) on one line; an amount of money followed by a space ("$5 and $10") is not math.
+_MATH = re.compile(r"\$\$?(?!\d[\d.,]*\s)([^$\n]{1,200}?)\$\$?")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)")
+_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)")
+_EM = re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])|(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])")
+_FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+
+
+def _tex(text: str) -> str:
+    """Math as readable text: the commands above as their characters, braces dropped."""
+    text = _TEX_CMD.sub(lambda m: _TEX[m.group(0)], text)
+    text = re.sub(r"\\(?:frac)\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", text)
+    text = re.sub(r"\\(?:text|mathrm|mathbf|operatorname|hat|bar|tilde)\{([^{}]*)\}", r"\1", text)
+    return re.sub(r"[{}]", "", text).strip()
+
+
+def inline_markdown_html(text: str) -> str:
+    """One line of document or model Markdown as safe HTML: every character escaped, then only these
+    markers turned into tags: ``**bold**``, ``*italic*``/``_italic_``, ```code```, ``$math$`` (as text with
+    its symbols); links and images keep their text only; a stray ``**`` is dropped (never shown raw)."""
+    out: list[str] = []
+    pos = 0
+    tokens = re.compile(f"{_CODE_SPAN.pattern}|{_MATH.pattern}")
+    for m in tokens.finditer(text):
+        out.append(_inline_plain(text[pos:m.start()]))
+        if m.group(1) is not None:
+            out.append(f"<code>{esc(m.group(1))}</code>")
+        else:
+            out.append(f'<span class="sb-math"><i>{esc(_tex(m.group(2)))}</i></span>')
+        pos = m.end()
+    out.append(_inline_plain(text[pos:]))
+    return "".join(out)
+
+
+def _inline_plain(text: str) -> str:
+    text = esc(_LINK.sub(r"\1", text))
+    text = _STRONG.sub(lambda m: f"<strong>{m.group(1) or m.group(2)}</strong>", text)
+    text = _EM.sub(lambda m: f"<em>{m.group(1) or m.group(2)}</em>", text)
+    return text.replace("**", "").replace("__", "")
+
+
+def markdown_html(text: str) -> str:
+    """Document or model Markdown (a passage, a quote, an explanation) as safe HTML: fenced code as a code
+    block (escaped, verbatim), headings in bold, bullet and numbered lists, ``>`` quotes, tables as tables,
+    other lines as paragraphs; inline markers by :func:`inline_markdown_html`. Nothing of the text can open
+    a tag: it is escaped before any tag is added."""
+    text = str(text or "").replace("\r\n", "\n")
+    out: list[str] = []
+    pos = 0
+    for m in _FENCE.finditer(text):
+        out.append(_blocks(text[pos:m.start()]))
+        out.append(f'<pre class="sb-code"><code>{esc(m.group(2).rstrip())}</code></pre>')
+        pos = m.end()
+    out.append(_blocks(text[pos:]))
+    return "".join(out)
+
+
+def _blocks(text: str) -> str:
+    out: list[str] = []
+    para: list[str] = []
+    items: list[str] = []
+    quote: list[str] = []
+    table: list[str] = []
+
+    def flush() -> None:
+        if para:
+            out.append(f"<p>{'<br>'.join(para)}</p>")
+        if items:
+            out.append(f"<ul>{''.join(f'<li>{i}</li>' for i in items)}</ul>")
+        if quote:
+            out.append(f"<blockquote>{'<br>'.join(quote)}</blockquote>")
+        if table:
+            out.append(_table(table))
+        for part in (para, items, quote, table):
+            part.clear()
+
+    for ln in text.split("\n"):
+        kind = ("blank" if not ln.strip() else "heading" if _HEADING.match(ln)
+                else "rule" if re.fullmatch(r"\s*([-*_])(\s*\1){2,}\s*", ln)
+                else "table" if ln.lstrip().startswith("|") else "item" if _BULLET.match(ln)
+                else "quote" if ln.lstrip().startswith(">")
+                else "more" if items and ln.startswith((" ", "\t")) else "text")
+        current = {"text": para, "item": items, "quote": quote, "table": table, "more": items}.get(kind)
+        if kind != "more" and not current:  # a new block starts: close the open one
+            flush()
+        if kind == "heading":
+            out.append(f'<p class="sb-md-h"><strong>{inline_markdown_html(_HEADING.sub("", ln).strip(" #"))}'
+                       "</strong></p>")
+        elif kind == "rule":
+            out.append("<hr>")
+        elif kind == "table":
+            table.append(ln)
+        elif kind == "item":
+            items.append(inline_markdown_html(_BULLET.sub("", ln)))
+        elif kind == "quote":
+            quote.append(inline_markdown_html(ln.lstrip()[1:].strip()))
+        elif kind == "more":
+            items[-1] += " " + inline_markdown_html(ln.strip())
+        elif kind == "text":
+            para.append(inline_markdown_html(ln.strip()))
+    flush()
+    return "".join(out)
+
+
+def _table(lines: list[str]) -> str:
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
+    rows = [r for r in rows if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]
+    if not rows:
+        return ""
+    head, body = rows[0], rows[1:]
+    th = "".join(f"<th>{inline_markdown_html(c)}</th>" for c in head)
+    trs = "".join("<tr>" + "".join(f"<td>{inline_markdown_html(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f'<table class="sb-md-table"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
+
+
+def markdown_plain(text: str) -> str:
+    """Markdown as plain text, markers removed (for places that show text only, such as a radio's labels):
+    ``**Bagging**: trains`` -> ``Bagging: trains``, ``$\\lambda$`` -> ``λ``; not escaped."""
+    text = _CODE_SPAN.sub(r"\1", str(text or ""))
+    text = _MATH.sub(lambda m: _tex(m.group(1)), text)
+    text = _LINK.sub(r"\1", text)
+    text = _STRONG.sub(lambda m: m.group(1) or m.group(2), text)
+    text = _EM.sub(lambda m: m.group(1) or m.group(2), text)
+    return " ".join(text.replace("**", "").replace("__", "").split())
+
+
+def option_label(i: int, option: str) -> str:
+    """An MCQ option as shown everywhere (quiz, review, feedback): ``A) its text`` (plain text)."""
+    return f"{LETTERS[i] if 0 <= i < len(LETTERS) else i + 1}) {markdown_plain(option)}"
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two snippets say the same (one contains the other once markers, case and spacing are gone):
+    an explanation that is the quoted sentence is shown once."""
+    x, y = (re.sub(r"\W+", " ", markdown_plain(s)).strip().lower() for s in (a, b))
+    return bool(x and y) and (x in y or y in x)
+
+
+def relative_time(when: datetime | None, now: datetime | None = None, tz: str | None = None) -> str:
+    """When a card is due, as a student says it: "now", "in 10 minutes", "in 3 hours (at 16:25)",
+    "tomorrow at 09:00", "on Friday at 09:00", "in 12 days (Mon 14 Dec)". Clock times and days are in the
+    time zone ``tz`` (an IANA name, e.g. the browser's); without a valid one, relative wording only."""
+    if when is None:
+        return "never"
+    now = now or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    zone = time_zone(tz)
+    seconds = (when - now).total_seconds()
+    if seconds <= 30:
+        return "now"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return "in 1 minute" if minutes <= 1 else f"in {minutes} minutes"
+    hours = seconds / 3600
+    if zone is None:
+        if hours < 36:
+            return f"in {round(hours)} hour{'s' if round(hours) != 1 else ''}"
+        days = round(hours / 24)
+        return f"in {days} days"
+    local, today = when.astimezone(zone), now.astimezone(zone).date()
+    clock = f"{local:%H:%M}"
+    days = (local.date() - today).days
+    if days == 0:
+        h = round(hours)
+        return f"in {h} hour{'s' if h != 1 else ''} (today at {clock})"
+    if days == 1:
+        return f"tomorrow at {clock}"
+    if days < 7:
+        return f"on {local:%A} at {clock}"
+    return f"in {days} days ({local:%a} {local.day} {local:%b})"
+
+
+def time_zone(name: str | None) -> tzinfo | None:
+    """The time zone of an IANA name (the browser's ``Intl`` time zone), or None for a missing or unknown one."""
+    if not name or len(name) > 64 or not re.fullmatch(r"[A-Za-z0-9_+\-/]+", name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def working_html(what: str, step: str, *, done: int = 0, total: int = 0, elapsed: float = 0.0,
+                 note: str = "") -> str:
+    """One progress display for a long job (a quiz, a study guide): what is being made, the step it is on
+    ("Making question 2 of 5…"), a bar (filled by ``done``/``total``; moving stripes when the total is not
+    known), the seconds so far and, once a step is done, about how long is left."""
+    bar = (f'<progress class="sb-work-bar" max="{total}" value="{done}" style="width:100%"></progress>'
+           if total > 0 else '<progress class="sb-work-bar" style="width:100%"></progress>')
+    timing = f"{duration(elapsed)} so far"
+    if total > done > 0 and elapsed > 0:
+        timing += f" · about {duration(elapsed / done * (total - done))} left"
+    extra = f'<div class="sb-src-meta sb-work-note">{esc(note)}</div>' if note else ""
+    return (f'<div class="sb-work" role="status" aria-live="polite" data-done="{int(done)}" data-total="{int(total)}">'
+            f'<div class="sb-work-what" style="font-weight:600">{esc(what)}</div>'
+            f'<div class="sb-work-step">{esc(step)}</div>{bar}'
+            f'<div class="sb-src-meta sb-work-time">{esc(timing)}</div>{extra}</div>')

@@ -350,7 +350,10 @@ class StudyStore:
         * ``mastery``: the recency-weighted share of its reviews rated good or easy (a review's weight halves
           every :data:`MASTERY_HALF_LIFE_DAYS`), 0 for a section never reviewed. Not FSRS retrievability: right
           after a review every card's retrievability is near 1, a card just forgotten included;
-        * ``retrievability``: the mean FSRS probability of recalling its reviewed cards now (None if none);
+        * ``retrievability``: the mean FSRS probability of recalling its reviewed cards now (None if none). FSRS
+          counts whole days since a card's last review, so it is 1.0 all day after a review, a wrong one too;
+        * ``recall_tomorrow``: the same a day from now, which tells a card just forgotten (short stability)
+          from one just remembered (what the Progress tab shows);
         * ``right`` (plain share of good/easy reviews, None without reviews), ``reviews``, ``cards``."""
         from fsrs import Card, Scheduler
 
@@ -366,7 +369,7 @@ class StudyStore:
         for r in cards:
             key = top_section(r["section"], r["source"])
             e = sections.setdefault(key, {"section": key, "source": r["source"], "w": 0.0, "w_right": 0.0,
-                                          "reviews": 0, "good": 0, "r": [], "cards": 0})
+                                          "reviews": 0, "good": 0, "r": [], "r1": [], "cards": 0})
             e["cards"] += 1
             done = reviews.get(int(r["id"]), [])
             for when, rating in done:
@@ -376,10 +379,13 @@ class StudyStore:
                 e["reviews"] += 1
                 e["good"] += rating >= 3
             if done:
-                e["r"].append(scheduler.get_card_retrievability(Card.from_dict(json.loads(r["fsrs"])), now))
+                card = Card.from_dict(json.loads(r["fsrs"]))
+                e["r"].append(scheduler.get_card_retrievability(card, now))
+                e["r1"].append(scheduler.get_card_retrievability(card, now + timedelta(days=1)))
         out = [{"section": e["section"], "source": e["source"],
                 "mastery": round(e["w_right"] / e["w"], 3) if e["w"] else 0.0,
                 "retrievability": round(sum(e["r"]) / len(e["r"]), 3) if e["r"] else None,
+                "recall_tomorrow": round(sum(e["r1"]) / len(e["r1"]), 3) if e["r1"] else None,
                 "right": round(e["good"] / e["reviews"], 3) if e["reviews"] else None,
                 "reviews": e["reviews"], "cards": e["cards"]} for e in sections.values()]
         return sorted(out, key=lambda e: (e["mastery"], e["section"]))
