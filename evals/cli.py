@@ -17,15 +17,78 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def _parse_metrics(text: str | None) -> list[str]:
-    from evals.judge import LLM_METRICS
+    from evals.scoring import DEFAULT_METRICS, JUDGED_METRICS
 
     if text is None:
-        return list(LLM_METRICS)
+        return list(DEFAULT_METRICS)
     names = [m.strip() for m in text.split(",") if m.strip() and m.strip() != "none"]
-    unknown = [m for m in names if m not in LLM_METRICS]
+    unknown = [m for m in names if m not in JUDGED_METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(LLM_METRICS)} or none")
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(JUDGED_METRICS)} or none")
     return names
+
+
+def _parse_methods(text: str | None) -> list[str]:
+    from evals.judge_accuracy import ALL_METHODS
+
+    if not text:
+        return list(ALL_METHODS)
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ALL_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+    return names
+
+
+def run_judge_accuracy(args: Any, svc: System) -> int:
+    """`studybot eval --judge-accuracy`: each faithfulness method on the labelled claims (evals.judge_accuracy);
+    the result goes to ``--accuracy-out`` (default: ``evals/judge_accuracy.json`` for the project's claims
+    file, merged with the methods it already holds for the same file; a run on another file goes under
+    ``<STUDYBOT_HOME>/evals``)."""
+    from evals import judge_accuracy as ja
+    from evals.sentences import DEFAULT_METHOD
+
+    claims_path = Path(args.claims) if getattr(args, "claims", None) else ja.CLAIMS_PATH
+    if not claims_path.is_file():
+        raise StudybotError(f"No labelled claims at {claims_path}: pass --claims FILE (one JSON object a line with "
+                            "question, sentence, passage and verdict).")
+    try:
+        names = _parse_methods(getattr(args, "methods", None))
+        ja.load_claims(claims_path)
+    except ValueError as exc:
+        raise StudybotError(f"The claims cannot be measured: {exc}.") from exc
+    base = Path(args.out) if getattr(args, "out", None) else svc.settings.storage.evals_dir
+    run_id = new_run_id()
+    if getattr(args, "accuracy_out", None):
+        out_path = Path(args.accuracy_out)
+    elif claims_path.resolve() == ja.CLAIMS_PATH.resolve():
+        out_path = ja.RESULT_PATH
+    else:
+        out_path = base / f"judge-accuracy-{run_id}.json"
+    limit = int(getattr(args, "limit", 0) or 0)
+    from tqdm import tqdm
+
+    bar = tqdm(unit="claim", desc="judge accuracy", file=sys.stderr, disable=args.json, dynamic_ncols=True)
+
+    def progress(msg: str, done: int, total: int) -> None:
+        if bar.total != total or done == 1:
+            bar.reset(total=total)
+        bar.set_postfix_str(msg)
+        bar.update(done - bar.n)
+
+    try:
+        result = ja.run(svc.settings, lambda: svc.llm, claims_path, names, limit,  # type: ignore[attr-defined]
+                        base / f"judge-accuracy-{run_id}", progress)
+    finally:
+        bar.close()
+    saved = ja.save_result(result, out_path)
+    if args.json:
+        print(json.dumps({**result, "saved": str(out_path)}))
+    else:
+        print(ja.format_table(saved, default=DEFAULT_METHOD))
+        print(f"\nthis run: {', '.join(result['methods'])}" + (f" (each on at most {limit} claims)" if limit else "")
+              + f"; saved: {out_path}; bold: the method behind the default faithfulness metric")
+    return EXIT_OK
 
 
 def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
@@ -33,6 +96,8 @@ def run_cli(args: Any, svc: System, items: list[GoldItem]) -> int:
     :class:`StudybotError` (the CLI prints it as one line, or as ``{"error": ...}`` with ``--json``)."""
     from evals.report import compare_runs, format_compare, format_summary
 
+    if getattr(args, "judge_accuracy", False):
+        return run_judge_accuracy(args, svc)
     compare = getattr(args, "compare", None)
     if compare:
         a, b = (Path(p) for p in compare)

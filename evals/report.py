@@ -15,13 +15,13 @@ from typing import Any
 # Metrics in [0, 1] where higher is better (charted); the rates are charted too (lower is better for two).
 CHART_KEYS = (
     "hit@1", "hit@3", "hit@5", "mrr@5",
-    "faithfulness", "answer_relevancy", "context_precision", "context_recall",
+    "sentence_faithfulness", "faithfulness", "answer_relevancy", "context_precision", "context_recall",
     "id_context_precision", "id_context_recall", "citation_precision",
     "refusal_rate", "wrong_refusal_rate",
 )
 LOWER_IS_BETTER = frozenset({"wrong_refusal_rate"})
 PER_QUESTION_KEYS = (
-    "faithfulness", "answer_relevancy", "context_precision", "context_recall",
+    "sentence_faithfulness", "faithfulness", "answer_relevancy", "context_precision", "context_recall",
     "id_context_precision", "id_context_recall", "citation_precision",
 )
 
@@ -64,8 +64,55 @@ def compare_results(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "n_items": [a.get("n_items"), b.get("n_items")], "metrics": rows}
 
 
+def changed_questions(a: dict[str, Any], b: dict[str, Any], answers_a: dict[str, str] | None = None,
+                      answers_b: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The questions whose result differs between two runs: refused or not, the rank of the first relevant
+    passage, any per-question score, the answer's text (when both runs' answers are given); and questions in
+    one run only. Each: ``{"id", "changes": [{"what", "a", "b"}]}``, in B's order."""
+    rows_a = {r["id"]: r for r in a.get("per_item") or []}
+    rows_b = {r["id"]: r for r in b.get("per_item") or []}
+    out: list[dict[str, Any]] = []
+    for qid in [*rows_b, *(i for i in rows_a if i not in rows_b)]:
+        ra, rb = rows_a.get(qid), rows_b.get(qid)
+        if ra is None or rb is None:
+            out.append({"id": qid, "changes": [{"what": "only in " + ("B" if ra is None else "A"), "a": None,
+                                                 "b": None}]})
+            continue
+        changes = []
+        for key in ["refused", "rank", *PER_QUESTION_KEYS]:
+            va, vb = ra.get(key), rb.get(key)
+            same = (va == vb or (isinstance(va, int | float) and isinstance(vb, int | float) and abs(va - vb) < 1e-6))
+            if not same:
+                changes.append({"what": key, "a": va, "b": vb})
+        if answers_a is not None and answers_b is not None and qid in answers_a and qid in answers_b \
+                and " ".join(answers_a[qid].split()) != " ".join(answers_b[qid].split()):
+            changes.append({"what": "answer", "a": answers_a[qid], "b": answers_b[qid]})
+        if changes:
+            out.append({"id": qid, "changes": changes})
+    return out
+
+
+def run_answers(run_dir: Path) -> dict[str, str] | None:
+    """Each question's answer text in a run directory (``items/<id>.json``), or None when it has none."""
+    items = Path(run_dir) / "items"
+    if not items.is_dir():
+        return None
+    out = {}
+    for p in sorted(items.glob("*.json")):
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out[str(rec.get("id", p.stem))] = str((rec.get("answer") or {}).get("answer") or "")
+    return out
+
+
 def compare_runs(a: Path, b: Path) -> dict[str, Any]:
-    return compare_results(load_results(a), load_results(b))
+    ra, rb = load_results(a), load_results(b)
+    diff = compare_results(ra, rb)
+    dir_a, dir_b = (Path(p) if Path(p).is_dir() else Path(p).parent for p in (a, b))
+    diff["questions"] = changed_questions(ra, rb, run_answers(dir_a), run_answers(dir_b))
+    return diff
 
 
 def format_compare(diff: dict[str, Any]) -> str:
@@ -77,6 +124,20 @@ def format_compare(diff: dict[str, Any]) -> str:
         worse = d is not None and ((d > 0) if k in LOWER_IS_BETTER or k == "seconds_per_item" else (d < 0))
         flag = " ↓" if worse and abs(d) > 1e-9 else ""
         lines.append(f"| {k} | {_fmt(r['a'])} | {_fmt(r['b'])} | {sign}{_fmt(d)}{flag} |")
+    questions = diff.get("questions")
+    if questions is not None:
+        lines += ["", f"Questions that changed: {len(questions)}" + (f" ({', '.join(q['id'] for q in questions)})"
+                                                                    if questions else "")]
+        for q in questions:
+            parts = []
+            for c in q["changes"]:
+                if c["what"] == "answer":
+                    parts.append("answer text")
+                elif c["what"].startswith("only in"):
+                    parts.append(c["what"])
+                else:
+                    parts.append(f"{c['what']} {_fmt(c['a'], 2)} -> {_fmt(c['b'], 2)}")
+            lines.append(f"- {q['id']}: {'; '.join(parts)}")
     return "\n".join(lines)
 
 
@@ -88,8 +149,8 @@ def format_compare(diff: dict[str, Any]) -> str:
 def metrics_table(results: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
     m, detail = results.get("metrics", {}), results.get("detail", {})
     pm = (previous or {}).get("metrics", {})
-    head = "| metric | mean | n scored | n failed | n skipped | parse failures |"
-    sep = "|---|---|---|---|---|---|"
+    head = "| metric | mean | n scored | n failed | n skipped | parse failures | judge accuracy |"
+    sep = "|---|---|---|---|---|---|---|"
     if previous is not None:
         head += " previous | Δ |"
         sep += "---|---|"
@@ -107,7 +168,7 @@ def metrics_table(results: dict[str, Any], previous: dict[str, Any] | None = Non
         else:
             n_scored = d.get("n_scored", "")
         row = (f"| {k} | {_fmt(m.get(k))} | {n_scored} | {d.get('n_failed', '')} | {d.get('n_skipped', '')} | "
-               f"{d.get('parse_failures', '')} |")
+               f"{d.get('parse_failures', '')} | {_judge_accuracy_cell(k, d)} |")
         if previous is not None:
             pv, v = pm.get(k), m.get(k)
             delta = (v - pv) if isinstance(v, int | float) and isinstance(pv, int | float) else None
@@ -116,9 +177,42 @@ def metrics_table(results: dict[str, Any], previous: dict[str, Any] | None = Non
     return "\n".join(lines)
 
 
+def _judge_accuracy_cell(metric: str, d: dict[str, Any]) -> str:
+    """A faithfulness figure's trust: its method's balanced accuracy on the held-out labelled claims ("?" when
+    never measured); empty for metrics no judge of ours reads."""
+    if "judge_accuracy" not in d:
+        return ""
+    acc = d.get("judge_accuracy") or {}
+    ba = acc.get("balanced_accuracy")
+    return f"BA {ba:.2f} ({acc.get('method')})" if isinstance(ba, int | float) else f"? ({d.get('method') or 'ragas'})"
+
+
+def trust_lines(results: dict[str, Any]) -> list[str]:
+    """One line per faithfulness figure: what it measures, by which method, and how far to trust it."""
+    from evals.judge_accuracy import trust_note
+
+    out = []
+    detail = results.get("detail", {})
+    for k in ("sentence_faithfulness", "faithfulness"):
+        d = detail.get(k)
+        if not d or "judge_accuracy" not in d or d.get("n_scored", 0) + d.get("n_skipped", 0) == 0:
+            continue
+        what = ("share of each answer's shown written sentences that the passage they cite states"
+                if k == "sentence_faithfulness" else "Ragas: share of the answer's statements the contexts support")
+        extra = ""
+        if k == "sentence_faithfulness":
+            extra = (f"; {d.get('stated', 0)}/{d.get('written', 0)} written sentences stated, "
+                     f"{d.get('quotes_verbatim', 0)}/{d.get('quotes', 0)} quotes verbatim, "
+                     f"{d.get('quotes_only', 0)} answers quotes only, {d.get('dropped', 0)} sentences dropped by "
+                     f"the pipeline; threshold {_fmt(d.get('threshold'), 2)}")
+        out.append(f"- {k} {_fmt(d.get('mean'))} ({what}{extra}): {trust_note(d.get('judge_accuracy'))}")
+    return out
+
+
 def format_summary(results: dict[str, Any]) -> str:
     t = results.get("timing", {})
-    lines = [metrics_table(results), "",
+    trust = trust_lines(results)
+    lines = [metrics_table(results), *(["", "How far to trust the faithfulness figures:", *trust] if trust else []), "",
              f"{results.get('n_items')} questions; judge: {results.get('judge') or 'none'}; "
              f"seconds per item: {_fmt(t.get('seconds_per_item'), 1)} (answer {_fmt(t.get('answer_seconds_mean'), 1)}"
              f" + judge {_fmt(t.get('judge_seconds_mean'), 1)})"]
@@ -143,7 +237,12 @@ def write_markdown(run_dir: Path, results: dict[str, Any], previous: dict[str, A
     lines += ["", "## Metrics", "", metrics_table(results, previous), "",
               "`n failed` counts items where the metric could not be computed (judge error, invalid JSON after "
               "retries, or NaN); they are not in the mean. `parse failures` counts every judge reply that did "
-              "not validate, including ones a retry recovered.", ""]
+              "not validate, including ones a retry recovered. `judge accuracy`: the balanced accuracy of the "
+              "method that judged the figure, on the held-out half of the labelled claims "
+              "(`evals/judge_accuracy.json`, `studybot eval --judge-accuracy`).", ""]
+    trust = trust_lines(results)
+    if trust:
+        lines += ["How far to trust the faithfulness figures:", "", *trust, ""]
     calls = results.get("judge_calls") or {}
     if calls:
         lines += ["## Judge calls", "", "| metric | calls | parse failures | truncated | errors | seconds |",
@@ -164,9 +263,128 @@ def write_markdown(run_dir: Path, results: dict[str, Any], previous: dict[str, A
     errors = [(k, e) for k, d in results.get("detail", {}).items() for e in (d.get("errors") or [])]
     if errors:
         lines += ["## Judge failures", ""] + [f"- {k}: {e}" for k, e in errors] + [""]
+    lines += drill_down(run_dir, results)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+# ------------------------------------------------------------------------------------------------------
+# drill-down: per question, the answer, each sentence's verdict and its passage
+# ------------------------------------------------------------------------------------------------------
+
+PASSAGE_CHARS = 1500  # a passage is shown up to this many characters in the drill-down
+
+
+def _blockquote(text: str) -> list[str]:
+    return [("> " + ln) if ln.strip() else ">" for ln in text.strip().splitlines()] or [">"]
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def ragas_statements(score: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The statements Ragas faithfulness extracted and its verdict on each (from the judge's saved replies)."""
+    out: list[dict[str, Any]] = []
+    for t in (score or {}).get("trace") or []:
+        if t.get("output") != "NLIStatementOutput":
+            continue
+        try:
+            data = json.loads(t.get("reply") or "")
+        except ValueError:
+            continue
+        out = [s for s in data.get("statements") or [] if isinstance(s, dict)]
+    return out
+
+
+def _sentence_line(i: int, s: dict[str, Any], judged: bool) -> str:
+    cites = "".join(f"[{n}]" for n in s.get("cites") or [])
+    if s["kind"] == "quote":
+        return f"{i}. quote {cites}, {'verbatim' if s.get('verbatim') else '**not verbatim in its passage**'}: " \
+               f"{_one_line(s['text'])}"
+    if s["kind"] == "dropped":
+        lo = s.get("logodds")
+        why = s.get("reason") or "?"
+        return f"{i}. dropped by the pipeline ({why}{'' if lo is None else f', log-odds {lo:.2f}'}), not shown: " \
+               f"{_one_line(s['text'])}"
+    verdict = s.get("verdict")
+    if verdict is None:
+        what = "not judged" if not judged else "?"
+    else:
+        reading = s.get("reading")
+        what = f"**{verdict}**" + ("" if reading is None else f" (reading {reading:.2f})")
+    return f"{i}. written {cites}, {what}: {_one_line(s['text'])}"
+
+
+def question_drill_down(rec: dict[str, Any]) -> list[str]:
+    """Markdown for one question: the answer, each sentence with its verdict, Ragas' statements when scored,
+    and the passages the sentences cite."""
+    from evals.sentences import SENTENCE_METRIC, answer_sentences
+
+    ans = rec.get("answer") or {}
+    scores = rec.get("scores") or {}
+    sf, rf = scores.get(SENTENCE_METRIC) or {}, scores.get("faithfulness") or {}
+    head = [f"### {rec.get('id')}" + ("" if rec.get("answerable", True) else " (unanswerable)")]
+    status = ("error: " + str(ans["error"])) if ans.get("error") else (
+        f"refused ({ans.get('refusal_reason') or 'refusal'})" if ans.get("refused") else "answered")
+    figures = [status]
+    if isinstance(sf.get("value"), int | float):
+        figures.append(f"sentence_faithfulness {sf['value']:.2f} ({sf.get('stated')}/{sf.get('written')} stated, "
+                       f"{sf.get('method')} >= {_fmt(sf.get('threshold'), 2)})")
+    elif sf.get("skipped"):
+        figures.append(f"sentence_faithfulness: {sf['skipped']}")
+    if isinstance(rf.get("value"), int | float):
+        figures.append(f"faithfulness (Ragas) {rf['value']:.2f}")
+    lines = [*head, "", " · ".join(figures), "", f"**Question:** {rec.get('question', '')}", ""]
+    if ans.get("refused") or ans.get("error") or not (ans.get("answer") or "").strip():
+        lines += [f"**Answer:** {_one_line(ans.get('answer') or '')}", ""]
+        return lines
+    sentences = sf.get("sentences") or answer_sentences(ans)
+    lines += ["**Answer, sentence by sentence:**", ""]
+    lines += [_sentence_line(i, s, "sentences" in sf) for i, s in enumerate(sentences, start=1)]
+    lines.append("")
+    stmts = ragas_statements(rf)
+    if stmts:
+        lines += ["**Ragas' statements** (verdict 1: supported by the contexts):", ""]
+        lines += [f"- {st.get('verdict')}: {_one_line(str(st.get('statement', '')))}"
+                  + (f" — {_one_line(str(st.get('reason', '')), 200)}" if st.get("verdict") == 0 else "")
+                  for st in stmts]
+        lines.append("")
+    shown: list[int] = []
+    for s in sentences:
+        shown += [n for n in s.get("cites") or [] if n not in shown]
+    passages = ans.get("passages") or []
+    for n in sorted(shown):
+        if not 0 < n <= len(passages):
+            continue
+        p = passages[n - 1]
+        text = str(p.get("text", ""))
+        cut = text if len(text) <= PASSAGE_CHARS else text[:PASSAGE_CHARS] + " …"
+        lines += [f"Passage [{n}] `{p.get('source', '')}`:", "", *_blockquote(cut), ""]
+    return lines
+
+
+def drill_down(run_dir: Path, results: dict[str, Any]) -> list[str]:
+    """The report's last section: every question of the run (from ``items/<id>.json``), drilled down."""
+    items = Path(run_dir) / "items"
+    ids = [r["id"] for r in results.get("per_item") or []]
+    if not ids or not items.is_dir():
+        return []
+    lines = ["## Per question: the answer, each sentence's verdict and its passage", "",
+             "Quotes are the handbook's own words (checked verbatim, no model); written sentences are the model's "
+             "explanation as shown, each read against the passage(s) it cites by the sentence_faithfulness "
+             "method; dropped sentences were written but not shown (the answer pipeline's Verifier failed them).",
+             ""]
+    for qid in ids:
+        path = items / f"{qid}.json"
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        lines += question_drill_down(rec)
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -21,7 +21,16 @@ from rag.types import Progress
 RETRIEVAL_KEYS = ("hit@1", "hit@3", "hit@5", "mrr@5")
 ID_KEYS = ("id_context_precision", "id_context_recall", "citation_precision")
 RATE_KEYS = ("refusal_rate", "wrong_refusal_rate")
-SCORE_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", *ID_KEYS)
+SCORE_METRICS = ("sentence_faithfulness", "faithfulness", "answer_relevancy", "context_precision", "context_recall",
+                 *ID_KEYS)
+# The metrics a judge reads: the default one (evals.sentences, the model in process), then Ragas' (evals.judge.
+# LLM_METRICS, through the judge server). `studybot eval` scores DEFAULT_METRICS unless --metrics names others:
+# the full gold set in minutes (README, Evals), the Ragas ones by name.
+JUDGED_METRICS = ("sentence_faithfulness", "faithfulness", "answer_relevancy", "context_precision", "context_recall")
+DEFAULT_METRICS = ("sentence_faithfulness",)
+# The faithfulness figures and the judge-accuracy method behind each (evals.judge_accuracy): the report prints
+# each with the method's balanced accuracy on the held-out labelled claims.
+RAGAS_METHOD = "ragas"
 
 
 def _finite(x: Any) -> bool:
@@ -47,6 +56,10 @@ def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
         passages = data.get("passages") or []
     data = {k: v for k, v in data.items() if k != "passages"}
     data["passages"] = [_passage_record(p) if not isinstance(p, dict) else p for p in passages]
+    checks = getattr(answer, "checks", None)
+    if checks and "checks" not in data:  # every explanation sentence's verdict (the report's drill-down)
+        data["checks"] = [{"text": c.text, "supported": c.supported, "reason": c.reason, "logodds": c.logodds}
+                          for c in checks]
     data["seconds"] = round(seconds, 3)
     return data
 
@@ -150,6 +163,17 @@ def run_llm_metric(name: str, metric_obj: Any, kwargs: dict[str, Any], stats: An
 
 
 
+def _sentence_counts(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The pooled sentence counts of ``sentence_faithfulness`` (per-answer scores are in the mean)."""
+    judged = [s for s in scores if "method" in s]
+    out: dict[str, Any] = {k: sum(int(s.get(k, 0)) for s in judged)
+                           for k in ("written", "stated", "quotes", "quotes_verbatim", "dropped")}
+    out["quotes_only"] = sum(1 for s in judged if "skipped" in s)
+    if judged:
+        out["method"], out["threshold"] = judged[0]["method"], judged[0].get("threshold")
+    return out
+
+
 def lost_judge(score: Any) -> bool:
     """A score recorded when the judge was unreachable (by an older version): not a result, retry it."""
     return isinstance(score, dict) and str(score.get("error", "")).startswith("BackendError: Cannot reach")
@@ -191,6 +215,14 @@ def aggregate(items: Sequence[GoldItem], records: dict[str, dict[str, Any]], ret
         if name not in ID_KEYS:
             detail[name].update({"parse_failures": parse_failures, "judge_calls": calls,
                                  "judge_seconds": round(seconds, 1), "errors": errors[:10]})
+        if name == "sentence_faithfulness":
+            detail[name].update(_sentence_counts([(records.get(i.id) or {}).get("scores", {}).get(name) or {}
+                                                  for i in items]))
+        method = detail[name].get("method") or (RAGAS_METHOD if name == "faithfulness" else None)
+        if method:
+            from evals.judge_accuracy import accuracy_of
+
+            detail[name]["judge_accuracy"] = accuracy_of(method)
 
     answerable = [i for i in items if i.answerable]
     unanswerable = [i for i in items if not i.answerable]

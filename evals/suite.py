@@ -7,8 +7,11 @@ Scores per run:
   the gold phrases (``evals.gold.is_relevant``), against every relevant chunk in the index; citation
   precision: the share of cited passages that are relevant;
 * refusals (no LLM): refusal rate on unanswerable items, wrong refusals on answerable ones;
-* Ragas 0.4 LLM-judged metrics (``evals.judge``): faithfulness, answer relevancy, context precision and
-  context recall (the last two against the gold reference).
+* ``sentence_faithfulness`` (the default LLM metric, :mod:`evals.sentences`): the share of each answer's shown
+  written sentences that the passage they cite states, read by the judge-accuracy method that measured best at
+  a cost the full gold set affords (one forward pass per sentence, the model in process; no judge server);
+* Ragas 0.4 LLM-judged metrics (``evals.judge``), by name: faithfulness, answer relevancy, context precision
+  and context recall (the last two against the gold reference).
 
 Each metric reports ``n_scored`` / ``n_failed`` / ``n_skipped`` and the judge's parse failures: a NaN or a
 failed judge call is never averaged away silently.
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from evals.gold import GoldItem, is_relevant
 from evals.runs import RunSpec, previous_run, read_json, write_json
 from evals.scoring import aggregate, answer_record, id_scores, llm_metric_inputs, lost_judge, run_llm_metric
+from evals.sentences import SENTENCE_METRIC
 from rag.errors import BackendUnreachableError
 from rag.settings import Settings
 from rag.types import Progress
@@ -75,8 +79,10 @@ class Suite:
     progress: Progress | None = None
     show_bar: bool = False
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+    sentence_method: Any = None  # an evals.judge_accuracy.Method (default: DEFAULT_METHOD on the service's model)
     _judge: Any = None
     _metrics: dict[str, Any] = field(default_factory=dict)
+    _sentence: tuple[Any, float] | None = None
     _relevant: dict[str, list[str]] | None = None
 
     # -- setup -----------------------------------------------------------------------------------------
@@ -119,8 +125,23 @@ class Suite:
             if emb is None and "answer_relevancy" in self.spec.metrics:
                 emb = RagasEmbeddings(self.service.embedder)
             strictness = self.service.settings.judge.relevancy_strictness
-            self._metrics = build_metrics(self._judge, emb, self.spec.metrics, strictness=strictness)
+            ragas = [m for m in self.spec.metrics if m != SENTENCE_METRIC]
+            self._metrics = build_metrics(self._judge, emb, ragas, strictness=strictness)
         return self._judge
+
+    def _sentence_judge(self) -> tuple[Any, float]:
+        """The method that reads ``sentence_faithfulness`` and its threshold (built once, on first use)."""
+        if self._sentence is None:
+            from evals.sentences import DEFAULT_METHOD, method_threshold
+
+            method = self.sentence_method
+            if method is None:
+                from evals.judge_accuracy import ModelReaders
+
+                llm = self.service.llm  # type: ignore[attr-defined]  # StudyService has it; fakes pass a method
+                method = ModelReaders(self.service.settings, llm).methods()[DEFAULT_METHOD]
+            self._sentence = (method, method_threshold(method))
+        return self._sentence
 
     # -- run -------------------------------------------------------------------------------------------
     def write_meta(self) -> None:
@@ -187,6 +208,11 @@ class Suite:
             return  # cached (a judge failure is cached too: delete the item file to retry it)
         if rec["answer"].get("error"):
             scores[name] = {"skipped": "answer failed"}
+        elif name == SENTENCE_METRIC:
+            from evals.sentences import judge_answer
+
+            method, threshold = self._sentence_judge()
+            scores[name] = judge_answer(item.question, rec["answer"], method, threshold, item.id)
         else:
             inputs = llm_metric_inputs(item, rec, name)
             if isinstance(inputs, str):

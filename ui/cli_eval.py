@@ -20,8 +20,9 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--limit", type=int, default=0)
     s.add_argument("--gold", help="a gold .jsonl (default: evals/gold.jsonl)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--metrics", help="LLM-judged metrics, comma-separated (default: faithfulness,"
-                   "answer_relevancy,context_precision,context_recall; 'none' for none)")
+    s.add_argument("--metrics", help="judged metrics, comma-separated: sentence_faithfulness (the default), "
+                   "faithfulness, answer_relevancy, context_precision, context_recall (Ragas, through the judge "
+                   "server; minutes a question); 'none' for none")
     s.add_argument("--no-judge", action="store_true", help="answers and non-LLM metrics only")
     s.add_argument("--run-dir", help="the run directory (resumes it if it exists); default: continue the latest "
                    "unfinished run of the same questions, else a new one under --out")
@@ -30,6 +31,14 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="print metric deltas B - A of two runs")
     s.add_argument("--judge-sanity", type=int, default=0, metavar="N",
                    help="score N faithful/fabricated answer pairs and report how often faithful wins")
+    s.add_argument("--judge-accuracy", action="store_true",
+                   help="score each faithfulness method on the labelled claims (balanced accuracy on the held-out "
+                   "half, precision/recall on 'not stated', seconds per claim); --limit N reads N claims a method")
+    s.add_argument("--claims", help="labelled claims .jsonl for --judge-accuracy (default: evals/claims.jsonl)")
+    s.add_argument("--methods", help="--judge-accuracy methods, comma-separated (default: all of rules, verifier, "
+                   "yesno, rules_yesno, nli, vote, ragas)")
+    s.add_argument("--accuracy-out", help="where --judge-accuracy writes its result (default: "
+                   "evals/judge_accuracy.json for evals/claims.jsonl, merged by method)")
 
 
 
@@ -44,7 +53,7 @@ def cmd_eval(args: argparse.Namespace, svc: StudyService) -> int:
         raise StudybotError(f"The gold set {args.gold or 'evals/gold.jsonl'} cannot be read: {exc}.") from exc
     if args.limit:
         items = items[: args.limit]
-    if not args.retrieval_only or getattr(args, "compare", None):
+    if not args.retrieval_only or getattr(args, "compare", None) or getattr(args, "judge_accuracy", False):
         from evals.cli import run_cli
 
         return run_cli(args, svc, items)

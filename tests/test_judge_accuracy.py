@@ -1,0 +1,425 @@
+"""How far to trust a faithfulness judge (evals/judge_accuracy.py), and the report that says so: the accuracy
+computation on a scripted judge, the fixed split by question, thresholds from the tune half only, the model's
+readers on a scripted model, `studybot eval --judge-accuracy` on a tiny claims file of this test's own, the
+sentence metric and the report's drill-down through the real answer pipeline (scripted model), and
+`--compare` naming the questions that changed. No real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals import judge_accuracy as ja
+from evals.gold import GoldItem
+from evals.judge_accuracy import Claim, Method
+from evals.runs import RunSpec
+from evals.sentences import SENTENCE_METRIC, answer_sentences, judge_answer
+from evals.suite import Suite
+from rag.answer import AnswerPipeline
+from rag.settings import Settings
+from tests.fakes import TEXTS, FakeRetriever, HashEmbedder, ScriptedLLM, reader
+
+
+def claim(cid: str, stated: bool, qid: str, sentence: str = "s", passage: str = "p", question: str = "q?") -> Claim:
+    return Claim(id=cid, question=question, sentence=sentence, passage=passage, stated=stated, question_id=qid)
+
+
+# --------------------------------------------------------------------------------------------------
+# the metrics, by a hand-computed example
+# --------------------------------------------------------------------------------------------------
+
+
+def test_confusion_balanced_accuracy_precision_recall_by_hand() -> None:
+    # readers: stated, stated, stated, not, not; the judge: stated, NOT, stated, not, STATED
+    stated = [True, True, True, False, False]
+    judged = [True, False, True, False, True]
+    conf = ja.confusion(stated, judged)
+    assert (conf.tp, conf.fp, conf.tn, conf.fn) == (1, 1, 2, 1)  # "not stated" is the positive class
+    s = conf.scores()
+    assert s["recall_not_stated"] == 0.5  # 1 of the 2 not-stated claims caught
+    assert s["recall_stated"] == pytest.approx(2 / 3, abs=1e-4)
+    assert s["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-4)  # 0.5833
+    assert s["precision_not_stated"] == 0.5  # of 2 "not stated" verdicts, 1 right
+    assert s["accuracy"] == 0.6
+    # a judge that says "stated" to everything: balanced accuracy 0.5 whatever the mix, no precision on "not"
+    lazy = ja.confusion(stated, [True] * 5).scores()
+    assert lazy["balanced_accuracy"] == 0.5 and lazy["precision_not_stated"] is None
+    assert lazy["recall_not_stated"] == 0.0
+    # one verdict only: no balanced accuracy (it needs both)
+    assert ja.confusion([True, True], [True, False]).scores()["balanced_accuracy"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# the split
+# --------------------------------------------------------------------------------------------------
+
+
+def test_split_is_fixed_and_grouped_by_question() -> None:
+    claims = [claim(f"c{q}-{k}", k % 2 == 0, f"q{q}") for q in range(40) for k in range(1 + q % 3)]
+    halves = ja.split(claims)
+    assert len(halves["tune"]) + len(halves["test"]) == len(claims)
+    assert halves["tune"] and halves["test"]
+    questions = {h: {c.question_id for c in cs} for h, cs in halves.items()}
+    assert not questions["tune"] & questions["test"]  # no question in both halves
+    # deterministic: the same halves in another order, another process, another machine (a hash, no seed)
+    assert ja.split(list(reversed(claims)))["tune"] == list(reversed(halves["tune"]))
+    assert [ja.half_of(q) for q in ("g01", "g03", "q1", "q3")] == ["test", "tune", "tune", "test"]  # pinned
+    summary = ja.split_summary(claims)
+    assert summary["tune"]["questions"] == sorted(questions["tune"]) and summary["rule"] == ja.SPLIT_RULE
+    # --limit: a fixed sample, from both halves
+    picked = ja.sample(claims, 10)
+    assert len(picked) == 10 and picked == ja.sample(list(claims), 10)
+    assert {c.half for c in picked} == {"tune", "test"}
+    assert sum(c.half == "tune" for c in picked) == 5
+
+
+# --------------------------------------------------------------------------------------------------
+# thresholds: chosen on the tune half only
+# --------------------------------------------------------------------------------------------------
+
+
+def _halves(n: int = 60) -> tuple[list[str], list[str]]:
+    qs = [f"q{i}" for i in range(n)]
+    return [q for q in qs if ja.half_of(q) == "tune"], [q for q in qs if ja.half_of(q) == "test"]
+
+
+def test_threshold_is_chosen_on_tune_and_reported_on_test() -> None:
+    tune_q, test_q = _halves()
+    tune = [(2.0, True), (1.5, True), (1.0, True), (-1.0, False), (0.2, False)]
+    test = [(0.5, True), (3.0, True), (-2.0, False), (0.55, False)]
+    claims, values = [], {}
+    for i, (v, s) in enumerate(tune):
+        claims.append(claim(f"t{i}", s, tune_q[i]))
+        values[f"t{i}"] = v
+    for i, (v, s) in enumerate(test):
+        claims.append(claim(f"x{i}", s, test_q[i]))
+        values[f"x{i}"] = v
+    assert ja.choose_threshold([v for v, _ in tune], [s for _, s in tune]) == 0.6  # the one that separates tune
+    method = Method("scripted", "a scripted judge", lambda c: values[c.id])
+    readings = ja.read_all(method, claims)
+    fig = ja.evaluate(method, claims, readings)
+    assert fig["tuned"] and fig["threshold"] == 0.6
+    assert fig["tune"]["balanced_accuracy"] == 1.0
+    # on test at 0.6: stated 0.5 missed (fp), 3.0 kept; both not-stated caught: (2/2 + 1/2) / 2
+    assert fig["test"]["balanced_accuracy"] == 0.75
+    assert fig["test"]["precision_not_stated"] == pytest.approx(2 / 3, abs=1e-4)
+    assert fig["test"]["recall_not_stated"] == 1.0
+    # the test half's readings never move the threshold
+    for cid in ("x0", "x1", "x2", "x3"):
+        values[cid] = -values[cid] * 7
+    assert ja.evaluate(method, claims, ja.read_all(method, claims))["threshold"] == 0.6
+    # a method as shipped keeps its threshold
+    fixed = Method("fixed", "as shipped", lambda c: values[c.id], threshold=1.2)
+    assert ja.evaluate(fixed, claims, readings)["threshold"] == 1.2 and not ja.evaluate(fixed, claims, readings)["tuned"]
+
+
+def test_failed_readings_are_counted_not_scored() -> None:
+    tune_q, test_q = _halves()
+    claims = [claim("a", True, tune_q[0]), claim("b", False, tune_q[1]), claim("c", True, test_q[0]),
+              claim("d", False, test_q[1])]
+
+    def read(c: Claim) -> float:
+        if c.id == "d":
+            raise ValueError("the judge returned no valid JSON")
+        return 1.0 if c.stated else 0.0
+
+    fig = ja.evaluate(Method("m", "m", read), claims, ja.read_all(Method("m", "m", read), claims))
+    assert fig["n_failed"] == 1 and fig["test"]["n"] == 1 and "d" in fig["errors"]
+    assert fig["readings"]["d"] is None
+
+
+def test_merge_keeps_other_methods_of_the_same_claims(tmp_path: Path) -> None:
+    out = tmp_path / "acc.json"
+    a = {"claims": {"sha256": "x"}, "methods": {"ragas": {"test": {"balanced_accuracy": 0.6}}}}
+    b = {"claims": {"sha256": "x"}, "methods": {"yesno": {"test": {"balanced_accuracy": 0.8}, "label": "y"}}}
+    ja.save_result(a, out)
+    merged = ja.save_result(b, out)
+    assert set(merged["methods"]) == {"ragas", "yesno"}
+    assert ja.accuracy_of("yesno", merged)["balanced_accuracy"] == 0.8 and ja.accuracy_of("nli", merged) is None
+    other = ja.save_result({"claims": {"sha256": "y"}, "methods": {"nli": {}}}, out)
+    assert set(other["methods"]) == {"nli"}  # another claims file: the old figures do not describe it
+
+
+# --------------------------------------------------------------------------------------------------
+# the model's readers, on a scripted model
+# --------------------------------------------------------------------------------------------------
+
+PASSAGE = TEXTS[0]  # "L1 regularization adds the absolute values of the weights to the loss and drives ..."
+
+
+def scripted_model(check: dict[str, float], nli: float = 1.0, adds: float = -1.0) -> ScriptedLLM:
+    """yes/no log-odds by prompt: the check prompt by the sentence's first word, the bare NLI and 'adds
+    anything?' prompts fixed."""
+
+    def judge(messages: list[dict[str, str]]) -> float:
+        content = messages[-1]["content"]
+        if "Is every part of the statement stated" in content:
+            return nli
+        if "Does the statement add" in content:
+            return adds
+        sentence = content.split("Check. Sentence:", 1)[1].split()[0]
+        return check[sentence]
+
+    return ScriptedLLM(judge=judge)
+
+
+def test_model_readers_share_one_call_and_the_verifier_keeps_its_shipped_threshold() -> None:
+    llm = scripted_model({"L1": 0.5, "Weights": 3.0})
+    readers = ja.ModelReaders(Settings(), llm)
+    m = readers.methods()
+    weak = claim("a", True, "q1", "L1 regularization drives some weights to zero [1].", PASSAGE,
+                 "What does L1 do?")
+    assert m["yesno"].read(weak) == 0.5
+    assert m["verifier"].read(weak) == 0.0  # 0.5 < verify_min_logodds 0.75: as in production, not tuned
+    assert m["rules_yesno"].read(weak) == 0.5
+    assert m["rules"].read(weak) == 1.0
+    assert m["vote"].read(weak) == pytest.approx((0.5 + 1.0 + 1.0) / 3)
+    check_calls = [j for j in llm.judged if "Check. Sentence:" in j[-1]["content"]]
+    assert len(check_calls) == 1  # yesno, verifier, rules_yesno and vote read the check prompt once
+    assert "<excerpt id=\"1\"" in check_calls[0][-1]["content"] and "[1]" not in check_calls[0][-1]["content"].split(
+        "Check. Sentence:")[1]  # the claim's passage as excerpt [1]; the marker stripped, as the Verifier does
+    # a number the passage does not hold fails the rules: the model is not asked by the Verifier
+    memory = claim("b", False, "q1", "Weights shrink by 0.9 each step [1].", PASSAGE, "What does L1 do?")
+    assert m["rules"].read(memory) == 0.0 and m["verifier"].read(memory) == 0.0
+    assert m["rules_yesno"].read(memory) == ja.RULES_FAIL
+    assert m["yesno"].read(memory) == 3.0  # the model alone is fooled
+
+
+# --------------------------------------------------------------------------------------------------
+# `studybot eval --judge-accuracy` on a tiny claims file (this test's own; never the real set)
+# --------------------------------------------------------------------------------------------------
+
+TINY = [
+    # (sentence, stated, question id): the scripted model reads "stated" when every 4+ letter word is in the
+    # passage (tests.fakes.reader), so the swapped-fact claims are caught and the paraphrase is missed
+    ("L1 regularization drives some weights to zero [1].", True, "g01"),
+    ("L1 regularization adds the absolute values of the weights [1].", True, "g01"),
+    ("L1 regularization adds the squared weights [1].", False, "g02"),
+    ("L1 regularization makes every weight exactly equal [1].", False, "g02"),
+    ("L1 sets some coefficients to nothing at all [1].", True, "g03"),
+    ("L1 regularization drives all weights to zero [1].", False, "q1"),
+    ("L1 regularization adds the absolute values to the loss [1].", True, "q1"),
+    ("L1 regularization adds squared values to the loss [1].", False, "q3"),
+    ("L1 regularization drives weights to zero [1].", True, "q3"),
+    ("L1 regularization adds the absolute values of the weights [1].", True, "q2"),
+    ("L1 regularization removes the loss entirely [1].", False, "q2"),
+]
+
+
+def write_tiny(path: Path) -> Path:
+    rows = [{"id": f"t{i}", "question": "What does L1 regularization do?", "sentence": s, "passage": PASSAGE,
+             "source": "doc0.md", "verdict": "stated" if ok else "not_stated", "origin": "test", "kind": "fact",
+             "question_id": q, "note": ""} for i, (s, ok, q) in enumerate(TINY)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+class ModelService:
+    """What `studybot eval --judge-accuracy` needs of the service: settings and the model."""
+
+    def __init__(self, settings: Settings, llm: ScriptedLLM) -> None:
+        self.settings, self.llm = settings, llm
+
+
+def test_cli_judge_accuracy_prints_the_table_and_the_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    from evals.cli import run_cli
+    from ui.cli import build_parser
+
+    claims = write_tiny(tmp_path / "claims.jsonl")
+    out = tmp_path / "acc.json"
+    svc = ModelService(Settings(storage={"home": tmp_path / "home"}), ScriptedLLM(judge=reader()))
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(claims), "--methods",
+                                      "rules,verifier,yesno", "--accuracy-out", str(out)])
+    assert run_cli(args, svc, []) == 0  # type: ignore[arg-type]
+    text = capsys.readouterr().out
+    assert "balanced accuracy (test)" in text and "split: sha256" in text
+    assert "tune:" in text and "test:" in text and "g03" in text  # the split, printed with its questions
+    saved = json.loads(out.read_text())
+    assert set(saved["methods"]) == {"rules", "verifier", "yesno"}
+    yesno = saved["methods"]["yesno"]
+    assert yesno["tuned"] and not saved["methods"]["verifier"]["tuned"]
+    assert yesno["test"]["n"] + yesno["tune"]["n"] == len(TINY) and yesno["seconds_per_claim"] is not None
+    assert saved["split"]["tune"]["n"] == sum(ja.half_of(q) == "tune" for _, _, q in TINY)
+    # a second run of one method is merged into the same file; --limit reads a sample
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(claims), "--methods", "nli",
+                                      "--limit", "4", "--accuracy-out", str(out), "--json"])
+    assert run_cli(args, svc, []) == 0  # type: ignore[arg-type]
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["methods"]["nli"]["n_read"] == 4 and printed["methods"]["nli"]["limit"] == 4
+    assert set(json.loads(out.read_text())["methods"]) == {"rules", "verifier", "yesno", "nli"}
+
+
+def test_cli_judge_accuracy_errors_are_one_sentence(tmp_path: Path) -> None:
+    from evals.cli import run_cli
+    from rag.errors import StudybotError
+    from ui.cli import build_parser
+
+    svc = ModelService(Settings(storage={"home": tmp_path / "home"}), ScriptedLLM())
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(tmp_path / "none.jsonl")])
+    with pytest.raises(StudybotError, match="No labelled claims at"):
+        run_cli(args, svc, [])  # type: ignore[arg-type]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "sentence": "s", "passage": "p", "verdict": "maybe"}\n')
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(bad)])
+    with pytest.raises(StudybotError, match=r"bad.jsonl:1: ValueError: verdict 'maybe'"):
+        run_cli(args, svc, [])  # type: ignore[arg-type]
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(write_tiny(tmp_path / "c.jsonl")),
+                                      "--methods", "oracle"])
+    with pytest.raises(StudybotError, match="unknown method"):
+        run_cli(args, svc, [])  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# the sentence metric and the drill-down, through the real answer pipeline (scripted model)
+# --------------------------------------------------------------------------------------------------
+
+
+class PipelineService:
+    """A :class:`evals.suite.System` over the real answer pipeline, the fake retriever and a scripted model."""
+
+    def __init__(self, settings: Settings, llm: ScriptedLLM) -> None:
+        self.settings, self.llm = settings, llm
+        self.retriever = FakeRetriever(0.6)
+        self.embedder = HashEmbedder()
+        self.pipeline = AnswerPipeline(self.retriever, llm, settings, embedder=self.embedder)
+
+    @property
+    def index(self) -> Any:
+        retriever = self.retriever
+
+        class _Index:
+            def all_chunks(self) -> list[Any]:
+                return list(retriever.chunks.values())
+
+        return _Index()
+
+    def ask(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Any:
+        return self.pipeline.ask(question, k=k, max_tokens=max_tokens)
+
+
+ITEMS = [
+    GoldItem("a1", "What does L1 regularization do to the weights?", True, "doc0.md", ["drives some weights to zero"]),
+    GoldItem("a2", "What does dropout do during training?", True, "doc2.md", ["randomly disables units"]),
+]
+
+
+@pytest.fixture
+def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A judge-accuracy result of this test's own in place of evals/judge_accuracy.json: yesno tuned to 1.0."""
+    data = {"claims": {"n": 40, "sha256": "x"}, "methods": {
+        "yesno": {"label": "yes/no", "threshold": 1.0, "tuned": True, "test": {"balanced_accuracy": 0.83, "n": 20}},
+        "ragas": {"label": "Ragas", "tuned": True, "test": {"balanced_accuracy": 0.61, "n": 12}}}}
+    path = tmp_path / "judge_accuracy.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(ja, "RESULT_PATH", path)
+    return data
+
+
+def _run(tmp_path: Path, replies: list[str], run: str, sentence_check: dict[str, float]) -> dict[str, Any]:
+    """One eval run of ITEMS with sentence_faithfulness; the scripted model answers with ``replies`` (one
+    explanation a question) and reads a checked sentence by its first word (``sentence_check``)."""
+    base = reader(("drives some weights to zero", "randomly disables units"))
+
+    def judge(messages: list[dict[str, str]]) -> float:
+        content = messages[-1]["content"]
+        if "Check. Sentence:" in content:
+            first = content.split("Check. Sentence:", 1)[1].split()[0]
+            if first in sentence_check:
+                return sentence_check[first]
+        return base(messages)
+
+    settings = Settings(storage={"home": tmp_path / "home"})
+    svc = PipelineService(settings, ScriptedLLM(list(replies), judge=judge))
+    run_dir = tmp_path / "runs" / run
+    return Suite(svc, RunSpec(list(ITEMS), [SENTENCE_METRIC], run_dir), log=lambda m: None).run()
+
+
+def test_sentence_metric_and_report_drill_down(tmp_path: Path, measured: dict[str, Any]) -> None:
+    # a1: one sentence the pipeline shows and the eval's reading finds stated; one it drops (a number not in
+    # the quote). a2: a sentence the pipeline shows (0.9 >= its 0.75) that the eval reads as not stated (below
+    # the 1.0 its method was tuned to on the claims)
+    results = _run(tmp_path, ["L1 regularization drives some weights to zero [1]. It cuts 90% of them [1].",
+                              "Dropout randomly disables units during training [3]."],
+                   "20240101-000000", {"L1": 3.0, "Dropout": 0.9})
+    d = results["detail"][SENTENCE_METRIC]
+    assert d["n_scored"] == 2 and d["written"] == 2 and d["dropped"] == 1 and d["quotes"] == d["quotes_verbatim"] == 2
+    item = json.loads((tmp_path / "runs" / "20240101-000000" / "items" / "a1.json").read_text())
+    kinds = [(s["kind"], s.get("verdict")) for s in item["scores"][SENTENCE_METRIC]["sentences"]]
+    assert kinds == [("quote", None), ("written", "stated"), ("dropped", None)]
+    assert item["answer"]["checks"][1]["reason"] == "number"  # the pipeline's verdicts are kept for the report
+    report = (tmp_path / "runs" / "20240101-000000" / "report.md").read_text()
+    section = report.split("## Per question: the answer, each sentence's verdict and its passage", 1)[1]
+    a1 = section.split("### a1", 1)[1].split("### a2", 1)[0]
+    assert "1. quote [1], verbatim: " + TEXTS[0] in a1
+    assert "2. written [1], **stated** (reading 3.00): L1 regularization drives some weights to zero [1]." in a1
+    assert "3. dropped by the pipeline (number), not shown: It cuts 90% of them [1]." in a1
+    assert "Passage [1] `doc0.md`:" in a1 and "> " + TEXTS[0] in a1  # the passage each sentence cites
+    a2 = section.split("### a2", 1)[1]
+    assert "**not stated** (reading 0.90)" in a2 and "> " + TEXTS[2] in a2
+    assert "sentence_faithfulness 0.00 (0/1 stated" in a2
+    # the figure carries its judge's accuracy
+    assert "| sentence_faithfulness | 0.500 | 2 | 0 | 0 | 0 | BA 0.83 (yesno) |" in report
+    assert "judge balanced accuracy 0.83 on 20 held-out labelled claims (yes/no)" in report
+    assert "threshold 1.00" in report
+
+
+def test_compare_names_the_questions_that_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  measured: dict[str, Any]) -> None:
+    from evals.cli import run_cli
+    from ui.cli import build_parser
+
+    first = ["L1 regularization drives some weights to zero [1].", "Dropout randomly disables units during training [3]."]
+    second = [first[0], "Dropout disables random units while training [3]."]
+    _run(tmp_path, first, "20240101-000000", {"L1": 3.0, "Dropout": 3.0})
+    _run(tmp_path, second, "20240102-000000", {"L1": 3.0, "Dropout": 0.9})  # shown (0.75), not stated (1.0)
+    a, b = tmp_path / "runs" / "20240101-000000", tmp_path / "runs" / "20240102-000000"
+    args = build_parser().parse_args(["eval", "--compare", str(a), str(b)])
+    assert run_cli(args, PipelineService(Settings(), ScriptedLLM()), []) == 0
+    out = capsys.readouterr().out
+    assert "Questions that changed: 1 (a2)" in out
+    assert "- a2: sentence_faithfulness 1.00 -> 0.00; answer text" in out
+    args = build_parser().parse_args(["eval", "--compare", str(a), str(b), "--json"])
+    run_cli(args, PipelineService(Settings(), ScriptedLLM()), [])
+    diff = json.loads(capsys.readouterr().out)
+    assert [q["id"] for q in diff["questions"]] == ["a2"]
+
+
+def test_answer_sentences_of_a_saved_answer() -> None:
+    answer = {"answer": "> quote [1]\n\nWritten one [2]. Written two.", "refused": False,
+              "quotes": [{"text": "The quote text.", "citation": {"n": 1, "text": "Before. The quote text. After."}}],
+              "explanation": "Written one sentence here [2]. Written two without a marker.",
+              "passages": [{"text": "Before. The quote text. After.", "source": "a.md"},
+                           {"text": "Second passage.", "source": "b.md"}],
+              "citations": [{"n": 1, "title": "A", "section": "S", "text": "Before. The quote text. After."}],
+              "checks": [{"text": "Dropped [2].", "supported": False, "reason": "memory", "logodds": None}]}
+    ss = answer_sentences(answer)
+    assert [(s["kind"], s["cites"]) for s in ss] == [("quote", [1]), ("written", [2]), ("written", [1]),
+                                                     ("dropped", [2])]
+    assert ss[0]["verbatim"] and ss[1]["passage"] == "Second passage." and ss[2]["passage"].startswith("Before.")
+    quotes_only = {**answer, "explanation": "", "checks": []}
+    got = judge_answer("q?", quotes_only, Method("m", "m", lambda c: 1.0), 0.5)
+    assert got["skipped"].startswith("quotes only") and got["quotes_verbatim"] == 1
+    assert judge_answer("q?", {"answer": "x", "refused": True}, Method("m", "m", lambda c: 1.0), 0.5) == {
+        "skipped": "refused"}
+
+
+def test_report_prints_each_faithfulness_figure_with_its_judge_accuracy(tmp_path: Path,
+                                                                         measured: dict[str, Any]) -> None:
+    from evals import report
+    from evals.scoring import aggregate
+
+    item = GoldItem("a1", "q?", True, "a.md", ["x"])
+    rec = {"answer": {"answer": "x", "refused": False, "passages": []},
+           "scores": {SENTENCE_METRIC: {"value": 1.0, "method": "yesno", "threshold": 0.4, "written": 1, "stated": 1},
+                      "faithfulness": {"value": 0.5}}}
+    results = aggregate([item], {"a1": rec}, {}, RunSpec([item], [SENTENCE_METRIC, "faithfulness"], tmp_path / "r"))
+    table = report.metrics_table(results)
+    assert "| sentence_faithfulness | 1.000 |" in table and "BA 0.83 (yesno) |" in table
+    assert "BA 0.61 (ragas) |" in table
+    summary = report.format_summary(results)
+    assert "judge balanced accuracy 0.83 on 20 held-out labelled claims (yes/no)" in summary
+    assert "judge balanced accuracy 0.61 on 12 held-out labelled claims (Ragas)" in summary
