@@ -287,7 +287,8 @@ def test_a_background_job_reports_its_steps_and_its_result() -> None:
     assert not job.wait(0.2) and job.step == ("writing question 2 of 3", 1, 3)
     assert quiz_step(*job.step) == "Making question 2 of 3… (1 ready)"
     shown = working_html("Making a quiz on “x”", quiz_step(*job.step), done=1, total=3, elapsed=20.0)
-    assert 'max="3" value="1"' in shown and "20 s so far · about 40 s left" in shown and "&lt;" not in shown
+    assert 'aria-valuemax="3" aria-valuenow="1"' in shown and "width:33%" in shown and "sb-work-busy" in shown
+    assert "20 s so far · about 40 s left" in shown and "&lt;" not in shown
     assert quiz_step("writing question 1 of 3", 0, 3) == "Making question 1 of 3… (0 ready)"
     assert quiz_step("done", 3, 3).startswith("Saving")
     gate.set()
@@ -300,7 +301,7 @@ def test_a_background_job_reports_its_steps_and_its_result() -> None:
     assert bad.wait(5)
     with pytest.raises(ValueError, match="boom"):
         bad.result()
-    assert "<progress" in working_html("Writing a guide", "…") and "left" not in working_html("W", "…", elapsed=9)
+    assert "width:0%" in working_html("Writing a guide", "…") and "left" not in working_html("W", "…", elapsed=9)
 
 
 # --- export ------------------------------------------------------------------------------------------------

@@ -50,6 +50,19 @@ CSS = """
 .sb-passage { white-space: pre-wrap; font-size: .9em; margin-top: 4px; max-height: 24em; overflow: auto; }
 .sb-sources-status { font-size: .85em; color: var(--body-text-color-subdued); margin-bottom: 4px; }
 .sb-empty { color: var(--body-text-color-subdued); }
+/* Quiz and Review: after checking, the chosen and the right option coloured (their labels end in the words) */
+#sb-quiz-options label[data-testid$="right answer-radio-label"],
+#sb-quiz-options label[data-testid$="your choice, right-radio-label"] { border-color: #15803d; background: #dcfce7; }
+#sb-quiz-options label[data-testid$="✗ your choice-radio-label"] { border-color: #b91c1c; background: #fee2e2; }
+.sb-review-options li { margin: 2px 0; }
+.sb-quiz-letter { font-weight: 700; margin-right: 2px; }
+/* The one progress display of a quiz or a study guide: a bar that shimmers while the next step is worked on */
+.sb-work { display: flex; flex-direction: column; gap: 4px; }
+.sb-work-fill { transition: width .4s; }
+.sb-work-busy { position: absolute; top: 0; bottom: 0; left: -30%; width: 30%;
+                background: linear-gradient(90deg, transparent, var(--color-accent-soft), transparent);
+                animation: sb-work-busy 1s linear infinite; }
+@keyframes sb-work-busy { to { left: 100%; } }
 """
 
 # Citation links [n] -> #src-n: scroll the source into view, open its passage and flash it (the chatbot

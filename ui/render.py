@@ -524,10 +524,15 @@ def time_zone(name: str | None) -> tzinfo | None:
 def working_html(what: str, step: str, *, done: int = 0, total: int = 0, elapsed: float = 0.0,
                  note: str = "") -> str:
     """One progress display for a long job (a quiz, a study guide): what is being made, the step it is on
-    ("Making question 2 of 5…"), a bar (filled by ``done``/``total``; moving stripes when the total is not
-    known), the seconds so far and, once a step is done, about how long is left."""
-    bar = (f'<progress class="sb-work-bar" max="{total}" value="{done}" style="width:100%"></progress>'
-           if total > 0 else '<progress class="sb-work-bar" style="width:100%"></progress>')
+    ("Making question 2 of 5…"), a bar filled by ``done``/``total`` with a moving shimmer while the job
+    works on the next step (so it never looks stuck at 0%), the seconds so far and, once a step is done,
+    about how long is left."""
+    pct = round(100 * min(done, total) / total) if total > 0 else 0
+    bar = (f'<div class="sb-work-track" role="progressbar" aria-valuemin="0" aria-valuemax="{int(total)}" '
+           f'aria-valuenow="{int(done)}" style="position:relative;height:10px;border-radius:5px;overflow:hidden;'
+           'border:1px solid var(--border-color-primary);background:var(--background-fill-secondary)">'
+           f'<div class="sb-work-fill" style="width:{pct}%;height:100%;background:var(--color-accent)"></div>'
+           '<div class="sb-work-busy"></div></div>')
     timing = f"{duration(elapsed)} so far"
     if total > done > 0 and elapsed > 0:
         timing += f" · about {duration(elapsed / done * (total - done))} left"
