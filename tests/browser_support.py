@@ -15,12 +15,34 @@ _GENERATING_WITH_SOURCES = """() => {
       && document.querySelectorAll('#sb-sources .sb-src').length > 0;
 }"""
 
-_DONE = """() => {
-  const s = document.querySelector('#sb-sources .sb-sources-status');
-  if (!s) return false;
-  const t = s.textContent;
-  return t.length > 0 && !t.includes('working on the answer') && !t.includes('Searching');
+BOT = "#sb-chatbot .message.bot"  # one element per answer in the conversation
+
+# The conversation has at least ``n`` answers and none is waiting or being written (the sources panel's
+# data-busy, set while a question of this browser's conversation waits or is answered).
+_IDLE = """n => {
+  const panel = document.querySelector('#sb-sources .sb-sources');
+  return !!panel && panel.dataset.busy === '0'
+      && document.querySelectorAll('#sb-chatbot .message.bot').length >= n;
 }"""
+
+
+def bot_count(page: Any) -> int:
+    return int(page.locator(BOT).count())
+
+
+def send_question(page: Any, question: str, *, enter: bool = False) -> None:
+    """Type ``question`` in the chat tab and send it (Ask, or Enter); returns at once."""
+    box = page.locator("#sb-question textarea")
+    box.fill(question)
+    if enter:
+        box.press("Enter")
+    else:
+        page.locator("#sb-ask").click()
+
+
+def wait_answered(page: Any, answers: int, timeout_ms: int = ANSWER_TIMEOUT_MS) -> None:
+    """Wait until the conversation shows ``answers`` answers and nothing is waiting or being written."""
+    page.wait_for_function(_IDLE, arg=answers, timeout=timeout_ms, polling=200)
 
 
 def open_tab(page: Any, name: str) -> None:
@@ -30,16 +52,13 @@ def open_tab(page: Any, name: str) -> None:
 def ask_in_browser(page: Any, question: str) -> bool:
     """Type ``question`` in the chat tab, send it and wait for the final answer. Returns whether the sources
     panel was seen filled while the answer was still being generated."""
-    box = page.locator("#sb-question textarea")
-    box.fill(question)
-    page.locator("#sb-ask").click()
-    try:
-        page.wait_for_function(_GENERATING_WITH_SOURCES, timeout=ANSWER_TIMEOUT_MS, polling=100)
-        seen = True
-    except Exception:  # the answer may have finished between two polls
-        seen = False
-    page.wait_for_function(_DONE, timeout=ANSWER_TIMEOUT_MS, polling=200)
-    return seen
+    before = bot_count(page)
+    send_question(page, question)
+    # Sources shown while the answer is written, or the answer done first (between two polls, or refused).
+    seen = page.wait_for_function(f"() => ({_GENERATING_WITH_SOURCES})() ? 'generating' : ({_IDLE})({before + 1})",
+                                  timeout=ANSWER_TIMEOUT_MS, polling=100).json_value() == "generating"
+    wait_answered(page, before + 1)
+    return bool(seen)
 
 
 def upload_in_browser(page: Any, path: Path) -> str:

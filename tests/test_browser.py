@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from evals.gold import load_gold
-from tests.browser_support import ANSWER_TIMEOUT_MS, ask_in_browser, open_tab, upload_in_browser
+from tests.browser_support import (
+    ANSWER_TIMEOUT_MS,
+    ask_in_browser,
+    open_tab,
+    upload_in_browser,
+    wait_answered,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
@@ -202,11 +208,7 @@ def test_a_question_waiting_behind_another_shows_its_place_in_the_queue(page: An
         page.wait_for_function("() => /queue:\\s*\\d+\\s*\\/\\s*\\d+/.test("
                                "document.querySelector('#sb-wait')?.textContent || '')",
                                timeout=30_000, polling=50)
-        page.wait_for_function("""() => {
-          const s = document.querySelector('#sb-sources .sb-sources-status');
-          return !!s && s.textContent.length > 0 && !s.textContent.includes('working on the answer')
-              && document.querySelectorAll('#sb-chatbot .message.bot, #sb-chatbot [data-testid="bot"]').length > 0
-              && !/queue/.test(document.querySelector('#sb-wait')?.textContent || '');
-        }""", timeout=ANSWER_TIMEOUT_MS * 2, polling=200)
+        wait_answered(page, 1, timeout_ms=ANSWER_TIMEOUT_MS * 2)
+        assert "queue" not in page.locator("#sb-wait").inner_text()
     finally:
         other.context.close()

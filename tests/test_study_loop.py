@@ -253,5 +253,6 @@ def test_a_conversation_saved_before_quotes_shows_its_lead_as_a_quote() -> None:
            "quotes": [{"text": "L2 shrinks them.", "citation": {**cite, "n": 2}}], "explanation": "It shrinks them [2].",
            "sources": [{**cite, "n": 2, "cited": True}]}
     first, second = (m["content"] for m in _turn_messages([old, new]) if m["role"] == "assistant")
-    assert first.startswith("> L1 zeroes weights. \\[1\\]") and first.endswith("It zeroes weights \\[1\\].")
-    assert second.startswith("> L2 shrinks them. [\\[2\\]](#src-2") and second.count("L2 shrinks them.") == 1
+    # Each turn's [n] opens that turn's own source (#src-<turn>-<n>), older turns' too.
+    assert first.startswith("> L1 zeroes weights. [\\[1\\]](#src-1-1") and first.endswith('(#src-1-1 "source 1").')
+    assert second.startswith("> L2 shrinks them. [\\[2\\]](#src-2-2") and second.count("L2 shrinks them.") == 1

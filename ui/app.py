@@ -50,6 +50,26 @@ CSS = """
 .sb-passage { white-space: pre-wrap; font-size: .9em; margin-top: 4px; max-height: 24em; overflow: auto; }
 .sb-sources-status { font-size: .85em; color: var(--body-text-color-subdued); margin-bottom: 4px; }
 .sb-empty { color: var(--body-text-color-subdued); }
+/* Chat: each turn's own sources (one shown at a time), passages as rendered Markdown, small saved-list buttons */
+.sb-turn-src { display: flex; flex-direction: column; gap: 8px; }
+.sb-turn-src[hidden] { display: none; }
+.sb-turn-q { font-size: .9em; font-weight: 600; }
+.sb-passage.sb-md { white-space: normal; }
+.sb-md p { margin: 0 0 .5em 0; }
+.sb-md ul, .sb-md ol { margin: 0 0 .5em 1.2em; padding: 0; }
+.sb-md blockquote { margin: 0 0 .5em 0; padding-left: 8px; border-left: 3px solid var(--border-color-primary); }
+.sb-md pre { white-space: pre-wrap; background: var(--background-fill-secondary); padding: 6px 8px;
+             border-radius: 6px; margin: 0 0 .5em 0; font-size: .95em; }
+.sb-md table { border-collapse: collapse; margin: 0 0 .5em 0; font-size: .95em; }
+.sb-md th, .sb-md td { border: 1px solid var(--border-color-primary); padding: 2px 6px; }
+.sb-math i { font-family: "Cambria Math", "STIX Two Math", serif; }
+#sb-chat-note .sb-note { margin: 0; font-size: .9em; color: var(--body-text-color-subdued); }
+#sb-saved-actions { justify-content: flex-start; gap: 8px; }
+#sb-saved-actions button { flex: 0 0 auto; min-width: 72px; max-width: 110px; }
+/* Chat: only #sb-wait shows the queue's progress; no other control is dimmed or gets a timer label. */
+#sb-chatbot [data-testid="status-tracker"], #sb-sources [data-testid="status-tracker"],
+#sb-question [data-testid="status-tracker"], #sb-export [data-testid="status-tracker"],
+#sb-saved [data-testid="status-tracker"], #sb-chat-note [data-testid="status-tracker"] { display: none !important; }
 /* Quiz and Review: after checking, the chosen and the right option coloured (their labels end in the words) */
 #sb-quiz-options label[data-testid$="right answer-radio-label"],
 #sb-quiz-options label[data-testid$="your choice, right-radio-label"] { border-color: #15803d; background: #dcfce7; }
@@ -65,8 +85,9 @@ CSS = """
 @keyframes sb-work-busy { to { left: 100%; } }
 """
 
-# Citation links [n] -> #src-n: scroll the source into view, open its passage and flash it (the chatbot
-# may render links with target=_blank, so the click is handled here instead of by the browser).
+# Citation links [n] -> #src-n (#src-<turn>-<n> in the chat: that turn's part of the panel is shown first):
+# scroll the source into view, open its passage and flash it (the chatbot may render links with
+# target=_blank, so the click is handled here instead of by the browser).
 HEAD = """
 <script>
 document.addEventListener("click", function (ev) {
@@ -75,6 +96,12 @@ document.addEventListener("click", function (ev) {
   var el = document.getElementById(a.getAttribute("href").slice(1));
   ev.preventDefault(); ev.stopPropagation();
   if (!el) return;
+  // A chat turn's sources (src-<turn>-<n>): show that turn's part of the panel, hide the others.
+  var turn = el.closest(".sb-turn-src");
+  if (turn) {
+    turn.parentNode.querySelectorAll(".sb-turn-src").forEach(function (x) { x.hidden = x !== turn; });
+    if (turn.parentNode.dataset) turn.parentNode.dataset.shown = turn.dataset.turn;
+  }
   document.querySelectorAll(".sb-src.sb-flash").forEach(function (x) { x.classList.remove("sb-flash"); });
   var d = el.querySelector("details"); if (d) d.open = true;
   el.classList.add("sb-flash");

@@ -21,9 +21,14 @@ from rag.citations import CITATION, numbers
 from rag.quiz import GradeResult
 from rag.types import Chunk, Citation, Passage
 
-REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question (no passage supports an answer)."
-# What a student waits on at each stage of an answer (rag.events.Stage), said on screen.
+REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question."
+# What a student waits on, said on screen: the stages of an answer (rag.events.Stage) and, before them, the
+# Chat tab's own: a question waiting behind the student's previous one, the model not free yet, a follow-up
+# being rewritten to stand alone. Shown as the last line of the answer's message, the one line that changes.
 STAGE_TEXT = {
+    "waiting": "Waiting: your previous question is answered first…",
+    "queued": "Waiting for the model…",
+    "reading": "Reading your follow-up against the conversation…",
     "retrieving": "Searching the handbooks…",
     "ranking": "Choosing the passages' sentences that answer it…",
     "explaining": "Writing a short explanation of the quotes…",
@@ -51,37 +56,59 @@ def md_escape(text: str) -> str:
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
 
 
-def link_citations(text: str, valid: Iterable[int] | None = None, *, links: bool = True) -> str:
-    """Markdown for an answer: HTML-escaped, brackets neutralised, and each ``[n]`` linked to ``#src-n``.
+def source_anchor(n: int, turn: int | None = None) -> str:
+    """The id of source ``n`` in the sources panel: ``src-n``, or ``src-<turn>-<n>`` for a chat turn's own
+    sources (each turn of a conversation keeps its own, so an older answer's ``[n]`` still opens its source)."""
+    return f"src-{n}" if turn is None else f"src-{turn}-{n}"
+
+
+def link_citations(text: str, valid: Iterable[int] | None = None, *, links: bool = True,
+                   turn: int | None = None) -> str:
+    """Markdown for an answer: HTML-escaped, brackets neutralised, ``$math$`` as text (:func:`math_markdown`)
+    and each ``[n]`` linked to its source (:func:`source_anchor`: ``#src-n``, or ``#src-<turn>-<n>``).
 
     ``valid``: the citation numbers that have a source; other numbers stay plain text. ``links=False``
-    renders citations as plain ``[n]`` (for older turns whose sources are no longer on the page).
+    renders citations as plain ``[n]``.
     """
     out: list[str] = []
     pos = 0
     text = text or ""
     for m in _CODE.finditer(text):
-        out.append(_link_plain(text[pos : m.start()], valid, links))
+        out.append(_link_plain(text[pos : m.start()], valid, links, turn))
         out.append(m.group(0))
         pos = m.end()
-    out.append(_link_plain(text[pos:], valid, links))
+    out.append(_link_plain(text[pos:], valid, links, turn))
     return "".join(out)
 
 
-def _link_plain(text: str, valid: Iterable[int] | None, links: bool) -> str:
+def _link_plain(text: str, valid: Iterable[int] | None, links: bool, turn: int | None = None) -> str:
     allowed = None if valid is None else set(valid)
     out: list[str] = []
     pos = 0
     for m in CITATION.finditer(text):
-        out.append(_md_escape_brackets(esc(text[pos : m.start()])))
+        out.append(math_markdown(text[pos : m.start()]))
         nums = numbers(m.group(1))
         parts = []
         for n in nums:
             if links and (allowed is None or n in allowed):
-                parts.append(f'[\\[{n}\\]](#src-{n} "source {n}")')
+                parts.append(f'[\\[{n}\\]](#{source_anchor(n, turn)} "source {n}")')
             else:
                 parts.append(f"\\[{n}\\]")
         out.append("".join(parts))
+        pos = m.end()
+    out.append(math_markdown(text[pos:]))
+    return "".join(out)
+
+
+def math_markdown(text: str) -> str:
+    """Plain text (no code) for a Markdown message: HTML-escaped, brackets neutralised, and ``$...$`` math
+    as its readable text in italics (``$ k=5 $`` -> *k=5*, ``$\\lambda$`` -> *λ*), never half-raw LaTeX."""
+    out: list[str] = []
+    pos = 0
+    for m in _MATH.finditer(text):
+        out.append(_md_escape_brackets(esc(text[pos : m.start()])))
+        shown = re.sub(r"([\\`*_{}\[\]#|~])", r"\\\1", _tex(m.group(1)))
+        out.append(f"*{esc(shown)}*" if shown.strip() else "")
         pos = m.end()
     out.append(_md_escape_brackets(esc(text[pos:])))
     return "".join(out)
@@ -96,30 +123,59 @@ def answer_markdown(
     streaming: bool = False,
     stage: str | None = None,
     missing_terms: Iterable[str] = (),
+    turn: int | None = None,
 ) -> str:
-    """The chat message for an answer's text (Markdown with escaped text) with its refused note; while
-    ``streaming``, the stage the answer waits on."""
-    body = link_citations(text.strip(), valid, links=links) if text and text.strip() else ""
+    """The chat message for an answer's text (Markdown with escaped text). While ``streaming``, the text so
+    far and, on a line of its own after it, the stage the answer waits on (:func:`stage_line`): the text
+    only grows, the stage line is the one line that changes. A refused answer is one sentence, the note
+    (the model's own refusal sentence is not repeated under it), and the question's terms no handbook
+    mentions."""
+    body = link_citations(text.strip(), valid, links=links, turn=turn) if text and text.strip() else ""
     if streaming:
-        waiting = f"_{STAGE_TEXT.get(stage or '', 'Thinking…')}_"
-        return f"{body} ▌\n\n{waiting}" if body else waiting
+        waiting = stage_line(stage)
+        return f"{body}\n\n{waiting}" if body else waiting
     if refused:
         missing = [_md_escape_brackets(esc(t)) for t in missing_terms]
-        if missing:
-            body = f"{body}\n\n_No handbook mentions {', '.join(missing)}._"
-        return f"{REFUSED_NOTE}\n\n{body}" if body else REFUSED_NOTE
+        return REFUSED_NOTE + (f"\n\n_No handbook mentions {', '.join(missing)}._" if missing else "")
     return body
 
 
+def stage_line(stage: str | None) -> str:
+    """The line that says what an unfinished answer waits on (italic Markdown)."""
+    return f"_{STAGE_TEXT.get(stage or '', STAGE_TEXT['retrieving'])}_"
+
+
+_QUOTE_MARK = re.compile(r"^[ \t]{0,3}>[ \t]?")
+
+
+def _unquoted(text: str) -> str:
+    """A handbook's own ``>`` block-quote markers taken off the lines of a quote: the quote is shown as a
+    block quote already, so they would show as a literal ``>``. Lines of a code block keep theirs unless the
+    whole block is quoted."""
+    lines = text.split("\n")
+    fence: bool | None = None  # inside a code block: whether its opening fence was quoted
+    for i, ln in enumerate(lines):
+        quoted = bool(_QUOTE_MARK.match(ln))
+        bare = _QUOTE_MARK.sub("", ln) if quoted else ln
+        if re.match(r"^[ \t]{0,3}(```|~~~)", bare):
+            fence = None if fence is not None else quoted
+        elif fence is False:  # an unquoted code block: its lines as they are
+            continue
+        lines[i] = bare
+    return "\n".join(lines)
+
+
 def quotes_markdown(quotes: Sequence[Mapping[str, Any]], valid: Iterable[int] | None = None, *,
-                    links: bool = True) -> str:
-    """An answer's quotes (``Quote.to_json()``) as Markdown block quotes: the handbook's own words, escaped,
-    each with its linked marker."""
+                    links: bool = True, turn: int | None = None) -> str:
+    """An answer's quotes (``Quote.to_json()``) as Markdown block quotes: the handbook's own words (its
+    Markdown kept, its HTML escaped, its math as text, its own ``>`` markers dropped), each with its linked
+    marker."""
     from rag.answer.select import marked
 
     blocks = []
     for q in quotes:
-        body = link_citations(marked(str(q.get("text") or ""), int(q["citation"]["n"])), valid, links=links)
+        text = _unquoted(str(q.get("text") or ""))
+        body = link_citations(marked(text, int(q["citation"]["n"])), valid, links=links, turn=turn)
         blocks.append("\n".join("> " + ln if ln.strip() else ">" for ln in body.splitlines()))
     return "\n\n".join(blocks)
 
@@ -157,34 +213,63 @@ def grade_feedback(grade: GradeResult, options: Sequence[str] = ()) -> str:
 EMPTY_SOURCES = "Sources appear here when you ask a question."
 
 
-def sources_html(sources: list[Mapping[str, Any]], *, status: str = "") -> str:
-    """The sources panel: one block per passage with id ``src-n``; cited ones are marked and open."""
-    head = f'<div class="sb-sources-status">{esc(status)}</div>' if status else ""
-    if not sources:
-        return f'<div class="sb-sources">{head}<p class="sb-empty">Sources appear here when you ask a question.</p></div>'
+def source_blocks(sources: Sequence[Mapping[str, Any]], *, turn: int | None = None) -> str:
+    """One block per passage (id :func:`source_anchor`), in retrieval order, closest first: where it is, a
+    "cited" badge when the answer quotes it, and the passage (its Markdown rendered, :func:`markdown_html`)
+    folded until its ``[n]`` is clicked, so nothing in the panel moves while the answer is written."""
     blocks = []
     for src in sources:
         n = int(src["n"])
         cited = bool(src.get("cited"))
-        score = src.get("score")
         meta = [esc(src.get("source"))]
         if src.get("page"):
             meta.append(f"p. {esc(src['page'])}")
-        if isinstance(score, int | float):
-            meta.append(f"score {score:.4f}")
         badge = '<span class="sb-badge">cited</span>' if cited else ""
         section = f'<div class="sb-src-section">{esc(src["section"])}</div>' if src.get("section") else ""
         blocks.append(
-            f'<div class="sb-src{" sb-cited" if cited else ""}" id="src-{n}" data-n="{n}">'
+            f'<div class="sb-src{" sb-cited" if cited else ""}" id="{source_anchor(n, turn)}" data-n="{n}">'
             f'<div class="sb-src-head"><span class="sb-n">[{n}]</span> '
             f'<span class="sb-src-title">{esc(src.get("title") or src.get("source"))}</span>{badge}</div>'
             f"{section}"
             f'<div class="sb-src-meta">{" · ".join(meta)}</div>'
-            f'<details{" open" if cited else ""}><summary>passage</summary>'
-            f'<div class="sb-passage">{esc(src.get("text"))}</div></details>'
+            f"<details><summary>passage</summary>"
+            f'<div class="sb-passage sb-md">{markdown_html(str(src.get("text") or ""))}</div></details>'
             f"</div>"
         )
-    return f'<div class="sb-sources">{head}{"".join(blocks)}</div>'
+    return "".join(blocks)
+
+
+def sources_html(sources: Sequence[Mapping[str, Any]], *, status: str = "", turn: int | None = None,
+                 empty: str = EMPTY_SOURCES) -> str:
+    """The sources panel for one list of passages (:func:`source_blocks`); ``empty``: what it says when
+    there is none."""
+    head = f'<div class="sb-sources-status">{esc(status)}</div>' if status else ""
+    body = source_blocks(sources, turn=turn) or f'<p class="sb-empty">{esc(empty)}</p>'
+    return f'<div class="sb-sources">{head}{body}</div>'
+
+
+def conversation_sources_html(sections: Sequence[Mapping[str, Any]], *, current: int, status: str = "",
+                              busy: bool = False) -> str:
+    """The sources panel of a conversation: each turn's own passages (``sections``: ``{turn, question,
+    sources, summary, empty}``, anchors ``src-<turn>-<n>``), the ``current`` turn's shown and the others
+    hidden until one of their ``[n]`` is clicked (the page's script shows that turn's). ``status``: the
+    line about the answer under way or just given; ``busy``: whether one is under way (``data-busy``)."""
+    head = f'<div class="sb-sources-status">{esc(status)}</div>' if status else ""
+    parts = []
+    for sec in sections:
+        t = int(sec["turn"])
+        title = ""
+        if len(sections) > 1:
+            summary = f" · {esc(sec['summary'])}" if sec.get("summary") else ""
+            title = f'<div class="sb-turn-q">Question {t}: “{esc(sec.get("question"))}”{summary}</div>'
+        body = source_blocks(sec.get("sources") or [], turn=t) or (
+            f'<p class="sb-empty">{esc(sec.get("empty") or EMPTY_SOURCES)}</p>')
+        hidden = "" if t == current else " hidden"
+        parts.append(f'<section class="sb-turn-src" data-turn="{t}"{hidden}>{title}{body}</section>')
+    if not parts:
+        parts.append(f'<p class="sb-empty">{esc(EMPTY_SOURCES)}</p>')
+    return (f'<div class="sb-sources" data-busy="{int(busy)}" data-current="{int(current)}">{head}'
+            f'{"".join(parts)}</div>')
 
 
 def passages_to_sources(passages: Iterable[Any], start: int = 1) -> list[dict[str, Any]]:

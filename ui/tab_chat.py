@@ -1,8 +1,12 @@
 """The Chat tab and the ``/ask`` API endpoint.
 
-The answer streams into the chatbot; the passages appear in the sources panel as soon as retrieval is done.
-Each browser session holds its own chat session (follow-ups use the conversation); the UI never retrieves
-by itself: it only consumes the events of :meth:`StudyService` (passages, text deltas, the final answer).
+A question is shown in the conversation the moment it is sent (an unqueued event), then answered by a
+queued event that shares the single model (``LLM_QUEUE``); a question sent while the student's previous one
+is still being answered waits in the conversation, marked as waiting, and is answered next, in order. While
+an answer is written the message says what it waits on (retrieving, choosing the sentences, explaining,
+checking); what it shows only grows. Each turn keeps its own sources (anchors ``src-<turn>-<n>``), so an
+older answer's ``[n]`` still opens its passage. The UI never retrieves by itself: it only consumes the typed
+events of :meth:`StudyService` (:mod:`rag.events`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ import gradio as gr
 from rag.errors import StudybotError
 from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.study.store import LOCAL_USER
+from rag.text import clip
 from ui import render
 from ui.user import user_of
 
@@ -32,6 +38,10 @@ EXAMPLES = [
     "What does PCA do, and when would you use it?",
     "Explain the bias-variance trade-off.",
 ]
+NOTHING_TO_EXPORT = "Nothing to export yet: ask a question first, then export the conversation with its sources."
+DUPLICATE_S = 2.0  # the same question sent twice this quickly (a double click) is asked once
+# Runs in the browser when a question is sent: the question and the moment it was sent (its place in line).
+SENT_AT = "(question, state, sent_at) => [question, state, Date.now()]"
 
 _EXPORT_DIR: Path | None = None
 
@@ -47,30 +57,62 @@ def new_session(service: Any) -> Any:
     return service.chat_session()
 
 
+@dataclass
+class _Entry:
+    chat: Any = None  # the model's follow-up history (rag.answer.chat.ChatSession)
+    state: dict[str, Any] | None = None  # the conversation the browser shows: {"id", "turns"}
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one answer at a time per conversation
+
+
 class Sessions:
-    """Chat sessions by id (the browser's gr.State holds only the id and the turns); oldest dropped first."""
+    """Conversations by id, held here (the browser's gr.State holds the same dict): the chat session the
+    model reads follow-ups against, the turns, and a lock so a conversation's questions are answered one
+    after another, in order. Oldest dropped first."""
 
     def __init__(self, service: Any, capacity: int = 256) -> None:
         self.service = service
         self.capacity = capacity
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._items: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
+    def _entry(self, key: str) -> _Entry:
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None:
+                entry = self._items[key] = _Entry()
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+            self._items.move_to_end(key)
+            return entry
+
     def get(self, key: str) -> Any:
+        """The chat session of conversation ``key`` (created on first use)."""
+        entry = self._entry(key)
+        if entry.chat is None:
+            entry.chat = new_session(self.service)
+        return entry.chat
+
+    def conversation(self, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The conversation dict for a browser's state: the one held here under its id (so every event of
+        the conversation sees the same turns), or ``state`` itself, given an id and registered."""
+        state = state if state is not None else {}
+        state.setdefault("id", uuid.uuid4().hex)
+        state.setdefault("turns", [])
+        entry = self._entry(state["id"])
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        session = new_session(self.service)
-        with self._lock:
-            self._items[key] = session
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return session
+            if entry.state is None or entry.state.get("closed"):
+                entry.state = state
+            return entry.state
+
+    def lock(self, key: str) -> threading.Lock:
+        return self._entry(key).lock
 
     def drop(self, key: str | None) -> None:
+        """Forget conversation ``key``; an answer under way for it stops and shows nothing more."""
         with self._lock:
-            self._items.pop(key or "", None)
+            entry = self._items.pop(key or "", None)
+        if entry is not None and entry.state is not None:
+            entry.state["closed"] = True
 
 
 def stream_answer(session: Any, question: str) -> Iterator[Any]:
@@ -78,6 +120,9 @@ def stream_answer(session: Any, question: str) -> Iterator[Any]:
 
 
 # --- turn state ---------------------------------------------------------------------------------------
+# A turn: {"question", "asked_at"} and, while it waits behind an earlier one, "waiting"; while it is answered,
+# "pending" and "stage"; then what answer_turn() gives ("quotes", "explanation", "refused", "sources", ...),
+# "waited_s" (from the moment it was sent to the answer's end) or "error".
 def _quotes_of(turn: dict[str, Any]) -> list[dict[str, Any]]:
     """A turn's quotes (a conversation saved before quotes had one "lead" quote instead)."""
     if "quotes" in turn:
@@ -87,32 +132,50 @@ def _quotes_of(turn: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"text": lead["text"], "citation": cites[0]}] if lead.get("text") and cites else []
 
 
+def _busy(turn: dict[str, Any]) -> bool:
+    return bool(turn.get("pending") or turn.get("waiting"))
+
+
+def _assistant_message(turn: dict[str, Any], number: int, behind: bool = False) -> str:
+    """Turn ``number``'s answer as Markdown. What was shown of it is never changed afterwards: the quotes,
+    then the explanation as it grows; while it is unfinished a last line says what it waits on (``behind``:
+    an earlier question of the conversation is answered first)."""
+    if turn.get("waiting"):
+        return render.stage_line("waiting" if behind else "queued")
+    valid = [s["n"] for s in turn.get("sources", [])]
+    refused = bool(turn.get("refused")) and not turn.get("pending")
+    quotes = "" if refused else render.quotes_markdown(_quotes_of(turn), valid, turn=number)
+    explanation = turn.get("explanation", "") if "quotes" in turn else turn.get("answer", "")
+    if turn.get("pending"):
+        content = render.answer_markdown(explanation, streaming=True, valid=valid, stage=turn.get("stage"),
+                                         turn=number)
+    elif refused:
+        content = render.answer_markdown("", refused=True, missing_terms=turn.get("missing_terms", ()))
+    else:
+        content = render.answer_markdown(explanation, valid=valid, turn=number)
+    content = f"{quotes}\n\n{content}".strip() if quotes else content
+    if turn.get("error") and not turn.get("pending"):
+        content = f"{content}\n\n{render.error_markdown(turn['error'])}".strip()
+    return content
+
+
 def _turn_messages(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat messages for all turns; only the last turn's citations link (its sources are on the panel)."""
+    """Chat messages for all turns; each turn's ``[n]`` links to that turn's own sources (``#src-<turn>-<n>``)."""
     messages: list[dict[str, Any]] = []
-    for i, t in enumerate(turns):
-        last = i == len(turns) - 1
-        valid = [s["n"] for s in t.get("sources", [])]
+    behind = False
+    for number, t in enumerate(turns, start=1):
         messages.append({"role": "user", "content": render.esc(t["question"])})
-        quotes = render.quotes_markdown(_quotes_of(t), valid, links=last) if not t.get("refused") else ""
-        explanation = t.get("explanation", "") if "quotes" in t else t.get("answer", "")
-        if t.get("error"):
-            content = render.error_markdown(t["error"])
-        elif t.get("pending"):
-            content = render.answer_markdown(explanation, streaming=True, valid=valid, stage=t.get("stage"))
-        elif t.get("refused"):
-            content = render.answer_markdown(t.get("answer", ""), refused=True, valid=valid, links=last,
-                                             missing_terms=t.get("missing_terms", ()))
-        else:
-            content = render.answer_markdown(explanation, valid=valid, links=last)
-        if quotes and not t.get("error"):
-            content = f"{quotes}\n\n{content}".strip()
-        messages.append({"role": "assistant", "content": content})
+        messages.append({"role": "assistant", "content": _assistant_message(t, number, behind)})
+        behind = behind or _busy(t)
     return messages
 
 
+def _finished(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in turns if not _busy(t)]
+
+
 def _export(turns: list[dict[str, Any]]) -> str | None:
-    done = [t for t in turns if not t.get("pending")]
+    done = _finished(turns)
     if not done:
         return None
     path = _export_dir() / f"studybot-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{id(turns) % 10000}.md"
@@ -120,41 +183,81 @@ def _export(turns: list[dict[str, Any]]) -> str | None:
     return str(path)
 
 
+def _summary(turn: dict[str, Any]) -> str:
+    """What a turn's sources are, in a few words (the heading of its part of the sources panel)."""
+    n = len(turn.get("sources", []))
+    if turn.get("error") and not turn.get("quotes"):
+        return "not answered (an error)"
+    if turn.get("refused"):
+        return f"not answered; {n} passages found" if n else "not answered; no passage close enough"
+    cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
+    return f"{cited} of {n} passages cited"
+
+
 def _status(turn: dict[str, Any]) -> str:
+    """The sources panel's line about ``turn``: what its answer waits on, or how it ended and how long the
+    student waited for it (from the moment the question was sent)."""
     n = len(turn.get("sources", []))
     searched = f" for “{turn['standalone']}”" if turn.get("standalone") else ""
-    if turn.get("error"):
-        return "The question could not be answered."
+    if turn.get("waiting"):
+        return render.STAGE_TEXT["waiting"]
     if turn.get("pending"):
         stage = render.STAGE_TEXT.get(turn.get("stage") or "retrieving", "")
-        return (f"Retrieved {n} passages{searched}; working on the answer: {stage}" if n
-                else f"Searching the handbooks{searched}…")
-    cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
+        return (f"Found {n} passages{searched}, closest first; working on the answer: {stage}" if n
+                else stage)
+    if turn.get("error") and not turn.get("quotes"):
+        return "The question could not be answered."
+    waited = turn.get("waited_s")
+    if not isinstance(waited, int | float):
+        waited = (turn.get("timings") or {}).get("total_s")
+    took = f" You waited {waited:.1f} s." if isinstance(waited, int | float) else ""
     if turn.get("refused"):
-        return f"Not answered from the handbooks ({n} passages retrieved)."
-    total = (turn.get("timings") or {}).get("total_s")
-    took = f" in {total:.1f} s" if isinstance(total, int | float) else ""
-    return f"{cited} of {n} passages cited{searched}{took}."
+        found = (f"none of the {n} passages found{searched} answers it (they are below)." if n
+                 else f"no passage in the handbooks is close to it{searched}.")
+        return f"Not answered: {found}{took}"
+    cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
+    return f"{cited} of {n} passages cited{searched}, closest first.{took}"
+
+
+def sources_panel(turns: list[dict[str, Any]]) -> str:
+    """The sources panel for a conversation: every answered (or answering) turn's own sources, the one being
+    answered, else the latest, shown; its status line."""
+    shown = [(i, t) for i, t in enumerate(turns, start=1) if not t.get("waiting")]
+    if not shown:
+        waiting = next((t for t in turns if t.get("waiting")), None)
+        status = render.STAGE_TEXT["queued"] if waiting else ""
+        return render.conversation_sources_html([], current=0, status=status, busy=waiting is not None)
+    current, turn = next(((i, t) for i, t in shown if t.get("pending")), shown[-1])
+    sections = [{"turn": i, "question": t["question"], "sources": t.get("sources", []), "summary": _summary(t),
+                 "empty": (render.STAGE_TEXT["retrieving"] if t.get("pending")
+                           else "No passage in the handbooks is close enough to show.")} for i, t in shown]
+    return render.conversation_sources_html(sections, current=current, status=_status(turn),
+                                            busy=any(_busy(t) for t in turns))
 
 
 SAVED_KEYS = ("question", "standalone", "answer", "quotes", "explanation", "refused", "lead", "sources", "timings",
-              "missing_terms", "error")
+              "missing_terms", "error", "waited_s")
 
 
 def save_turns(service: Any, user: str, state: dict[str, Any]) -> None:
     """Save the conversation (its finished turns, with their sources) to the user's study database."""
-    turns = [{k: t[k] for k in SAVED_KEYS if k in t} for t in state.get("turns", []) if not t.get("pending")]
+    turns = [{k: t[k] for k in SAVED_KEYS if k in t} for t in _finished(state.get("turns", []))]
     if turns and state.get("id"):
         service.study.save_conversation(user, state["id"], turns)
 
 
+TITLE_CHARS = 60
+
+
 def saved_choices(service: Any, user: str) -> list[tuple[str, str]]:
-    """(label, id) of the user's saved conversations, newest first: the first question and the date."""
+    """(label, id) of the user's saved conversations, newest first: the first question (cut at a word, with
+    " …", to fit the list's width) and the date."""
     try:
         saved = service.study.conversations(user)
     except StudybotError:  # a damaged study database: the chat still answers; saving says why it failed
         return []
-    return [(f"{c['title'][:70]} · {str(c['updated'])[:16].replace('T', ' ')}", c["id"]) for c in saved]
+    return [(f"{clip(' '.join(str(c['title']).split()), TITLE_CHARS)} · {str(c['updated'])[:16].replace('T', ' ')}",
+             c["id"]) for c in saved]
 
 
 def reopen(sessions: Sessions, user: str, conv_id: str | None) -> dict[str, Any] | None:
@@ -165,55 +268,116 @@ def reopen(sessions: Sessions, user: str, conv_id: str | None) -> dict[str, Any]
         return None
     sessions.drop(conv_id)
     sessions.get(str(conv_id)).restore(turns)
-    return {"id": conv_id, "turns": turns}
+    return sessions.conversation({"id": conv_id, "turns": turns})
+
+
+def enqueue(sessions: Sessions, question: str, state: dict[str, Any] | None, sent_at: float | None = None
+            ) -> tuple[Any, ...]:
+    """A question sent: shown in the conversation at once, waiting for its answer (:func:`answer_next`);
+    behind the student's previous question when that one is still being answered. ``sent_at``: when the
+    browser sent it (ms since the epoch): two questions sent close together can reach the server in either
+    order, and are put back in the order they were sent. Returns (messages, sources panel, state, textbox,
+    note)."""
+    state = sessions.conversation(state)
+    turns: list[dict[str, Any]] = state["turns"]
+    question = (question or "").strip()
+    now = time.time()
+    sent = float(sent_at) / 1000 if isinstance(sent_at, int | float) and sent_at > 0 else now
+    if not question or any(_busy(t) and t.get("question") == question
+                           and abs(float(t.get("sent_at") or 0) - sent) < DUPLICATE_S for t in turns):
+        return (gr.skip(), gr.skip(), state, "", gr.skip())
+    busy = any(_busy(t) for t in turns)
+    turn = {"question": question, "asked_at": now, "sent_at": sent, "sources": [], "waiting": True}
+    at = len(turns)  # after the last, unless waiting questions were sent after this one
+    while at > 0 and turns[at - 1].get("waiting") and float(turns[at - 1].get("sent_at") or 0) > sent:
+        at -= 1
+    turns.insert(at, turn)
+    return (_turn_messages(turns), gr.skip() if busy else sources_panel(turns), state, "", "")
+
+
+def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LOCAL_USER
+                ) -> Iterator[tuple[Any, ...]]:
+    """Answer the conversation's oldest waiting question (one per sent question, so each is answered once,
+    in order): yields (messages, sources panel, export file) as the answer streams; the finished turn is
+    saved in ``user``'s conversations."""
+    state = sessions.conversation(state)
+    with sessions.lock(state["id"]):
+        turns: list[dict[str, Any]] = state["turns"]
+        turn = next((t for t in turns if t.get("waiting")), None)
+        if turn is None or state.get("closed"):
+            yield (gr.skip(), gr.skip(), gr.skip())
+            return
+        chat = sessions.get(state["id"])
+        turn.pop("waiting", None)
+        turn.update(pending=True, stage="reading" if getattr(chat, "history", None) else "retrieving")
+        yield (_turn_messages(turns), sources_panel(turns), gr.skip())
+        stream = stream_answer(chat, turn["question"])
+        try:
+            for event in stream:  # rag.events, in their order
+                if state.get("closed"):  # the conversation was cleared or replaced: stop answering it
+                    return
+                if isinstance(event, Condensed):
+                    turn["standalone"] = event.question
+                elif isinstance(event, Passages):
+                    turn["sources"] = render.passages_to_sources(event.passages)
+                elif isinstance(event, Stage):
+                    turn["stage"] = event.name
+                elif isinstance(event, Quotes):
+                    turn["quotes"] = [q.to_json() for q in event.quotes]
+                    turn["sources"] = render.merge_citations(turn["sources"],
+                                                             [q["citation"] for q in turn["quotes"]])
+                elif isinstance(event, Delta):
+                    if "quotes" not in turn:  # no quotes: the refusal's sentence, said by the refused note
+                        continue
+                    turn["explanation"] = turn.get("explanation", "") + event.text
+                    yield (_turn_messages(turns), gr.skip(), gr.skip())
+                    continue
+                elif isinstance(event, Finished):
+                    _finish(turn, event.answer.to_json())
+                yield (_turn_messages(turns), sources_panel(turns), gr.skip())
+        except StudybotError as exc:
+            turn["error"] = str(exc)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+            turn["pending"] = False
+            turn["waited_s"] = round(time.time() - _start(turn), 1)
+        if state.get("closed"):
+            return
+        try:
+            save_turns(sessions.service, user, state)
+        except StudybotError as exc:  # the answer is still shown; saving it is what failed
+            turn["error"] = turn.get("error") or str(exc)
+        yield (_turn_messages(turns), sources_panel(turns), _export(turns))
+
+
+def _start(turn: dict[str, Any]) -> float:
+    """When the student sent the question: the browser's click when its clock agrees with the server's
+    (it includes the request's way to the server), else when the request arrived."""
+    asked = float(turn.get("asked_at") or time.time())
+    sent = float(turn.get("sent_at") or asked)
+    return sent if 0 <= asked - sent < 30 else asked
+
+
+def _finish(turn: dict[str, Any], answer: dict[str, Any]) -> None:
+    """The turn's final data from the ``Finished`` answer; what was already shown (its quotes and the
+    explanation's sentences as they came) stays as it was drawn."""
+    shown = {k: turn[k] for k in ("quotes", "explanation") if k in turn}
+    turn.update(render.answer_turn(turn["question"], answer, turn.get("sources", [])))
+    if "quotes" in shown:
+        turn.update(quotes=shown["quotes"], explanation=shown.get("explanation", ""))
 
 
 def respond(sessions: Sessions, question: str, state: dict[str, Any] | None, user: str = LOCAL_USER
             ) -> Iterator[tuple[Any, ...]]:
-    """One chat turn: yields (messages, sources html, state, textbox, export file) as the answer streams;
-    the finished turn is saved in ``user``'s conversations."""
-    state = state or {}
-    state.setdefault("id", uuid.uuid4().hex)
-    turns: list[dict[str, Any]] = state.setdefault("turns", [])
-    question = (question or "").strip()
-    if not question:
-        yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
-        return
-    turn: dict[str, Any] = {"question": question, "answer": "", "sources": [], "pending": True}
-    turns.append(turn)
-    yield (_turn_messages(turns), render.sources_html([], status=_status(turn)), state, "", gr.skip())
-    try:
-        for event in stream_answer(sessions.get(state["id"]), question):  # rag.events, in their order
-            if isinstance(event, Condensed):
-                turn["standalone"] = event.question
-                yield (gr.skip(), render.sources_html([], status=_status(turn)), state, "", gr.skip())
-            elif isinstance(event, Passages):
-                turn["sources"] = render.passages_to_sources(event.passages)
-                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
-                       state, "", gr.skip())
-            elif isinstance(event, Stage):
-                turn["stage"] = event.name
-                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
-                       state, "", gr.skip())
-            elif isinstance(event, Quotes):
-                turn["quotes"] = [q.to_json() for q in event.quotes]
-                turn["sources"] = render.merge_citations(turn["sources"], [q["citation"] for q in turn["quotes"]])
-                yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)),
-                       state, "", gr.skip())
-            elif isinstance(event, Delta):
-                turn["explanation"] = turn.get("explanation", "") + event.text
-                yield (_turn_messages(turns), gr.skip(), state, "", gr.skip())
-            elif isinstance(event, Finished):
-                turn.update(render.answer_turn(question, event.answer.to_json(), turn["sources"]), pending=False)
-    except StudybotError as exc:
-        turn.update(error=str(exc), pending=False)
-    turn["pending"] = False
-    try:
-        save_turns(sessions.service, user, state)
-    except StudybotError as exc:  # the answer is still shown; saving it is what failed
-        turn["error"] = turn.get("error") or str(exc)
-    yield (_turn_messages(turns), render.sources_html(turn["sources"], status=_status(turn)), state, "",
-           _export(turns))
+    """One chat turn without the browser (send, then answer): yields (messages, sources html, state) as the
+    answer streams."""
+    sent = enqueue(sessions, question, state)
+    state = sent[2]
+    yield (sent[0], sent[1], state)
+    for messages, panel, _ in answer_next(sessions, state, user):
+        yield (messages, panel, state)
 
 
 def ask_api(service: Any, question: str) -> dict[str, Any]:
@@ -284,51 +448,63 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                                           max_length=service.settings.retrieval.max_question_chars)
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="sb-ask")
                 # Where the app's queue shows this question's place and Gradio's estimate ("queue: 2/3 |
-                # 4.1/14.0s") while it waits behind another student's, and the elapsed time while it runs.
+                # 4.1/14.0s") while it waits behind another student's, and the elapsed time while it runs:
+                # the one place that shows the queue's progress (no control is dimmed or labelled).
                 wait = gr.HTML("", elem_id="sb-wait", min_height=28, padding=False)
                 with gr.Row():
                     clear_btn = gr.Button("New conversation", size="sm", elem_id="sb-clear")
                     export_btn = gr.DownloadButton("Export conversation (.md)", value=None, size="sm",
                                                    elem_id="sb-export")
-                with gr.Row(equal_height=True):
-                    saved = gr.Dropdown(choices=[], value=None, label="Saved conversations", scale=4,
-                                        elem_id="sb-saved", allow_custom_value=False)
-                    open_btn = gr.Button("Open", size="sm", scale=1, elem_id="sb-saved-open")
-                    delete_btn = gr.Button("Delete", size="sm", scale=1, elem_id="sb-saved-delete")
-                gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
+                note = gr.HTML("", elem_id="sb-chat-note", padding=False)
+                saved = gr.Dropdown(choices=[], value=None, label="Saved conversations", elem_id="sb-saved",
+                                    allow_custom_value=False)
+                with gr.Row(elem_id="sb-saved-actions"):
+                    open_btn = gr.Button("Open", size="sm", scale=0, min_width=72, elem_id="sb-saved-open")
+                    delete_btn = gr.Button("Delete", size="sm", scale=0, min_width=72, elem_id="sb-saved-delete")
+                examples = gr.Examples(EXAMPLES, inputs=[question], label="Example questions (click one to ask it)")
+                sent_at = gr.Number(visible=False)  # when the browser sent the question (set by SENT_AT below)
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render.sources_html([]), elem_id="sb-sources")
 
-    outputs = [chatbot, sources, state, question, export_btn, saved]
+    outputs = [chatbot, sources, state, question, export_btn, saved, note]
     sessions = Sessions(service)
 
-    def on_ask(q: str, st: dict[str, Any] | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    def on_send(q: str, st: dict[str, Any] | None, sent_at: float | None) -> tuple[Any, ...]:
+        return enqueue(sessions, q, st, sent_at)
+
+    def on_answer(st: dict[str, Any] | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         user = user_of(request)
         last: tuple[Any, ...] = ()
-        for out in respond(sessions, q, st, user):
+        for out in answer_next(sessions, st, user):
             if last:
                 yield (*last, gr.skip())
             last = out
-        if last:
-            yield (*last, gr.update(choices=saved_choices(service, user), value=last[2].get("id")))
+        if last:  # the answer is saved: the saved list shows it, selected
+            conv = sessions.conversation(st)
+            done = _finished(conv["turns"]) and not conv.get("closed")
+            yield (*last, gr.update(choices=saved_choices(service, user), value=conv["id"]) if done else gr.skip())
+
+    def on_export(st: dict[str, Any] | None) -> str:
+        done = _finished(sessions.conversation(st)["turns"]) if st else []
+        return "" if done else f'<p class="sb-note">{render.esc(NOTHING_TO_EXPORT)}</p>'
 
     def on_clear(st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
         sessions.drop((st or {}).get("id"))
-        return [], render.sources_html([]), {}, "", None, gr.update(choices=saved_choices(service, user_of(request)),
-                                                                     value=None)
+        return ([], render.sources_html([]), {}, "", None,
+                gr.update(choices=saved_choices(service, user_of(request)), value=None), "")
 
     def on_open(conv_id: str | None, request: gr.Request) -> tuple[Any, ...]:
         try:
             st = reopen(sessions, user_of(request), conv_id)
         except StudybotError as exc:
-            return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                    gr.skip())
         if st is None:
             return (gr.skip(), render.sources_html([], status="Pick a saved conversation to open."), gr.skip(),
-                    gr.skip(), gr.skip(), gr.skip())
-        last = st["turns"][-1] if st["turns"] else {}
-        return (_turn_messages(st["turns"]), render.sources_html(last.get("sources", []), status=_status(last)),
-                st, "", _export(st["turns"]), gr.skip())
+                    gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        return (_turn_messages(st["turns"]), sources_panel(st["turns"]), st, "", _export(st["turns"]), gr.skip(),
+                "")
 
     def on_delete(conv_id: str | None, st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
@@ -337,22 +513,36 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                 service.study.delete_conversation(user, conv_id)
             except StudybotError as exc:
                 return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(),
-                        gr.skip())
-            sessions.drop(conv_id)
+                        gr.skip(), gr.skip())
         choices = gr.update(choices=saved_choices(service, user), value=None)
         if conv_id and (st or {}).get("id") == conv_id:  # the open conversation was deleted: start afresh
-            return [], render.sources_html([]), {}, "", None, choices
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices
+            sessions.drop(conv_id)
+            return [], render.sources_html([]), {}, "", None, choices, ""
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, gr.skip()
 
     def on_load(request: gr.Request) -> Any:
         return gr.update(choices=saved_choices(service, user_of(request)), value=None)
 
+    # Sending is unqueued (the question shows at once, the box empties) and may happen while an answer is
+    # written ("multiple"); each send queues one answer, which takes the oldest waiting question.
+    sent_outputs = [chatbot, sources, state, question, note]
+    answer_outputs = [chatbot, sources, export_btn, saved]
     for trigger in (ask_btn.click, question.submit):
-        trigger(on_ask, [question, state], outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
-                show_progress="full", show_progress_on=[wait])
-    clear_btn.click(on_clear, [state], outputs, queue=False, api_visibility="private")
-    open_btn.click(on_open, [saved], outputs, queue=False, api_visibility="private")
-    delete_btn.click(on_delete, [saved, state], outputs, queue=False, api_visibility="private")
+        trigger(on_send, [question, state, sent_at], sent_outputs, queue=False, api_visibility="private",
+                show_progress="hidden", trigger_mode="multiple", js=SENT_AT).then(
+            on_answer, [state], answer_outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
+            show_progress="full", show_progress_on=[wait], trigger_mode="multiple")
+    # An example question fills the box (Gradio's own event), then is sent like a typed one.
+    examples.load_input_event.then(
+        on_send, [question, state, sent_at], sent_outputs, queue=False, api_visibility="private",
+        show_progress="hidden", trigger_mode="multiple", js=SENT_AT).then(
+        on_answer, [state], answer_outputs, concurrency_id=LLM_QUEUE, api_visibility="private",
+        show_progress="full", show_progress_on=[wait], trigger_mode="multiple")
+    export_btn.click(on_export, [state], [note], queue=False, api_visibility="private", show_progress="hidden")
+    clear_btn.click(on_clear, [state], outputs, queue=False, api_visibility="private", show_progress="hidden")
+    open_btn.click(on_open, [saved], outputs, queue=False, api_visibility="private", show_progress="hidden")
+    delete_btn.click(on_delete, [saved, state], outputs, queue=False, api_visibility="private",
+                     show_progress="hidden")
 
     return {"chatbot": chatbot, "sources": sources, "state": state, "question": question, "saved": saved,
             "load": on_load}
