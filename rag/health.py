@@ -73,6 +73,9 @@ def doctor(settings: Settings, index: Index, *, runtime: bool = True) -> list[Ch
     except StudybotError as exc:
         rows.append(Check("index", False, str(exc)))
     rows.append(study_check(s))
+    from rag.quiz.bank import bank_check
+
+    rows.append(Check("question bank", *bank_check(s, index)))
     return rows
 
 

@@ -97,6 +97,11 @@ class StorageSettings(_Group):
     def study_path(self) -> Path:
         return self.study_db or (self.home / "study.sqlite3")
 
+    @property
+    def bank_path(self) -> Path:
+        """The question bank (rag.quiz.bank), beside the study database: <home>/bank.sqlite3 by default."""
+        return self.study_path.parent / "bank.sqlite3"
+
 
 class ChromaSettings(_Group):
     collection: str = "handbooks"
@@ -243,6 +248,19 @@ class QuizSettings(_Group):
     # 0.33 set on bench/quiz.py's graded answers (right, partly right, wrong).
     grade_correct: float = Field(0.50, ge=0, le=1, description="Score from which a free-text answer is correct.")
     grade_partial: float = Field(0.33, ge=0, le=1, description="Score from which a free-text answer is partly right.")
+    # -- the question bank (rag.quiz.bank) ----------------------------------------------------------------------
+    bank_background: bool = Field(True, description="The web app fills the question bank while it is idle "
+                                  "(after an ingest and at start); `studybot bank` fills it from the CLI.")
+    # 5 s: the model calls of one answer or quiz follow each other within a second (retrieval, embedding and
+    # checks between them), so the bank never slips in between them; a student reading an answer for longer lets
+    # it make items, and their next question stops the bank's generation at its next token (bench/quiz.py --bank).
+    bank_idle_s: float = Field(5.0, ge=0, description="The bank's worker takes the model only after no "
+                               "interactive request has used it for this many seconds.")
+    # 2: a passage whose first item failed validation gets one more try; after that it is left (a short answer
+    # passes validation about half the time, a glossary MCQ on 29-35% of passages: bench/quiz.py).
+    bank_attempts: int = Field(2, ge=1, description="Tries per passage and question type before the bank "
+                               "leaves that passage out.")
+
 
 
 class UISettings(_Group):

@@ -26,7 +26,7 @@ from ui.commands import COMMANDS, EXIT_ERROR, report_error
 if TYPE_CHECKING:
     from ui.service import StudyService
 
-COMMAND_MODULES: list[str] = ["ui.cli_library", "ui.cli_answer", "ui.cli_quiz", "ui.cli_study", "ui.cli_guide", "ui.cli_serve", "ui.cli_eval"]
+COMMAND_MODULES: list[str] = ["ui.cli_library", "ui.cli_answer", "ui.cli_quiz", "ui.cli_bank", "ui.cli_study", "ui.cli_guide", "ui.cli_serve", "ui.cli_eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,20 +45,22 @@ def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
     print()
 
 
-def _ask(svc: Any, items: list[Any]) -> int:
-    right = 0
-    for n, item in enumerate(items, start=1):
-        _print_item(n, item, with_answer=False)
-        prompt = "your answer (A-D): " if item.options else "your answer (Enter to reveal): "
-        try:
-            answer = input(prompt)
-        except EOFError:
-            answer = ""
-        grade = svc.grade(item, answer)
-        right += int(grade.correct)
-        print("   " + grade_feedback(grade).replace("\n", "\n   ") + "\n")
-    print(f"score: {right}/{len(items)}")
-    return right
+def _ask_one(svc: Any, n: int, item: Any) -> bool:
+    """Ask one item on the terminal, grade the answer and print the feedback; whether it was right."""
+    _print_item(n, item, with_answer=False)
+    prompt = "your answer (A-D): " if item.options else "your answer (Enter to reveal): "
+    try:
+        answer = input(prompt)
+    except EOFError:
+        answer = ""
+    grade = svc.grade(item, answer)
+    print("   " + grade_feedback(grade).replace("\n", "\n   ") + "\n")
+    return bool(grade.correct)
+
+
+def _header(result: Any) -> str:
+    head = f"Quiz: {result.topic or 'across the handbooks'} ({result.type}, {len(result.items)} questions"
+    return head + (f"; {result.dropped} generated items failed validation and were dropped)" if result.dropped else ")")
 
 
 @command("quiz")
@@ -77,8 +79,11 @@ def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
         result, weak = svc.weak_quiz(args.user, args.n, args.qtype, session=QuizSession(args.seed),
                                      progress=progress)
         result.topic = "weak spots: " + "; ".join(w["section"] for w in weak)
+    elif args.json:  # the whole list at the end, as always
+        result = svc.quiz(args.topic, args.n, args.qtype, session=QuizSession(args.seed), progress=progress,
+                          user=args.user)
     else:
-        result = svc.quiz(args.topic, args.n, args.qtype, session=QuizSession(args.seed), progress=progress)
+        return _streamed(args, svc)
     if args.user:
         svc.record_quiz(args.user, result.items)
     if args.export:
@@ -88,12 +93,57 @@ def cmd_quiz(args: argparse.Namespace, svc: StudyService) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return EXIT_OK
-    head = f"Quiz: {result.topic or 'across the handbooks'} ({result.type}, {len(result.items)} questions"
-    head += f"; {result.dropped} generated items failed validation and were dropped)" if result.dropped else ")"
-    print(head + "\n")
+    print(_header(result) + "\n")
     if args.ask:
-        _ask(svc, result.items)
+        right = sum(_ask_one(svc, n, item) for n, item in enumerate(result.items, start=1))
+        print(f"score: {right}/{len(result.items)}")
     else:
         for n, item in enumerate(result.items, start=1):
             _print_item(n, item, with_answer=True)
+    return EXIT_OK
+
+
+def _streamed(args: argparse.Namespace, svc: StudyService) -> int:
+    """Each question as soon as it exists (the question bank's at once), the rest made while the student reads
+    or answers; a card per item as it comes (--user), the export at the end."""
+    from rag.quiz import QuizSession
+    from ui.quiz_export import export_items
+
+    tty = sys.stderr.isatty()
+    stream = svc.quiz_stream(args.topic, args.n, args.qtype, session=QuizSession(args.seed), user=args.user,
+                             fast_start=bool(args.ask))
+    banked = f"; {len(stream.banked)} from the question bank" if stream.banked else ""
+    print(f"Quiz: {stream.topic or 'across the handbooks'} ({stream.qtype}, {stream.n} questions{banked})\n",
+          flush=True)
+    right = 0
+    with stream:
+        number = 0
+        while True:
+            if tty and not stream.ready:
+                print(f"\rwriting question {number + 1} of {stream.n} …", end="", file=sys.stderr, flush=True)
+            try:
+                item = next(stream)
+            except StopIteration:
+                break
+            finally:
+                if tty:
+                    print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
+            number += 1
+            if args.user:
+                svc.record_quiz(args.user, [item])
+            if args.ask:
+                right += _ask_one(svc, number, item)
+            else:
+                _print_item(number, item, with_answer=True)
+    result = stream.result()
+    if len(result.items) < stream.n or result.dropped:
+        note = f"{len(result.items)} of {stream.n} questions"
+        if result.dropped:
+            note += f"; {result.dropped} generated items failed validation and were dropped"
+        print(f"({note})")
+    if args.ask:
+        print(f"score: {right}/{len(result.items)}")
+    if args.export:
+        path = export_items(result.items, args.export, topic=result.topic, qtype=result.type)
+        print(f"exported {len(result.items)} questions to {path}", file=sys.stderr)
     return EXIT_OK

@@ -10,14 +10,17 @@ attributes. Nothing here touches Chroma or llama.cpp: those live behind :mod:`ra
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import StudybotError
 from rag.settings import Settings, apply_offline_env, get_settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ingest.library import AddResult, Library
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from rag.health import Check
     from rag.llm import LLM
     from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
+    from rag.quiz.bank import BankFiller, BankStats, BankWorker, FillReport, QuestionBank, QuizStream
+    from rag.quiz.generation import QuizMaker
     from rag.quiz.glossary import Glossary
     from rag.retrieval import Mode, Retriever
     from rag.store import Index
@@ -67,6 +72,11 @@ class StudyService:
         self._study: StudyStore | None = None
         self._glossary: Glossary | None = None
         self._lock = threading.RLock()
+        self._model: LLM | None = None
+        self._bank_worker: BankWorker | None = None
+        from rag.quiz.gate import ModelGate
+
+        self.gate: ModelGate = ModelGate(self.settings.quiz.bank_idle_s)
 
     # -- parts (built on first use unless given) ----------------------------------------------------
     @property
@@ -104,6 +114,17 @@ class StudyService:
         return self._llm
 
     @property
+    def model(self) -> LLM:
+        """The model as a student's requests use it (answers, chats, quizzes, guides): every call holds
+        :attr:`gate`, so the question bank's worker waits, and a generation of its own stops at its next token
+        (:mod:`rag.quiz.gate`). :attr:`llm` is the model itself."""
+        if self._model is None:
+            from rag.quiz.gate import InteractiveLLM
+
+            self._model = InteractiveLLM(self.llm, self.gate)
+        return self._model
+
+    @property
     def library(self) -> Library:
         """The document library: corpus folder + uploads, one index."""
         if self._library is None:
@@ -118,7 +139,7 @@ class StudyService:
         if self._answers is None:
             from rag.answer import AnswerPipeline
 
-            self._answers = AnswerPipeline(self.retriever, lambda: self.llm, self.settings, embedder=self.embedder)
+            self._answers = AnswerPipeline(self.retriever, lambda: self.model, self.settings, embedder=self.embedder)
         return self._answers
 
     @property
@@ -139,7 +160,7 @@ class StudyService:
         if self._glossary is None:
             from rag.quiz.glossary import Glossary
 
-            self._glossary = Glossary(self.llm, self.embedder, self.retriever.idf)
+            self._glossary = Glossary(self.model, self.embedder, self.retriever.idf)
         return self._glossary
 
     def record_quiz(self, user: str, items: list[QuizItem]) -> list[int]:
@@ -187,6 +208,7 @@ class StudyService:
     def _refresh_retriever(self) -> None:
         if self._retriever is not None:
             self._retriever.refresh(force=True)
+        self._bank_changed()
 
     def documents(self) -> list[DocumentInfo]:
         manifest = self.index.manifest()
@@ -202,12 +224,14 @@ class StudyService:
 
     def ask(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Answer:
         """A grounded, cited answer (or a refusal)."""
-        return self.answers.ask(question, k=k, max_tokens=max_tokens)
+        with self.gate.interactive():
+            return self.answers.ask(question, k=k, max_tokens=max_tokens)
 
     def ask_stream(self, question: str, k: int | None = None, max_tokens: int | None = None
                    ) -> Iterator[AnswerEvent]:
         """Typed events (:mod:`rag.events`): the passages, text deltas, then the final answer."""
-        return self.answers.stream(question, k=k, max_tokens=max_tokens)
+        events: Iterator[AnswerEvent] = self.gate.guard(self.answers.stream(question, k=k, max_tokens=max_tokens))
+        return events
 
     def chat_session(self) -> ChatSession:
         """A new conversation (history bounded by ``settings.answer.history_turns``)."""
@@ -223,25 +247,77 @@ class StudyService:
         from rag.answer.pipeline import warm_up
 
         with contextlib.suppress(StudybotError):
-            warm_up(self.llm)
+            warm_up(self.model)
 
     # -- quizzes -------------------------------------------------------------------------------------
     def quiz(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
-             progress: Progress | None = None) -> QuizResult:
+             progress: Progress | None = None, user: str | None = None) -> QuizResult:
         """``n`` validated quiz items on a topic, or spread across the handbooks' sections when ``topic`` is
-        empty. ``session`` carries coverage and earlier questions between calls; ``QuizError`` when the topic
-        is not in the handbooks."""
+        empty: from the question bank first, the rest made now (:meth:`quiz_stream`, iterated to the end).
+        ``session`` carries coverage and earlier questions between calls; ``user``: never one of their cards'
+        questions from the bank; ``QuizError`` when the topic is not in the handbooks."""
+        stream = self.quiz_stream(topic, n, qtype, session=session, progress=progress, user=user, threaded=False)
+        for _ in stream:
+            pass
+        return stream.result()
+
+    def quiz_stream(self, topic: str | None = None, n: int = 5, qtype: str = "mcq", *,
+                    session: QuizSession | None = None, progress: Progress | None = None, user: str | None = None,
+                    threaded: bool = True, fast_start: bool = False, where: Callable[[Chunk], bool] | None = None,
+                    ) -> QuizStream:
+        """A quiz whose items come as they are ready (:class:`rag.quiz.bank.QuizStream`; ``for item in stream``,
+        then ``stream.result()``): the question bank's items on the topic's passages (the same retrieval as a
+        quiz) at once, never a question ``user`` already has as a card nor one ``session`` asked; then the
+        missing ones, made by the model - with ``threaded``, in a thread that starts now, so the next is written
+        while the student answers. ``fast_start``: when the bank has no MCQ for an MCQ quiz, the first item is
+        a flashcard (the bank's, or made: seconds instead of half a minute). ``where``: only passages it accepts
+        (a quiz without a topic). The request and the topic are checked now: ``QuizError`` from this call."""
+        from rag.quiz import QUIZ_TYPES, QuizSession, quizzable
+        from rag.quiz.bank import FAST_FIRST, BankError, QuizStream, draw
+        from rag.quiz.generation import check_request
+
+        check_request(n, qtype)
+        topic = (topic or "").strip() or None
+        session = session if session is not None else QuizSession()
+        maker = self.quiz_maker()
+        first: str | None = None
+        with self.gate.interactive():
+            if topic:
+                pool = maker.topic_chunks(topic, n)
+            else:
+                pool = [c for c in self.retriever.chunks.values() if quizzable(c) and (where is None or where(c))]
+            exclude = self.study.questions(user) if user else []
+            banked: list[QuizItem] = []
+            try:
+                banked = draw(self.bank, pool, qtype, n, session, self.embedder, self.settings.quiz,
+                              exclude=exclude, spread=topic is None)
+                if fast_start and not banked and qtype in FAST_FIRST:
+                    banked = draw(self.bank, pool, [t for t in QUIZ_TYPES if t != qtype], 1, session, self.embedder,
+                                  self.settings.quiz, exclude=exclude, spread=topic is None)
+                    first = None if banked else FAST_FIRST[qtype]
+            except StudybotError as exc:  # a damaged bank: the quiz is made as without one
+                if not isinstance(exc, BankError):
+                    raise
+                log.warning("quiz without the question bank: %s", exc)
+        run = None
+        if len(banked) < n:
+            run = maker.run(topic, n, qtype, session=session, progress=progress, where=where,
+                            pool=pool if topic else None, have=len(banked), first_type=first)
+        return QuizStream(topic, qtype, n, session, banked, run, threaded=threaded, progress=progress,
+                          chunks=lambda: self.retriever.chunks)
+
+    def quiz_maker(self) -> QuizMaker:
+        """A quiz maker on the model as a student's requests use it, with the service's glossaries."""
         from rag.quiz import QuizMaker
 
-        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary)
-        return maker.make(topic, n, qtype, session=session, progress=progress)
+        return QuizMaker(self.model, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary)
 
     def weak_quiz(self, user: str, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
                   progress: Progress | None = None) -> tuple[QuizResult, list[dict[str, Any]]]:
         """New questions from the sections ``user`` does worst on (:meth:`StudyStore.weak_sections`), never one
-        they already have; returns the quiz and the weak sections it drew on. ``QuizError`` when there is
-        no weak spot yet."""
-        from rag.quiz import QuizError, QuizMaker, QuizSession
+        they already have (the bank's first); returns the quiz and the weak sections it drew on. ``QuizError``
+        when there is no weak spot yet."""
+        from rag.quiz import QuizError, QuizSession
         from rag.study.store import top_section
 
         weak = self.study.weak_sections(user)
@@ -252,16 +328,91 @@ class StudyService:
         session = session if session is not None else QuizSession()
         earlier = self.study.questions(user)
         session.avoid(earlier, self.embedder.embed(earlier) if earlier else [], self.study.chunk_ids(user))
-        maker = QuizMaker(self.llm, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary)
-        result = maker.make(None, n, qtype, session=session, progress=progress,
-                            where=lambda c: (c.source, top_section(c.section, c.source)) in wanted)
-        return result, weak
+        stream = self.quiz_stream(None, n, qtype, session=session, progress=progress, threaded=False,
+                                  where=lambda c: (c.source, top_section(c.section, c.source)) in wanted)
+        for _ in stream:
+            pass
+        return stream.result(), weak
+
+    # -- the question bank ---------------------------------------------------------------------------------
+    @property
+    def bank(self) -> QuestionBank:
+        """The question bank (``<home>/bank.sqlite3``, :mod:`rag.quiz.bank`): items made before they are asked for."""
+        from rag.quiz.bank import QuestionBank
+
+        return QuestionBank(self.settings.storage.bank_path)
+
+    def bank_status(self) -> BankStats:
+        """What the bank holds for the current index: items per type and section, passages covered."""
+        return self.bank.stats(self.retriever.chunks.values(), self.settings.quiz.bank_attempts)
+
+    def bank_filler(self, stop: threading.Event | None = None) -> BankFiller:
+        """A filler on the bank's view of the model (it waits until the app is idle and stops for a student's
+        request), sharing the service's glossaries."""
+        from rag.quiz import QuizMaker
+        from rag.quiz.bank import BankFiller
+        from rag.quiz.gate import BackgroundLLM
+
+        llm = BackgroundLLM(self.llm, self.gate, stop)
+        maker = QuizMaker(llm, self.embedder, self.retriever, self.settings.quiz, glossary=self.glossary.using(llm))
+        return BankFiller(self.bank, maker, self.settings.quiz.bank_attempts)
+
+    def fill_bank(self, topic: str | None = None, types: Sequence[str] | None = None, *, limit: int | None = None,
+                  progress: Progress | None = None, stop: threading.Event | None = None) -> FillReport:
+        """Bank items for every passage (or those a 10-question quiz on ``topic`` would use), of ``types``
+        (default flashcard, short, mcq: the quickest first) until ``limit`` are made; passages tried
+        ``quiz.bank_attempts`` times are left. ``QuizError`` when the handbooks do not cover the topic."""
+        from rag.quiz import QUIZ_TYPES, QuizError
+        from rag.quiz.bank import BANK_TOPIC_ITEMS, BANK_TYPES
+
+        kinds = list(types or BANK_TYPES)
+        bad = [t for t in kinds if t not in QUIZ_TYPES]
+        if bad:
+            raise QuizError(f"Unknown quiz type {bad[0]!r}: use one of {', '.join(QUIZ_TYPES)}.")
+        chunks = list(self.retriever.chunks.values())
+        if not chunks:
+            raise QuizError("The index has no passages to bank questions on: ingest some documents first.")
+        bank = self.bank
+        bank.sync({c.content_hash for c in chunks})
+        filler = self.bank_filler(stop)
+        topic = (topic or "").strip()
+        pool = filler.maker.topic_chunks(topic, BANK_TOPIC_ITEMS, "question to bank") if topic else chunks
+        return filler.fill(filler.todo(pool, kinds, spread=not topic), progress=progress, stop=stop, limit=limit)
+
+    def start_bank_worker(self) -> BankWorker | None:
+        """Fill the bank in a thread of this process while the app is idle (the web app calls it when it starts;
+        an ingest makes it plan again). None when ``quiz.bank_background`` is off."""
+        if not self.settings.quiz.bank_background:
+            return None
+        from rag.quiz.bank import BankWorker
+
+        with self._lock:
+            if self._bank_worker is None:
+                self._bank_worker = BankWorker(self.bank_filler, lambda: list(self.retriever.chunks.values()))
+            self._bank_worker.start()
+            return self._bank_worker
+
+    def stop_bank_worker(self) -> None:
+        if self._bank_worker is not None:
+            self._bank_worker.stop()
+
+    def _bank_changed(self) -> None:
+        """After the index changed: the bank drops the items of chunks that changed or went, its worker plans
+        again."""
+        bank = self.bank
+        if bank.exists():
+            try:
+                bank.sync({c.content_hash for c in self.retriever.chunks.values()})
+            except StudybotError as exc:
+                log.warning("question bank not updated: %s", exc)
+        if self._bank_worker is not None:
+            self._bank_worker.wake()
 
     def guide(self, topic: str) -> StudyGuide:
         """A one-page study guide on a topic or section, every line cited and validated like an answer."""
         from rag.study.guide import GuideMaker
 
-        maker = GuideMaker(self.llm, self.retriever, self.answers.verifier, self.settings.quiz)
+        maker = GuideMaker(self.model, self.retriever, self.answers.verifier, self.settings.quiz)
         return maker.make(topic)
 
     def grade(self, item: QuizItem, answer: str) -> GradeResult:

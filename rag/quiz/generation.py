@@ -9,8 +9,9 @@ by :data:`MAX_ATTEMPTS_PER_ITEM`) and counted in ``QuizResult.dropped``."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,9 +152,10 @@ class QuizMaker:
         self.attempts: list[Attempt] = []
 
     # -- passages --------------------------------------------------------------------------------
-    def topic_chunks(self, topic: str, n: int) -> list[Chunk]:
-        """Passages about the topic, best first; :class:`QuizError` when the handbooks do not cover it."""
-        passages = covered_passages(self.retriever, topic, max(8, 2 * n + 4), self.settings, "quiz to make")
+    def topic_chunks(self, topic: str, n: int, what: str = "quiz to make") -> list[Chunk]:
+        """Passages about the topic, best first; :class:`QuizError` (naming ``what`` there is not) when the
+        handbooks do not cover it."""
+        passages = covered_passages(self.retriever, topic, max(8, 2 * n + 4), self.settings, what)
         sims = [float(p.extra.get("similarity", 0.0)) for p in passages]
         good = [p.chunk for p, s in zip(passages, sims, strict=True) if s >= self.settings.passage_min_similarity]
         return [c for c in good if quizzable(c)] or good
@@ -284,18 +286,41 @@ class QuizMaker:
     ) -> QuizResult:
         """``n`` validated items on ``topic`` (passages retrieved for it), or spread across the sections whose
         passages ``where`` accepts (all when None)."""
-        if qtype not in QUIZ_TYPES:
-            raise QuizError(f"Unknown quiz type {qtype!r}: use one of {', '.join(QUIZ_TYPES)}.")
-        if not 1 <= n <= MAX_ITEMS:
-            raise QuizError(f"Ask for between 1 and {MAX_ITEMS} questions (got {n}).")
+        run = self.run(topic, n, qtype, session=session, progress=progress, where=where)
+        for _ in run:
+            pass
+        if not run.items:
+            raise no_items(run.generated)
+        return run.result()
+
+    def run(
+        self,
+        topic: str | None,
+        n: int = 5,
+        qtype: str = "mcq",
+        *,
+        session: QuizSession | None = None,
+        progress: Progress | None = None,
+        where: Callable[[Chunk], bool] | None = None,
+        pool: Sequence[Chunk] | None = None,
+        have: int = 0,
+        first_type: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> QuizRun:
+        """A quiz being made (iterate it for each item as it passes validation): the request is checked and the
+        topic's passages retrieved now (:class:`QuizError` at once for an unknown topic), the items made while
+        it is iterated. ``pool``: the topic's passages, when already retrieved; ``have``: items the quiz
+        already has (from the question bank), so ``n - have`` are made; ``first_type``: the type of the first
+        item made (a flashcard is the quickest to write); ``stop``: set it to stop after the current item."""
+        check_request(n, qtype)
         topic = (topic or "").strip() or None
         session = session if session is not None else QuizSession()
         start = time.perf_counter()
         if topic:
-            pool = self.topic_chunks(topic, n)
+            chunks = list(pool) if pool is not None else self.topic_chunks(topic, n)
             # Unused passages first (best retrieval rank first), then the used ones again.
-            order = [c for c in pool if c.id not in session.used_chunks] + [
-                c for c in pool if c.id in session.used_chunks
+            order = [c for c in chunks if c.id not in session.used_chunks] + [
+                c for c in chunks if c.id in session.used_chunks
             ]
             queue = list(order)
 
@@ -305,32 +330,76 @@ class QuizMaker:
                 return queue.pop(0) if queue else None
         else:
             next_chunk = self.spread_chunks(session, where)
+        return QuizRun(self, topic, n, qtype, session, next_chunk, progress=progress, have=have,
+                       first_type=first_type, stop=stop, start=start)
 
-        items: list[QuizItem] = []
-        dropped = 0
-        generated = 0
-        reasons: list[str] = []
-        budget = n * MAX_ATTEMPTS_PER_ITEM
-        while len(items) < n and generated < budget:
-            chunk = next_chunk()
+
+def check_request(n: int, qtype: str) -> None:
+    """:class:`QuizError` for a quiz that cannot be asked for (an unknown type, a count out of range)."""
+    if qtype not in QUIZ_TYPES:
+        raise QuizError(f"Unknown quiz type {qtype!r}: use one of {', '.join(QUIZ_TYPES)}.")
+    if not 1 <= n <= MAX_ITEMS:
+        raise QuizError(f"Ask for between 1 and {MAX_ITEMS} questions (got {n}).")
+
+
+def no_items(generated: int) -> QuizError:
+    return QuizError(
+        f"No usable question came out of {generated} tries (each failed validation): try another "
+        "topic or question type."
+    )
+
+
+class QuizRun:
+    """The items of a quiz as they are made (:meth:`QuizMaker.run`); the counts for :class:`QuizResult`."""
+
+    def __init__(self, maker: QuizMaker, topic: str | None, n: int, qtype: str, session: QuizSession,
+                 next_chunk: Callable[[], Chunk | None], *, progress: Progress | None = None, have: int = 0,
+                 first_type: str | None = None, stop: threading.Event | None = None,
+                 start: float | None = None) -> None:
+        self.maker = maker
+        self.topic = topic
+        self.n = n
+        self.qtype = qtype
+        self.session = session
+        self.next_chunk = next_chunk
+        self.progress = progress
+        self.have = have
+        self.first_type = first_type
+        self.stop = stop
+        self.start = time.perf_counter() if start is None else start
+        self.items: list[QuizItem] = []
+        self.dropped = 0
+        self.generated = 0
+        self.reasons: list[str] = []
+
+    def __iter__(self) -> Iterator[QuizItem]:
+        want = max(0, self.n - self.have)
+        budget = want * MAX_ATTEMPTS_PER_ITEM
+        progress = self.progress
+        while len(self.items) < want and self.generated < budget:
+            if self.stop is not None and self.stop.is_set():
+                break
+            chunk = self.next_chunk()
             if chunk is None:
                 break
+            done = self.have + len(self.items)
             if progress:
-                progress(f"writing question {len(items) + 1} of {n}", len(items), n)
-            for attempt in self.generate(qtype, chunk, topic, session, budget - generated):
-                self.attempts.append(attempt)
-                generated += 1
+                progress(f"writing question {done + 1} of {self.n}", done, self.n)
+            qtype = self.first_type if self.first_type and not self.items else self.qtype
+            for attempt in self.maker.generate(qtype, chunk, self.topic, self.session, budget - self.generated):
+                self.maker.attempts.append(attempt)
+                self.generated += 1
                 if attempt.ok and attempt.item is not None:
-                    items.append(attempt.item)
+                    self.items.append(attempt.item)
+                    yield attempt.item
                 else:
-                    dropped += 1
-                    reasons.append(attempt.reason)
+                    self.dropped += 1
+                    self.reasons.append(attempt.reason)
         if progress:
-            progress("done", len(items), n)
-        if not items:
-            raise QuizError(
-                f"No usable question came out of {generated} tries (each failed validation): try another "
-                "topic or question type."
-            )
-        return QuizResult(topic, qtype, items, dropped, generated, time.perf_counter() - start, reasons,
-                          session.coverage(self.retriever.chunks))
+            progress("done", self.have + len(self.items), self.n)
+
+    def result(self, before: Sequence[QuizItem] = ()) -> QuizResult:
+        """The quiz so far: ``before`` (the bank's items) and the items made."""
+        return QuizResult(self.topic, self.qtype, [*before, *self.items], self.dropped, self.generated,
+                          time.perf_counter() - self.start, self.reasons,
+                          self.session.coverage(self.maker.retriever.chunks), banked=len(before))

@@ -14,6 +14,7 @@ asks the model nothing.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -234,6 +235,14 @@ class Glossary:
             cache[chunk_id] = entries
             while len(cache) > self.max_chunks:
                 cache.popitem(last=False)
+
+    def using(self, llm: LLM) -> Glossary:
+        """The same glossaries (one cache) written by another view of the model (the question bank's, which
+        yields to a student's requests: :mod:`rag.quiz.gate`)."""
+        view = copy.copy(self)
+        view.llm = llm
+        view.calls = 0
+        return view
 
     def written(self, chunk_id: str) -> list[GlossaryEntry] | None:
         """The model's entries for a chunk if it has been asked (None when not)."""

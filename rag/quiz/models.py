@@ -84,6 +84,7 @@ class QuizResult:
     seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)  # why each dropped item was dropped
     coverage: tuple[int, int] = (0, 0)  # (sections quizzed in the session so far, quizzable sections)
+    banked: int = 0  # items served from the question bank (rag.quiz.bank), made before they were asked for
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,225 @@
+"""One model, two kinds of work: a student's requests (answers, chats, quizzes, guides) always go first; the
+question bank (:mod:`rag.quiz.bank`) fills only while the app is idle.
+
+:class:`ModelGate` is the priority rule. Interactive work holds it while it runs (:meth:`ModelGate.interactive`,
+or every model call through :class:`InteractiveLLM`); background work asks :meth:`ModelGate.wait_idle` before
+each model call and gets its turn only when no interactive work is running and none has run for ``idle_s``
+seconds (so the gaps between the model calls of one answer never let the bank in). A background generation
+that is running when interactive work arrives is cut off at its next token (:class:`BackgroundLLM` raises
+:class:`Preempted`; the bank tries that item again later), so a student's request waits at most for the
+prompt evaluation the background call had started, never for a whole item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rag.llm import LLM, Request, Usage
+
+
+class Preempted(Exception):  # noqa: N818 - a signal, not an error the user sees
+    """A background generation was cut off for interactive work (the bank tries the item again later)."""
+
+
+class ModelGate:
+    """Who may use the model now: interactive work at once, background work only when the app is idle."""
+
+    def __init__(self, idle_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_s = idle_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._active = 0  # interactive requests running (or waiting for the model)
+        self._last_end = -float("inf")
+        self.preemptions = 0  # background generations cut off (benches, tests)
+        self.waiting = 0  # background calls waiting for their turn (tests)
+
+    @property
+    def busy(self) -> bool:
+        """Interactive work is running or waiting."""
+        return self._active > 0
+
+    def enter(self) -> None:
+        with self._cond:
+            self._active += 1
+            self._cond.notify_all()
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active = max(0, self._active - 1)
+            self._last_end = self._clock()
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def interactive(self) -> Iterator[None]:
+        """Hold the gate for a student's request (the bank waits, and a running bank generation stops)."""
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def guard(self, it: Iterator[Any]) -> Iterator[Any]:
+        """An iterator of interactive work (a streamed answer) that holds the gate until it is exhausted or
+        closed (entered now, left once)."""
+        self.enter()
+        return _Held(it, self.leave)
+
+    def idle_for(self) -> float:
+        """Seconds since the last interactive work ended (0 while some runs)."""
+        with self._cond:
+            return 0.0 if self._active else self._clock() - self._last_end
+
+    def wait_idle(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
+        """Block until the app is idle (no interactive work for ``idle_s`` seconds); False when ``stop`` is set
+        or ``timeout`` passes first."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            self.waiting += 1
+            try:
+                while True:
+                    if stop is not None and stop.is_set():
+                        return False
+                    now = self._clock()
+                    left = self.idle_s - (now - self._last_end)
+                    if not self._active and left <= 0:
+                        return True
+                    if deadline is not None and now >= deadline:
+                        return False
+                    wait = 0.5 if self._active else min(max(left, 0.01), 0.5)  # re-check stop twice a second
+                    if deadline is not None:
+                        wait = min(wait, max(deadline - now, 0.0))
+                    self._cond.wait(wait)
+            finally:
+                self.waiting -= 1
+
+
+class _Held:
+    """An iterator that calls ``release`` once: when exhausted, failed, closed or collected."""
+
+    def __init__(self, it: Iterator[Any], release: Callable[[], None]) -> None:
+        self._it = it
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> _Held:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._it)
+        except BaseException:
+            self._done()
+            raise
+
+    def _done(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
+
+    def __del__(self) -> None:
+        self._done()
+
+
+class _View(LLM):
+    """An LLM that forwards to ``inner`` (its name, window, usage and any backend extras)."""
+
+    def __init__(self, inner: LLM, gate: ModelGate) -> None:
+        self.inner = inner
+        self.gate = gate
+        self.name = inner.name
+        self.n_ctx = inner.n_ctx
+        self.supports_suppress = inner.supports_suppress
+
+    @property
+    def last_usage(self) -> Usage:
+        return self.inner.last_usage
+
+    @last_usage.setter
+    def last_usage(self, usage: Usage) -> None:
+        self.inner.last_usage = usage
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def __getattr__(self, name: str) -> Any:  # backend extras (load, choice_logprobs, ...)
+        if name in ("inner", "gate"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class InteractiveLLM(_View):
+    """The model as a student's requests use it: every call holds the gate (the bank yields to it)."""
+
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        self.gate.enter()
+        try:
+            it = self.inner.generate(messages, request)
+        except BaseException:
+            self.gate.leave()
+            raise
+        return _Held(it, self.gate.leave)
+
+    def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
+        with self.gate.interactive():
+            return self.inner.yes_no(messages, shared)
+
+    def keep_prefix(self, messages: list[dict[str, str]]) -> int:
+        with self.gate.interactive():
+            return self.inner.keep_prefix(messages)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = super().__getattr__(name)
+        if not callable(attr) or name.startswith("count_"):
+            return attr
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            with self.gate.interactive():
+                return attr(*args, **kwargs)
+
+        return held
+
+
+class BackgroundLLM(_View):
+    """The model as the bank uses it: each call waits until the app is idle, and a generation is cut off
+    (:class:`Preempted`) at the first token after interactive work arrives. ``stop``: a set event makes a
+    waiting call raise :class:`Preempted` at once (the worker is stopping)."""
+
+    def __init__(self, inner: LLM, gate: ModelGate, stop: threading.Event | None = None, *, wait: bool = True
+                 ) -> None:
+        super().__init__(inner, gate)
+        self.stop = stop
+        self.wait = wait
+        self.calls = 0  # model calls started (the bank's cost)
+
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        if self.wait and not self.gate.wait_idle(self.stop):
+            raise Preempted("stopping")
+        it = self.inner.generate(messages, request)
+        self.calls += 1
+        return self._watch(it)
+
+    def _watch(self, it: Iterator[str]) -> Iterator[str]:
+        try:
+            if self.wait and self.gate.busy:
+                self.gate.preemptions += 1
+                raise Preempted("interactive work arrived")
+            for piece in it:
+                if self.wait and self.gate.busy:
+                    self.gate.preemptions += 1
+                    raise Preempted("interactive work arrived")
+                yield piece
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # the backend releases the model now
