@@ -423,3 +423,53 @@ def test_report_prints_each_faithfulness_figure_with_its_judge_accuracy(tmp_path
     summary = report.format_summary(results)
     assert "judge balanced accuracy 0.83 on 20 held-out labelled claims (yes/no)" in summary
     assert "judge balanced accuracy 0.61 on 12 held-out labelled claims (Ragas)" in summary
+
+
+# --------------------------------------------------------------------------------------------------
+# the answer gate's checks (the gate itself runs on the real model: tests/test_answer_gate.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_answer_gate_checks_refusals_citations_quotes_and_sentences() -> None:
+    from evals.answer_gate import check_answer
+
+    item = GoldItem("g1", "What does L1 do?", True, "doc0.md", ["drives some weights to zero"])
+    good = {"answer": f"> {TEXTS[0]} [1]\n\nL1 drives some weights to zero [1].", "refused": False,
+            "quotes": [{"text": TEXTS[0], "citation": {"n": 1, "text": TEXTS[0]}}],
+            "explanation": "L1 drives some weights to zero [1].",
+            "passages": [{"id": "c0", "chunk_ids": ["c0"], "text": TEXTS[0], "source": "doc0.md"}],
+            "citations": [{"n": 1, "chunk_id": "c0", "text": TEXTS[0]}]}
+    stated = Method("m", "m", lambda c: 2.0 if "zero" in c.sentence else -2.0)
+    fails, score = check_answer(item, good, stated, 0.5)
+    assert fails == [] and score["value"] == 1.0
+    bad = {**good, "answer": good["answer"] + " Also [2].", "explanation": "L1 makes models faster [1].",
+           "quotes": [{"text": "L1 changes the loss a lot.", "citation": {"n": 1}}],
+           "citations": [{"n": 1, "chunk_id": "c9"}]}
+    fails, _ = check_answer(item, bad, stated, 0.5)
+    assert any("citation [1] does not point at passage 1" in f for f in fails)
+    assert any("marker(s) [2] name no cited passage" in f for f in fails)
+    assert any("quote not verbatim" in f for f in fails) and any("no quote states the gold phrase" in f for f in fails)
+    assert any("written sentence not stated by passage [1] (m -2.0 < 0.5)" in f for f in fails)
+    assert check_answer(item, {**good, "refused": True, "refusal_reason": "no_answer"}, stated, 0.5)[0] == [
+        "g1: refused (no_answer)"]
+    unanswerable = GoldItem("u1", "Capital of Peru?", False, None)
+    assert check_answer(unanswerable, {"refused": True}, stated, 0.5)[0] == []
+    assert check_answer(unanswerable, good, stated, 0.5)[0] == ["u1: an unanswerable question was answered"]
+
+
+def test_evals_tab_drills_down_a_question_and_shows_the_judge_accuracy(tmp_path: Path,
+                                                                       measured: dict[str, Any]) -> None:
+    pytest.importorskip("gradio")
+    from ui import tab_evals
+
+    _run(tmp_path, ["L1 regularization drives some weights to zero [1].",
+                    "Dropout randomly disables units during training [3]."], "20240101-000000",
+         {"L1": 3.0, "Dropout": 0.9})
+    run_dir = tmp_path / "runs" / "20240101-000000"
+    assert tab_evals.question_ids(run_dir) == ["a1", "a2"]
+    view = tab_evals.question_view(run_dir, "a2")
+    assert "**not stated** (reading 0.90)" in view and "> " + TEXTS[2] in view
+    assert "No saved answer for zz" in tab_evals.question_view(run_dir, "zz")
+    table = tab_evals.accuracy_table()
+    assert "| **yes/no** (`yesno`) | 0.83 |" in table and "Ragas" in table
+    assert SENTENCE_METRIC in tab_evals.LLM_METRICS and tab_evals.DEFAULT_METRICS == [SENTENCE_METRIC]

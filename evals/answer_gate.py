@@ -1,0 +1,110 @@
+"""CI's answer gate: a few gold questions on the real model, beside the retrieval gate (``evals.check_baseline``).
+
+For each gate question the answer path runs as in the app; an unanswerable question must be refused, and an
+answerable one must be answered with
+
+* valid citations: every ``[n]`` in the answer names a cited passage, every citation points at the passage
+  of that number;
+* quotes that are verbatim in their passages, and the gold phrase among them (``evals.gold.states``);
+* every shown written sentence stated by the passage it cites, read by the default faithfulness method
+  (:data:`evals.sentences.DEFAULT_METHOD` at its threshold from ``evals/judge_accuracy.json``).
+
+The questions are gold questions the answer path gets right today (chosen from a full gold run, README,
+Evals): the gate catches an answer that gets worse, not one that was never right. ``tests/test_answer_gate.py``
+runs it under ``make test`` (marker ``llm``), about a minute and a half on 2 cores; ``python -m evals.answer_gate``
+runs it on the index under STUDYBOT_HOME.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from evals.gold import GoldItem, load_gold, states
+from evals.judge_accuracy import Method
+from evals.sentences import answer_sentences, judge_answer
+
+# 7 answerable questions of several kinds and 3 unanswerable ones, each answered right (or refused) by the
+# answer path at the gate's introduction, in a full gold run with sentence_faithfulness (README, Evals).
+GATE_IDS: tuple[str, ...] = ("g03", "g05", "g10", "g21", "g40", "g59", "g70", "u01", "u05", "u12")
+
+
+def check_answer(item: GoldItem, answer: dict[str, Any], method: Method, threshold: float) -> tuple[list[str],
+                                                                                                    dict[str, Any]]:
+    """The gate's failures for one saved answer (``scoring.answer_record`` form), and its sentence score."""
+    from rag.citations import marker_numbers
+
+    if not item.answerable:
+        return ([] if answer.get("refused") else [f"{item.id}: an unanswerable question was answered"]), {}
+    if answer.get("error"):
+        return [f"{item.id}: the answer failed ({answer['error']})"], {}
+    if answer.get("refused"):
+        return [f"{item.id}: refused ({answer.get('refusal_reason')})"], {}
+    fails: list[str] = []
+    passages = answer.get("passages") or []
+    cites = answer.get("citations") or []
+    numbers = {int(c.get("n") or 0) for c in cites}
+    if not cites:
+        fails.append(f"{item.id}: no citation")
+    for c in cites:
+        n = int(c.get("n") or 0)
+        if not 0 < n <= len(passages) or c.get("chunk_id") not in (passages[n - 1].get("chunk_ids") or
+                                                                     [passages[n - 1].get("id")]):
+            fails.append(f"{item.id}: citation [{n}] does not point at passage {n}")
+    stray = sorted(set(marker_numbers(answer.get("answer") or "")) - numbers)
+    if stray:
+        fails.append(f"{item.id}: marker(s) {stray} name no cited passage")
+    sentences = answer_sentences(answer)
+    quotes = [s for s in sentences if s["kind"] == "quote"]
+    fails += [f"{item.id}: quote not verbatim in passage {s['cites']}: {s['text'][:80]!r}" for s in quotes
+              if not s.get("verbatim")]
+    if not any(states(item, s["text"]) for s in quotes):
+        fails.append(f"{item.id}: no quote states the gold phrase")
+    score = judge_answer(item.question, answer, method, threshold, item.id)
+    fails += [f"{item.id}: written sentence not stated by passage {s['cites']} ({method.name} "
+              f"{s.get('reading')} < {threshold}): {s['text'][:120]!r}"
+              for s in score.get("sentences") or [] if s["kind"] == "written" and s.get("verdict") != "stated"]
+    return fails, score
+
+
+def run_gate(service: Any, ids: Sequence[str] = GATE_IDS) -> dict[str, Any]:
+    """Ask each gate question with ``service`` (a :class:`ui.service.StudyService`) and check it."""
+    from evals.judge_accuracy import ModelReaders
+    from evals.scoring import answer_record
+    from evals.sentences import DEFAULT_METHOD, method_threshold
+
+    gold = {g.id: g for g in load_gold()}
+    method = ModelReaders(service.settings, service.llm).methods()[DEFAULT_METHOD]
+    threshold = method_threshold(method)
+    failures: list[str] = []
+    rows = []
+    t_all = time.perf_counter()
+    for qid in ids:
+        item = gold[qid]
+        t = time.perf_counter()
+        rec = answer_record(service.ask(item.question), time.perf_counter() - t)
+        fails, score = check_answer(item, rec, method, threshold)
+        failures += fails
+        rows.append({"id": qid, "refused": rec.get("refused"), "answer_s": rec["seconds"],
+                     "check_s": round(time.perf_counter() - t - rec["seconds"], 2), "value": score.get("value"),
+                     "failures": fails})
+    return {"method": DEFAULT_METHOD, "threshold": threshold, "failures": failures, "questions": rows,
+            "seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def main() -> int:  # pragma: no cover - the test runs run_gate
+    from ui.service import StudyService
+
+    result = run_gate(StudyService())
+    for r in result["questions"]:
+        print(f"{r['id']}: {'refused' if r['refused'] else 'answered'} in {r['answer_s']:.1f} s, checks "
+              f"{r['check_s']:.1f} s, sentence_faithfulness {r['value']}" + "".join(f"\n  {f}" for f in r["failures"]))
+    print(f"answer gate: {len(result['failures'])} failure(s), {result['seconds']} s ({result['method']} >= "
+          f"{result['threshold']})")
+    return 1 if result["failures"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
