@@ -1,12 +1,21 @@
-"""The study loop on the real model: seconds per study guide and per weak-spot question, on an idle machine.
+"""The study loop on the real model: seconds per study guide and per weak-spot question, on an idle machine;
+and the FSRS optimiser on a synthetic review history (no model).
 
     .venv/bin/python bench/study.py [--topics regularization,"gradient descent"] [--weak 3] [--out DIR]
+    .venv/bin/python bench/study.py --fsrs-only [--cards 200] [--days 365] [--seed 7]
 
 Guides: one per topic (kept / dropped lines, seconds), written to DIR as Markdown and as JSON with the
 cited passages' text, to judge by reading. Weak spots: a
 temporary study database gets a history in which two sections were forgotten (cards rated "again"), then
 ``StudyService.weak_quiz`` writes ``--weak`` MCQs from them (seconds per valid question, and whether each
 came from a weak section and repeats no card). Run it alone: two model jobs at once slow each other.
+
+Optimiser: a student whose memory follows known non-default FSRS parameters (:data:`TRUE_PARAMETERS`) reviews
+``--cards`` cards for ``--days`` days when FSRS's default scheduler says (``rag.study.schedule.simulate_reviews``,
+seeded); the reviews go into a temporary study database through ``StudyStore.review`` and
+``StudyStore.optimize`` (what `studybot schedule --optimize` runs) fits the parameters. Printed: the log-loss of
+the defaults and of the fitted parameters on that history, the seconds it took, and, for reference, the true
+parameters' log-loss and all three on a second history of the same student (another seed) the fit never saw.
 """
 
 from __future__ import annotations
@@ -22,12 +31,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.quiz import QuizError, QuizItem, QuizSession  # noqa: E402
 from rag.settings import Settings, apply_offline_env  # noqa: E402
-from rag.study.store import top_section  # noqa: E402
+from rag.study.schedule import DEFAULT_PARAMETERS, counted_reviews, log_loss, simulate_reviews  # noqa: E402
+from rag.study.store import StudyStore, top_section  # noqa: E402
 from rag.types import Citation  # noqa: E402
 from ui.render import guide_markdown  # noqa: E402
 from ui.service import StudyService  # noqa: E402
 
 TOPICS = ["regularization", "gradient descent", "random forests"]
+# The simulated student forgets faster than FSRS's defaults assume: smaller initial stabilities (w0-w3), a smaller
+# stability increase after a success (w8) and a steeper forgetting curve (decay w20 0.35 instead of 0.1542).
+TRUE_PARAMETERS = [0.1, 0.4, 0.9, 3.0, *DEFAULT_PARAMETERS[4:8], 1.2, *DEFAULT_PARAMETERS[9:20], 0.35]
+
+
+def bench_optimizer(out: Path, cards: int, days: int, seed: int) -> dict[str, object]:
+    """The FSRS optimiser on a seeded synthetic history, through the study database (see the docstring)."""
+    history = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed)
+    store = StudyStore(out / "optimizer.sqlite3")
+    user = "simulated"
+    ids = store.add_items(user, [QuizItem("flashcard", f"Simulated card {n}?", "an answer", "", [],
+                                          Citation(1, f"sim{n}", "sim.md", "Sim", "Sim", None, "text"))
+                                 for n in range(1, cards + 1)], now=history[0].at)
+    for r in sorted(history, key=lambda r: r.at):
+        store.review(user, ids[r.card - 1], r.rating, now=r.at)
+    start = time.perf_counter()
+    result = store.optimize(user)
+    seconds = time.perf_counter() - start
+    run = result["optimization"]
+    unseen = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed + 1)
+    row: dict[str, object] = {
+        "cards": cards, "days": days, "seed": seed, "reviews": len(history), "counted": counted_reviews(history),
+        "log_loss_defaults": run["log_loss_before"], "log_loss_fitted": run["log_loss_after"],
+        "log_loss_true": round(log_loss(history, TRUE_PARAMETERS) or 0, 4), "adopted": run["adopted"],
+        "seconds": round(seconds, 1), "fit_seconds": run["seconds"],
+        "unseen": {"reviews": len(unseen), "log_loss_defaults": round(log_loss(unseen) or 0, 4),
+                   "log_loss_fitted": round(log_loss(unseen, result["parameters"]) or 0, 4),
+                   "log_loss_true": round(log_loss(unseen, TRUE_PARAMETERS) or 0, 4)},
+        "parameters": [round(w, 4) for w in result["parameters"]]}
+    print(f"optimiser: {len(history)} reviews ({row['counted']} counted) of {cards} cards over {days} days: log-loss "
+          f"defaults {row['log_loss_defaults']} -> fitted {row['log_loss_fitted']} (true parameters "
+          f"{row['log_loss_true']}) in {seconds:.1f} s", file=sys.stderr)
+    return row
 
 
 def main() -> int:
@@ -35,10 +78,20 @@ def main() -> int:
     p.add_argument("--topics", default=",".join(TOPICS))
     p.add_argument("--weak", type=int, default=3, help="weak-spot MCQs to write (0: none)")
     p.add_argument("--out", default=None, help="where the guides (.md) and the summary (study.json) go")
+    p.add_argument("--fsrs-only", action="store_true", help="only the FSRS optimiser (no model)")
+    p.add_argument("--cards", type=int, default=200, help="the optimiser's simulated cards")
+    p.add_argument("--days", type=int, default=365, help="... and days of reviews")
+    p.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
     apply_offline_env()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-study-"))
     out.mkdir(parents=True, exist_ok=True)
+    optimizer = bench_optimizer(out, args.cards, args.days, args.seed)
+    if args.fsrs_only:
+        (out / "study.json").write_text(json.dumps({"optimizer": optimizer}, indent=1), encoding="utf-8")
+        print_optimizer(optimizer)
+        print(f"\noutput: {out}")
+        return 0
     base = Settings()
     settings = base.updated(storage={"study_db": out / "study.sqlite3"})
     svc = StudyService(settings)
@@ -46,7 +99,7 @@ def main() -> int:
     svc.warm_up()  # the model loaded, the fixed prompt evaluated
     svc.retriever.refresh()
     print(f"model ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    summary: dict[str, object] = {"guides": [], "weak": None}
+    summary: dict[str, object] = {"guides": [], "weak": None, "optimizer": optimizer}
     guides: list[dict[str, object]] = []
     for topic in [t.strip() for t in args.topics.split(",") if t.strip()]:
         start = time.perf_counter()
@@ -107,8 +160,21 @@ def main() -> int:
         print(f"\nweak-spot MCQs: {w['valid']}/{w['asked']} in {w['seconds']} s ({w.get('s_per_question')} s per "  # type: ignore[union-attr,index]
               f"question; {w.get('generated')} generated; from weak sections {w.get('from_weak_sections')}; "  # type: ignore[union-attr]
               f"repeats {w.get('repeats')}; {w.get('error', '')})")  # type: ignore[union-attr]
+    print_optimizer(optimizer)
     print(f"\noutput: {out}")
     return 0
+
+
+def print_optimizer(o: dict[str, object]) -> None:
+    unseen = o["unseen"]
+    assert isinstance(unseen, dict)
+    print(f"\n| FSRS optimiser ({o['reviews']} reviews, {o['counted']} counted; {o['cards']} cards, {o['days']} days, "
+          f"seed {o['seed']}) | defaults | fitted | true parameters |\n|---|---|---|---|")
+    print(f"| log-loss on the history it was fitted on | {o['log_loss_defaults']} | {o['log_loss_fitted']} | "
+          f"{o['log_loss_true']} |")
+    print(f"| log-loss on another history of the same student ({unseen['reviews']} reviews) | "
+          f"{unseen['log_loss_defaults']} | {unseen['log_loss_fitted']} | {unseen['log_loss_true']} |")
+    print(f"\noptimised in {o['seconds']} s (fit {o['fit_seconds']} s); parameters adopted: {o['adopted']}")
 
 
 if __name__ == "__main__":

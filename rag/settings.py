@@ -1,7 +1,7 @@
 """One typed, nested settings tree for studybot, and the only place a threshold is set.
 
 Groups: ``storage``, ``chroma``, ``ingest``, ``embed``, ``retrieval``, ``llm``, ``answer`` (the refusal and
-citation policy), ``quiz``, ``ui``, ``judge`` (evals). Every field can be set from the environment as
+citation policy), ``quiz``, ``study`` (the review schedule), ``ui``, ``judge`` (evals). Every field can be set from the environment as
 ``STUDYBOT_<GROUP>_<FIELD>``, e.g. ``STUDYBOT_LLM_MODEL=/models/my.gguf``, ``STUDYBOT_RETRIEVAL_TOP_K=8``,
 ``STUDYBOT_ANSWER_MIN_EVIDENCE_SIMILARITY=0.25``, ``STUDYBOT_CHROMA_HOST=db``. Five shortcuts name the most
 used ones without their group: ``STUDYBOT_HOME``, ``STUDYBOT_CORPUS_DIR``, ``STUDYBOT_MODELS_CACHE``
@@ -262,6 +262,33 @@ class QuizSettings(_Group):
                                "leaves that passage out.")
 
 
+# The desired retention a user may set: the range Anki accepts (fsrs4anki's tutorial: "The permissible range for
+# desired retention is 0.70 to 0.97 (0.7 to 0.99 in Anki)").
+RETENTION_MIN, RETENTION_MAX = 0.7, 0.99
+
+
+class StudySettings(_Group):
+    """The review schedule (FSRS, the ``fsrs`` package) and the Progress figures; a user's own desired retention
+    and optimised parameters live in the study database (``studybot schedule``)."""
+
+    # 0.9: FSRS's default (fsrs.Scheduler(desired_retention=0.9)) and Anki's ("a good balance of retention and
+    # workload", Anki manual, Deck options > FSRS).
+    desired_retention: float = Field(0.9, ge=RETENTION_MIN, le=RETENTION_MAX, description="A user's desired "
+                                     "retention until they set their own (`studybot schedule --retention`).")
+    # 0.97: Anki's manual, Deck options > FSRS: "Above 90% the workload increases very quickly, and above 97% the
+    # workload can be overwhelming."
+    retention_warning: float = Field(0.97, ge=RETENTION_MIN, le=RETENTION_MAX, description="Setting a desired "
+                                     "retention above this is answered with a warning about the workload.")
+    # 512: fsrs 6.3.2's Optimizer.compute_optimal_parameters returns the default parameters unchanged when fewer
+    # than its mini-batch (512) of reviews count (of each card's first 64, those a day or more after the card's
+    # previous review), so fewer cannot personalise anything; Anki's manual names no number.
+    optimize_min_reviews: int = Field(512, ge=512, description="Optimising the FSRS parameters is refused below "
+                                      "this many reviews that count (a day or more after the card's previous one).")
+    # 21: Anki's definition of a mature card (an interval of 21 days or more; Anki manual, Statistics), used by
+    # its True Retention table.
+    mature_days: int = Field(21, ge=1, description="A review counts as a mature card's (true retention) from this "
+                                                   "interval in days.")
+
 
 class UISettings(_Group):
     host: str = "127.0.0.1"
@@ -324,6 +351,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     quiz: QuizSettings = Field(default_factory=QuizSettings)
+    study: StudySettings = Field(default_factory=StudySettings)
     ui: UISettings = Field(default_factory=UISettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
 

@@ -1,4 +1,5 @@
-"""`studybot review` and `studybot progress`: a user's due study cards (FSRS), and mastery per section."""
+"""`studybot review` and `studybot progress`: a user's due study cards (FSRS), and mastery per section; with
+them `studybot card` and `studybot schedule` (:mod:`ui.cli_cards`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from rag.study.store import LOCAL_USER
+from ui import cli_cards
 from ui.commands import EXIT_OK, command
 from ui.render import source_line
 
@@ -24,6 +26,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--user", default=DEFAULT_USER, help=f"whose history (default: {DEFAULT_USER})")
     s.add_argument("--json", action="store_true", help='print {"sections": [{"section", "mastery", "reviews", ...}]}; mastery: '
                    "the recency-weighted share of reviews rated good or easy")
+    cli_cards.add_parsers(sub)
 
 
 @command("review")

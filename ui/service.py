@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from rag.retrieval import Mode, Retriever
     from rag.store import Index
     from rag.study.guide import StudyGuide
-    from rag.study.store import StudyStore
+    from rag.study.store import CardInfo, StudyStore
     from rag.types import Passage, Progress
 
 
@@ -151,7 +152,8 @@ class StudyService:
             from rag.study.store import StudyStore
 
             storage = self.settings.storage
-            self._study = StudyStore(storage.study_path, BackupPolicy(storage.backups_dir, storage.study_backups))
+            self._study = StudyStore(storage.study_path, BackupPolicy(storage.backups_dir, storage.study_backups),
+                                     study=self.settings.study)
         return self._study
 
     @property
@@ -169,6 +171,58 @@ class StudyService:
         hashes = {i.citation.chunk_id: chunks[i.citation.chunk_id].content_hash
                   for i in items if i.citation.chunk_id in chunks}
         return self.study.add_items(user, items, content_hashes=hashes)
+
+    # -- the review schedule and card control (rag.study.store; the Review and Progress tabs) ----------
+    def schedule(self, user: str) -> dict[str, Any]:
+        """``user``'s desired retention, FSRS parameters, last optimisation and what optimising needs
+        (:meth:`StudyStore.schedule`)."""
+        return self.study.schedule(user)
+
+    def set_retention(self, user: str, retention: float) -> dict[str, Any]:
+        """Set ``user``'s desired retention (0.70-0.99); the schedule, with a ``warning`` sentence above 0.97."""
+        return self.study.set_retention(user, retention)
+
+    def optimize_schedule(self, user: str) -> dict[str, Any]:
+        """"Optimise my schedule": FSRS parameters fitted on ``user``'s reviews (seconds to a minute), used from
+        then on when they fit better; the schedule with ``optimization`` (log-loss before/after). A
+        :class:`StudyStoreError` sentence below the minimum of reviews."""
+        return self.study.optimize(user)
+
+    def cards(self, user: str, which: str = "all") -> list[CardInfo]:
+        """``user``'s cards (``all``, ``suspended`` or ``buried``), by due time."""
+        return self.study.cards(user, which)
+
+    def edit_card(self, user: str, item_id: int, question: str | None = None, answer: str | None = None
+                  ) -> CardInfo:
+        """A card's new question and/or answer (its schedule and history kept)."""
+        return self.study.edit_card(user, item_id, question, answer)
+
+    def suspend_card(self, user: str, item_id: int, suspended: bool = True) -> CardInfo:
+        """Suspend (never due) or, with ``suspended=False``, unsuspend a card."""
+        return self.study.suspend(user, item_id, suspended)
+
+    def bury_card(self, user: str, item_id: int, tz: tzinfo | None = None) -> CardInfo:
+        """Bury a card until the student's next local midnight (``tz``; None: this machine's time zone)."""
+        return self.study.bury(user, item_id, tz=tz)
+
+    def unbury_card(self, user: str, item_id: int) -> CardInfo:
+        return self.study.unbury(user, item_id)
+
+    def delete_card(self, user: str, item_id: int) -> CardInfo:
+        """Delete a card and its history (a quiz never asks its question again); returns it as it was."""
+        return self.study.delete_card(user, item_id)
+
+    def review_calendar(self, user: str, months: int = 12, tz: tzinfo | None = None) -> dict[str, Any]:
+        """Reviews per local day over the last ``months`` months, with streaks (a heatmap's data)."""
+        return self.study.review_calendar(user, months, tz=tz)
+
+    def true_retention(self, user: str, days: int | None = None) -> dict[str, Any]:
+        """The share of review-state reviews passed: ``young``, ``mature`` (interval >= 21 days), ``total``."""
+        return self.study.true_retention(user, days)
+
+    def due_forecast(self, user: str, days: int = 30, tz: tzinfo | None = None) -> list[dict[str, Any]]:
+        """Cards due per local day over the next ``days`` days (overdue ones today)."""
+        return self.study.due_forecast(user, days, tz=tz)
 
     # -- the library ---------------------------------------------------------------------------------
     def ingest(self, path: Path | None = None, *, rebuild: bool = False, progress: Progress | None = None,
