@@ -269,3 +269,135 @@ def test_python_dash_m_ui_cli_runs_a_command(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert "KeyError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 2 and proc.stderr.startswith("error: The index is empty"), proc.stderr
+
+
+# --- the Library tab: delete only uploads (the confirm step: tests/test_browser_library.py), totals, preview ----
+def test_library_deletes_uploads_only_counts_and_previews(corpus_settings: Settings, embedder: Any,
+                                                          tmp_path: Path) -> None:
+    from ui.render import esc
+    from ui.service import StudyService
+    from ui.tab_library import delete_document, preview_html, table_rows, totals_markdown, upload_files
+
+    svc = StudyService(corpus_settings, llm=ScriptedLLM(), embedder=embedder)
+    note = tmp_path / "xss-note.md"
+    note.write_text("# Note <b>bold</b>\n\nGradient clipping <img src=x onerror=alert(1)> caps the norm.\n")
+    assert upload_files(svc, [note])[0].ok
+    docs = svc.documents()
+    handbooks = [d for d in docs if not d.source.startswith("uploads/")]
+    assert handbooks and len(handbooks) == len(docs) - 1
+    # A handbook is refused, in one sentence, and stays indexed.
+    with pytest.raises(IngestError, match="one of the handbooks") as err:
+        delete_document(svc, handbooks[0].source)
+    assert "\n" not in str(err.value)
+    assert [d.source for d in svc.documents()] == [d.source for d in docs]
+    # The totals line and the table's "from" column.
+    chunks = sum(d.chunks for d in docs)
+    assert totals_markdown(docs) == (f"**{len(docs)} documents** ({len(handbooks)} handbooks, 1 upload of yours) · "
+                                     f"**{chunks:,} passages** in the index")
+    assert totals_markdown([]).startswith("**The index is empty:**")
+    rows = table_rows(docs)
+    assert [r[2] for r in rows] == ["handbook" if d in handbooks else "your upload" for d in docs]
+    assert all(r[1] == d.source for r, d in zip(rows, docs, strict=True))
+    # The preview: a handbook's first passages in document order, their Markdown rendered.
+    book = max(handbooks, key=lambda d: d.chunks)
+    first = svc.preview(book.source, 3)
+    assert [c.ordinal for c in first] == [0, 1, 2] and all(c.source == book.source for c in first)
+    html = preview_html(book, first)
+    assert esc(book.title) in html and f"{book.chunks} passages; the first 3 below" in html
+    assert html.count('class="sb-passage sb-md"') == 3
+    # An upload's text is escaped: no tag of it reaches the page.
+    up = next(d for d in svc.documents() if d.source == "uploads/xss-note.md")
+    html = preview_html(up, svc.preview("xss-note.md"))
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html and "<b>" not in html
+    assert "your upload" in html
+    with pytest.raises(IngestError):
+        svc.preview("no-such-file.md")
+    # An upload is deleted (the confirmed step calls this).
+    assert delete_document(svc, "uploads/xss-note.md") == "removed uploads/xss-note.md"
+    with pytest.raises(IngestError, match="choose one of your uploads"):
+        delete_document(svc, "")
+
+
+# --- serve: the ready line --------------------------------------------------------------------------------
+def test_ready_line_names_the_url_and_the_login_but_never_the_password() -> None:
+    from ui.cli_serve import browse_url, ready_line
+
+    assert ready_line("127.0.0.1", 7860, None) == "studybot is ready: open http://127.0.0.1:7860; Ctrl+C stops it"
+    line = ready_line("0.0.0.0", 8080, ("ada", "s3cret"))
+    assert line.startswith("studybot is ready: open http://127.0.0.1:8080 (from another machine: this machine's "
+                           "address, port 8080); sign in as ada")
+    assert "s3cret" not in line
+    assert browse_url("::1", 7860) == "http://[::1]:7860" and browse_url("localhost", 1) == "http://localhost:1"
+
+
+def test_serve_prints_the_ready_line_with_the_url_once_it_accepts_connections(studybot_home: Path) -> None:
+    """`make run` runs `studybot serve`: a newcomer sees one line with the URL to open, once it answers (the real
+    runtime check and the real model loading beside it, which silences stdout for a while)."""
+    import queue
+    import subprocess
+    import sys
+    import threading
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    def pump() -> None:
+        for ln in proc.stdout or []:
+            lines.put(ln)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        seen: list[str] = []
+        while not any(ln.startswith("studybot is ready") for ln in seen):
+            try:
+                seen.append(lines.get(timeout=600).rstrip("\n"))
+            except queue.Empty:
+                pytest.fail(f"no ready line in 600 s; stdout so far: {seen}")
+        ready = next(ln for ln in seen if ln.startswith("studybot is ready"))
+        assert ready == f"studybot is ready: open http://127.0.0.1:{port}; Ctrl+C stops it", seen
+        url = re.search(r"open (\S+?);", ready)
+        assert url is not None
+        with urllib.request.urlopen(url.group(1), timeout=30) as resp:  # noqa: S310 - a loopback URL
+            assert resp.status == 200 and b"gradio" in resp.read().lower()
+        assert not any("Running on local URL" in ln or "share=True" in ln for ln in seen), seen
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- the Evals tab: what it tells a student; "Stop watching" says the truth --------------------------------
+def test_stop_watching_leaves_the_run_going_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from ui import tab_evals
+
+    assert "goes on" in tab_evals.STOP_LABEL and "What this tells you" in tab_evals.PURPOSE
+    monkeypatch.setitem(tab_evals._ACTIVE, "run", None)
+    assert tab_evals.stop_watching() == "No eval run is going on."
+    release = threading.Event()
+    run = threading.Thread(target=release.wait, daemon=True)
+    run.start()
+    state = {"thread": run, "run_dir": tmp_path / "20260101-000000", "done": 1, "total": 3, "msg": "answering",
+             "logs": [], "started": time.monotonic(), "head": "Run", "error": None, "result": None}
+    monkeypatch.setitem(tab_evals._ACTIVE, "run", state)
+    try:
+        watch = tab_evals.run_eval(None, 3, "none", poll=0.01)  # a run is going on: this watches it
+        status, md, charts = next(watch)
+        assert "**1/3**" in status and md is None
+        watch.close()  # what "Stop watching" does to the tab's generator (Gradio cancels the event)
+        assert run.is_alive()
+        said = tab_evals.stop_watching()
+        assert said.startswith("Stopped watching `20260101-000000` (1/3 done): the run goes on in the background")
+        assert "Run eval" in said
+    finally:
+        release.set()
+        run.join(5)
+    assert tab_evals.stop_watching() == "No eval run is going on."

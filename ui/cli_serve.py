@@ -1,18 +1,26 @@
 """`studybot serve`: start the web UI (Gradio) on 127.0.0.1:7860 by default.
 
 Order: the address and login are checked first (a refused start costs nothing), then ``--prepare`` (model,
-index), then the llama.cpp runtime check (cached per build and model), then the app starts."""
+index), then the llama.cpp runtime check (cached per build and model), then the app starts; once it accepts
+connections, one line on stdout says so with the URL to open ("studybot is ready: open http://...")."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rag.errors import StudybotError
 from ui.commands import EXIT_OK, command
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # bind-all address -> where to reach it here
+READY_TIMEOUT_S = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +62,56 @@ def login(auth_arg: str | None, no_auth_arg: bool, settings: Any) -> tuple[tuple
     return auth, no_auth_arg or (bool(settings.ui.allow_no_auth) and auth is None)
 
 
+def browse_url(host: str, port: int) -> str:
+    """The URL to open on this machine for a server bound to ``host``:``port``."""
+    host = host.strip().strip("[]")
+    host = WILDCARD.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def ready_line(host: str, port: int, auth: tuple[str, str] | None) -> str:
+    """The one line ``serve`` prints once the app accepts connections: the URL, the login to use (never the
+    password), and how to stop it."""
+    line = f"studybot is ready: open {browse_url(host, port)}"
+    if host.strip().strip("[]") in WILDCARD:
+        line += f" (from another machine: this machine's address, port {port})"
+    if auth is not None:
+        line += f"; sign in as {auth[0]} with the password given to --auth or STUDYBOT_AUTH"
+    return line + "; Ctrl+C stops it"
+
+
+def wait_accepting(host: str, port: int, timeout: float = READY_TIMEOUT_S) -> bool:
+    """True once a TCP connection to the server succeeds (False after ``timeout`` seconds)."""
+    target = WILDCARD.get(host.strip().strip("[]"), host.strip().strip("[]"))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((target, port), timeout=2):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def stdout_line_writer() -> Callable[[str], None]:
+    """Write a line to this process's stdout as it is *now*. llama.cpp's model load (the warm-up thread, while
+    the app starts) points file descriptors 1 and 2 at /dev/null for its duration, so a line printed then is
+    lost: that is how Gradio's "Running on local URL" never reached a `make run` terminal. The line goes to a
+    duplicate of the descriptor taken before the warm-up starts."""
+    try:
+        sys.stdout.flush()
+        fd = os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (an in-process caller capturing it)
+        return lambda line: print(line, flush=True)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+
+    def write(line: str) -> None:
+        os.write(fd, (line + "\n").encode(encoding, errors="replace"))
+
+    return write
+
+
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("serve", help="start the web UI (chat, library) and the /ask API")
     s.add_argument("--host", default=None, help="address to bind (default 127.0.0.1 = this machine only)")
@@ -77,11 +135,21 @@ def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
 
         prepare(svc)
     svc.check_runtime()  # once per llama.cpp build and model: a crashing runtime stops here with its fix
+    say = stdout_line_writer()  # before the warm-up can silence stdout
     import threading
 
     from ui.app import launch
 
     # Load the model while the UI starts, so the first question does not wait for it.
     threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
-    launch(svc, host=host, port=port, auth=auth, block=True)
+    # Gradio's own "Running on local URL" line is left out (it also suggests share=True, which this app never
+    # uses, and it is lost while the model loads): this line says it once the server accepts connections.
+    app, _ = launch(svc, host=host, port=port, auth=auth, block=False, quiet=True)
+    bound = int(app.server_port or port)
+    if not wait_accepting(host, bound):
+        app.close()
+        raise StudybotError(f"the web app did not accept connections on {browse_url(host, bound)} within "
+                            f"{READY_TIMEOUT_S:g} s; check that nothing else uses port {bound}")
+    say(ready_line(host, bound, auth))
+    app.block_thread()
     return EXIT_OK

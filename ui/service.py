@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from rag.store import Index
     from rag.study.guide import StudyGuide
     from rag.study.store import CardInfo, StudyStore
-    from rag.types import Passage, Progress
+    from rag.types import Chunk, Passage, Progress
 
 
 @dataclass(frozen=True)
@@ -271,6 +271,16 @@ class StudyService:
                          f"duplicate of {rec.duplicate_of}" if rec.duplicate_of else rec.kind)
             for src, rec in sorted(manifest.files.items())
         ]
+
+    def preview(self, name: str, n: int = 3) -> list[Chunk]:
+        """The first ``n`` passages of a document in the library, in document order (a file indexed as a
+        duplicate shows those of the file it duplicates); :class:`IngestError` when it is not in the library."""
+        with self._lock:
+            source = self.library.resolve(name)
+            record = self.index.manifest().files[source]
+            where = {"source": record.duplicate_of or source}
+            chunks = [c for c, _ in self.index.iter_records(self.index.current(), where)]
+        return sorted(chunks, key=lambda c: c.ordinal)[: max(0, n)]
 
     # -- retrieval and answers -----------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, mode: Mode = "hybrid") -> list[Passage]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,12 @@ from evals.suite import Suite
 DEFAULT_LIMIT = 3
 DEFAULT_METRICS = ["faithfulness"]
 
-__all__ = ["build_evals_tab", "latest_report", "report_view", "run_eval"]
+__all__ = ["build_evals_tab", "latest_report", "report_view", "run_eval", "stop_watching"]
+
+# What the tab tells a student, in one line, above the developer's description.
+PURPOSE = ("**What this tells you:** how often the search finds the handbook passage that answers a question, and "
+           "how often the answers stick to what that passage says, measured on questions whose answers are known.")
+STOP_LABEL = "Stop watching (the run goes on)"
 
 
 def _finished_runs(settings: Any) -> list[Path]:
@@ -65,7 +70,7 @@ _ACTIVE_LOCK = threading.Lock()
 
 
 def run_eval(service: Any, limit: Any, metrics: Any, items: list[GoldItem] | None = None,
-             poll: float = 1.0) -> Iterator[tuple[str, str | None, list[str] | None]]:
+             poll: float = 1.0) -> Generator[tuple[str, str | None, list[str] | None], None, None]:
     """Run the suite in a worker thread and yield (status, report Markdown, charts) while it runs; None means
     "unchanged". Closing the generator (the tab's "Stop watching") leaves the run going in the background;
     starting again while it runs watches the same run instead of starting a second one."""
@@ -113,6 +118,18 @@ def run_eval(service: Any, limit: Any, metrics: Any, items: list[GoldItem] | Non
     yield f"{state['head']}\n\n**Done** in {took:.0f} s.\n\n{summary}", md, charts
 
 
+def stop_watching() -> str:
+    """What "Stop watching" did, truthfully: it closes this page's view of the run (the generator of
+    :func:`run_eval`); the run itself goes on in its thread, and "Run eval" watches it again."""
+    with _ACTIVE_LOCK:
+        active = _ACTIVE.get("run")
+    if active is None or not active["thread"].is_alive():
+        return "No eval run is going on."
+    return (f"Stopped watching `{active['run_dir'].name}` ({active['done']}/{active['total']} done): the run goes on "
+            "in the background. Press **Run eval** to watch it again; stopping the server stops it, and the "
+            "next run with the same settings resumes where it stopped.")
+
+
 def build_evals_tab(service: Any) -> dict[str, Any]:
     """Build the Evals tab inside the current ``gr.Blocks``; returns its components."""
     try:
@@ -139,11 +156,13 @@ def build_evals_tab(service: Any) -> dict[str, Any]:
 
     md0, charts0, choices0 = latest_report(service.settings)
     with gr.Tab("Evals", id="evals"):
+        gr.Markdown(PURPOSE, elem_id="sb-evals-purpose")
         gr.Markdown(
-            "Answer the first N gold questions with the real pipeline and score them: retrieval hit@k / MRR, "
-            "ID-based context precision and recall, refusals, and Ragas metrics judged by the local model "
-            "(slow on a CPU: several minutes per question with all four LLM metrics). A stopped run resumes "
-            "when started again with the same settings."
+            "How: the first N gold questions are answered by the real pipeline and scored: hit@k (the right passage "
+            "among the first k found) and MRR (how high it ranks), ID-based context precision and recall, refusals, "
+            "and Ragas metrics judged by the local model (faithfulness: the share of the answer's claims that the "
+            "passages support). Slow on a CPU: several minutes per question with all four LLM metrics. A stopped "
+            "run resumes when started again with the same settings."
         )
         with gr.Row():
             limit = gr.Number(value=DEFAULT_LIMIT, precision=0, minimum=1, label="Questions", scale=1,
@@ -152,18 +171,19 @@ def build_evals_tab(service: Any) -> dict[str, Any]:
                                        label="LLM-judged metrics", elem_id="sb-evals-metrics")
         with gr.Row():
             run_btn = gr.Button("Run eval", variant="primary", elem_id="sb-evals-run")
-            stop_btn = gr.Button("Stop watching", elem_id="sb-evals-stop")
+            stop_btn = gr.Button(STOP_LABEL, elem_id="sb-evals-stop")
         status = gr.Markdown(elem_id="sb-evals-status")
         with gr.Row():
             pick = gr.Dropdown(choices=choices0, value=choices0[0] if choices0 else None, label="Report of run",
                                elem_id="sb-evals-run-pick", scale=3)
             refresh_btn = gr.Button("Latest report", scale=1, elem_id="sb-evals-refresh")
-        charts = gr.Gallery(value=charts0, label="Charts", columns=2, height="auto", elem_id="sb-evals-charts")
+        charts = gr.Gallery(value=charts0, label="Charts", columns=2, height="auto", object_fit="contain",
+                            elem_id="sb-evals-charts")
         report = gr.Markdown(md0, elem_id="sb-evals-report")
 
     run_event = run_btn.click(on_run, [limit, metrics], [status, report, charts, pick], api_name="run_eval",
                               concurrency_id=LLM_QUEUE)
-    stop_btn.click(None, None, None, cancels=[run_event])
+    stop_btn.click(stop_watching, None, [status], cancels=[run_event], api_visibility="private", queue=False)
     pick.change(on_pick, [pick], [report, charts], api_name="eval_report", queue=False)
     refresh_btn.click(on_refresh, None, [report, charts, pick], api_name="latest_eval_report", queue=False)
     return {"status": status, "report": report, "charts": charts, "pick": pick, "run": run_btn}
