@@ -108,6 +108,24 @@ document.addEventListener("click", function (ev) {
   el.scrollIntoView({behavior: "smooth", block: "nearest"});
   setTimeout(function () { el.classList.remove("sb-flash"); }, 2500);
 }, true);
+// A passage the student opened in the sources panel stays open when the panel is redrawn (as an answer
+// comes in): nothing the student has in front of them closes or moves.
+var sbOpen = new Set();  // "<conversation>|<source id>"
+function sbKey(src) {
+  var panel = src.closest(".sb-sources");
+  return (panel && panel.dataset.conv || "") + "|" + src.id;
+}
+document.addEventListener("toggle", function (ev) {
+  var d = ev.target, src = d && d.tagName === "DETAILS" && d.closest ? d.closest("#sb-sources .sb-src") : null;
+  if (!src || !src.id) return;
+  if (d.open) sbOpen.add(sbKey(src)); else sbOpen.delete(sbKey(src));
+}, true);
+new MutationObserver(function () {
+  document.querySelectorAll("#sb-sources .sb-src").forEach(function (src) {
+    var d = src.querySelector("details");
+    if (d && !d.open && sbOpen.has(sbKey(src))) d.open = true;
+  });
+}).observe(document.documentElement, {childList: true, subtree: true});
 </script>
 """
 

@@ -249,11 +249,13 @@ def sources_html(sources: Sequence[Mapping[str, Any]], *, status: str = "", turn
 
 
 def conversation_sources_html(sections: Sequence[Mapping[str, Any]], *, current: int, status: str = "",
-                              busy: bool = False) -> str:
+                              busy: bool = False, conversation: str = "") -> str:
     """The sources panel of a conversation: each turn's own passages (``sections``: ``{turn, question,
     sources, summary, empty}``, anchors ``src-<turn>-<n>``), the ``current`` turn's shown and the others
     hidden until one of their ``[n]`` is clicked (the page's script shows that turn's). ``status``: the
-    line about the answer under way or just given; ``busy``: whether one is under way (``data-busy``)."""
+    line about the answer under way or just given; ``busy``: whether one is under way (``data-busy``);
+    ``conversation``: its id (``data-conv``: the page keeps the passages a student opened open, per
+    conversation, when the panel is redrawn)."""
     head = f'<div class="sb-sources-status">{esc(status)}</div>' if status else ""
     parts = []
     for sec in sections:
@@ -268,8 +270,8 @@ def conversation_sources_html(sections: Sequence[Mapping[str, Any]], *, current:
         parts.append(f'<section class="sb-turn-src" data-turn="{t}"{hidden}>{title}{body}</section>')
     if not parts:
         parts.append(f'<p class="sb-empty">{esc(EMPTY_SOURCES)}</p>')
-    return (f'<div class="sb-sources" data-busy="{int(busy)}" data-current="{int(current)}">{head}'
-            f'{"".join(parts)}</div>')
+    return (f'<div class="sb-sources" data-busy="{int(busy)}" data-current="{int(current)}" '
+            f'data-conv="{esc(conversation)}">{head}{"".join(parts)}</div>')
 
 
 def passages_to_sources(passages: Iterable[Any], start: int = 1) -> list[dict[str, Any]]:

@@ -219,20 +219,21 @@ def _status(turn: dict[str, Any]) -> str:
     return f"{cited} of {n} passages cited{searched}, closest first.{took}"
 
 
-def sources_panel(turns: list[dict[str, Any]]) -> str:
-    """The sources panel for a conversation: every answered (or answering) turn's own sources, the one being
-    answered, else the latest, shown; its status line."""
+def sources_panel(turns: list[dict[str, Any]], conversation: str = "") -> str:
+    """The sources panel for a conversation (id ``conversation``): every answered (or answering) turn's own
+    sources, the one being answered, else the latest, shown; its status line."""
     shown = [(i, t) for i, t in enumerate(turns, start=1) if not t.get("waiting")]
     if not shown:
         waiting = next((t for t in turns if t.get("waiting")), None)
         status = render.STAGE_TEXT["queued"] if waiting else ""
-        return render.conversation_sources_html([], current=0, status=status, busy=waiting is not None)
+        return render.conversation_sources_html([], current=0, status=status, busy=waiting is not None,
+                                                conversation=conversation)
     current, turn = next(((i, t) for i, t in shown if t.get("pending")), shown[-1])
     sections = [{"turn": i, "question": t["question"], "sources": t.get("sources", []), "summary": _summary(t),
                  "empty": (render.STAGE_TEXT["retrieving"] if t.get("pending")
                            else "No passage in the handbooks is close enough to show.")} for i, t in shown]
     return render.conversation_sources_html(sections, current=current, status=_status(turn),
-                                            busy=any(_busy(t) for t in turns))
+                                            busy=any(_busy(t) for t in turns), conversation=conversation)
 
 
 SAVED_KEYS = ("question", "standalone", "answer", "quotes", "explanation", "refused", "lead", "sources", "timings",
@@ -292,7 +293,7 @@ def enqueue(sessions: Sessions, question: str, state: dict[str, Any] | None, sen
     while at > 0 and turns[at - 1].get("waiting") and float(turns[at - 1].get("sent_at") or 0) > sent:
         at -= 1
     turns.insert(at, turn)
-    return (_turn_messages(turns), gr.skip() if busy else sources_panel(turns), state, "", "")
+    return (_turn_messages(turns), gr.skip() if busy else sources_panel(turns, state["id"]), state, "", "")
 
 
 def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LOCAL_USER
@@ -310,7 +311,7 @@ def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LO
         chat = sessions.get(state["id"])
         turn.pop("waiting", None)
         turn.update(pending=True, stage="reading" if getattr(chat, "history", None) else "retrieving")
-        yield (_turn_messages(turns), sources_panel(turns), gr.skip())
+        yield (_turn_messages(turns), sources_panel(turns, state["id"]), gr.skip())
         stream = stream_answer(chat, turn["question"])
         try:
             for event in stream:  # rag.events, in their order
@@ -334,7 +335,7 @@ def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LO
                     continue
                 elif isinstance(event, Finished):
                     _finish(turn, event.answer.to_json())
-                yield (_turn_messages(turns), sources_panel(turns), gr.skip())
+                yield (_turn_messages(turns), sources_panel(turns, state["id"]), gr.skip())
         except StudybotError as exc:
             turn["error"] = str(exc)
         finally:
@@ -349,7 +350,7 @@ def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LO
             save_turns(sessions.service, user, state)
         except StudybotError as exc:  # the answer is still shown; saving it is what failed
             turn["error"] = turn.get("error") or str(exc)
-        yield (_turn_messages(turns), sources_panel(turns), _export(turns))
+        yield (_turn_messages(turns), sources_panel(turns, state["id"]), _export(turns))
 
 
 def _start(turn: dict[str, Any]) -> float:
@@ -367,17 +368,6 @@ def _finish(turn: dict[str, Any], answer: dict[str, Any]) -> None:
     turn.update(render.answer_turn(turn["question"], answer, turn.get("sources", [])))
     if "quotes" in shown:
         turn.update(quotes=shown["quotes"], explanation=shown.get("explanation", ""))
-
-
-def respond(sessions: Sessions, question: str, state: dict[str, Any] | None, user: str = LOCAL_USER
-            ) -> Iterator[tuple[Any, ...]]:
-    """One chat turn without the browser (send, then answer): yields (messages, sources html, state) as the
-    answer streams."""
-    sent = enqueue(sessions, question, state)
-    state = sent[2]
-    yield (sent[0], sent[1], state)
-    for messages, panel, _ in answer_next(sessions, state, user):
-        yield (messages, panel, state)
 
 
 def ask_api(service: Any, question: str) -> dict[str, Any]:
@@ -503,7 +493,7 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
         if st is None:
             return (gr.skip(), render.sources_html([], status="Pick a saved conversation to open."), gr.skip(),
                     gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        return (_turn_messages(st["turns"]), sources_panel(st["turns"]), st, "", _export(st["turns"]), gr.skip(),
+        return (_turn_messages(st["turns"]), sources_panel(st["turns"], st["id"]), st, "", _export(st["turns"]), gr.skip(),
                 "")
 
     def on_delete(conv_id: str | None, st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
