@@ -310,13 +310,14 @@ def measure(methods: Sequence[Method], claims: Sequence[Claim], limit: int = 0,
     out: dict[str, Any] = {"split": split_summary(claims), "methods": {}}
     for m in methods:
         subset = sample(claims, limit) if limit else list(claims)
+        load_start = _load()
         t = time.perf_counter()
         readings = read_all(m, subset, progress)
         fig = evaluate(m, claims, readings)
         fig["limit"] = limit or None
         fig["wall_seconds"] = round(time.perf_counter() - t, 1)
         fig["measured"] = time.strftime("%Y-%m-%d %H:%M")
-        fig["load_average"] = _load()
+        fig["load_average"] = {"start": load_start, "end": _load()}  # 1/5/15-minute: the seconds' context
         out["methods"][m.name] = fig
     return out
 

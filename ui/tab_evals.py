@@ -15,15 +15,22 @@ from typing import Any
 import gradio as gr
 
 from evals.gold import GoldItem, load_gold
-from evals.judge import LLM_METRICS
 from evals.report import format_summary
 from evals.runs import RunSpec, is_complete, resolve_run_dir, runs_in
+from evals.scoring import DEFAULT_METRICS as _DEFAULT_METRICS
+from evals.scoring import JUDGED_METRICS as LLM_METRICS
 from evals.suite import Suite
 
 DEFAULT_LIMIT = 3
-DEFAULT_METRICS = ["faithfulness"]
+DEFAULT_METRICS = list(_DEFAULT_METRICS)
+# How the faithfulness figures are judged, and how far to trust them (under the developer's description).
+TRUST = ("Faithfulness: `sentence_faithfulness` (the default, about a second a sentence) reads each shown written "
+         "sentence against the passage it cites; `faithfulness` is Ragas' (minutes a question). Every figure carries "
+         "its judge's balanced accuracy on labelled claims (`studybot eval --judge-accuracy`; the table below). "
+         "Pick a question under the report to see its answer sentence by sentence, with verdicts and passages.")
 
-__all__ = ["build_evals_tab", "latest_report", "report_view", "run_eval", "stop_watching"]
+__all__ = ["accuracy_table", "build_evals_tab", "latest_report", "question_ids", "question_view", "report_view",
+           "run_eval", "stop_watching"]
 
 # What the tab tells a student, in one line, above the developer's description.
 PURPOSE = ("**What this tells you:** how often the search finds the handbook passage that answers a question, and "
@@ -43,6 +50,45 @@ def report_view(run_dir: Path | None) -> tuple[str, list[str]]:
              if not ln.startswith("![")]
     charts = sorted(str(p) for p in (run_dir / "charts").glob("*.png"))
     return "\n".join(lines), charts
+
+
+def question_ids(run_dir: Path | None) -> list[str]:
+    """The questions of a run, in its order (for the drill-down picker)."""
+    if run_dir is None or not (run_dir / "results.json").is_file():
+        return []
+    from evals.report import load_results
+
+    try:
+        return [r["id"] for r in load_results(run_dir).get("per_item") or []]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def question_view(run_dir: Path | None, qid: str | None) -> str:
+    """One question of a run, drilled down: the answer, each sentence's verdict and the passage it cites."""
+    if run_dir is None or not qid:
+        return ""
+    import json
+
+    from evals.report import question_drill_down
+
+    try:
+        rec = json.loads((run_dir / "items" / f"{qid}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"No saved answer for {qid} in `{run_dir.name}`."
+    return "\n".join(question_drill_down(rec))
+
+
+def accuracy_table() -> str:
+    """The last judge-accuracy measurement (evals/judge_accuracy.json) as Markdown."""
+    from evals.judge_accuracy import format_table, load_result
+    from evals.sentences import DEFAULT_METHOD
+
+    result = load_result()
+    if not result:
+        return "Not measured yet: run `studybot eval --judge-accuracy`."
+    return ("Balanced accuracy of each faithfulness judge on the held-out half of the labelled claims "
+            "(bold: the default metric's):\n\n" + format_table(result, default=DEFAULT_METHOD).split("\n\nclaims:")[0])
 
 
 def latest_report(settings: Any) -> tuple[str, list[str], list[str]]:
@@ -180,10 +226,29 @@ def build_evals_tab(service: Any) -> dict[str, Any]:
         charts = gr.Gallery(value=charts0, label="Charts", columns=2, height="auto", object_fit="contain",
                             elem_id="sb-evals-charts")
         report = gr.Markdown(md0, elem_id="sb-evals-report")
+        gr.Markdown(TRUST, elem_id="sb-evals-trust")
+        with gr.Accordion("How far to trust the faithfulness figures", open=False, elem_id="sb-evals-accuracy"):
+            gr.Markdown(accuracy_table(), elem_id="sb-evals-accuracy-table")
+        run0 = service.settings.storage.evals_dir / choices0[0] if choices0 else None
+        ids0 = question_ids(run0)
+        question = gr.Dropdown(choices=ids0, value=None, label="Drill down: a question of this run",
+                               elem_id="sb-evals-question")
+        drill = gr.Markdown(elem_id="sb-evals-drill")
 
     run_event = run_btn.click(on_run, [limit, metrics], [status, report, charts, pick], api_name="run_eval",
                               concurrency_id=LLM_QUEUE)
     stop_btn.click(stop_watching, None, [status], cancels=[run_event], api_visibility="private", queue=False)
     pick.change(on_pick, [pick], [report, charts], api_name="eval_report", queue=False)
     refresh_btn.click(on_refresh, None, [report, charts, pick], api_name="latest_eval_report", queue=False)
-    return {"status": status, "report": report, "charts": charts, "pick": pick, "run": run_btn}
+
+    def run_of(run_id: str | None) -> Path | None:
+        return service.settings.storage.evals_dir / run_id if run_id else None
+
+    def on_questions(run_id: str | None) -> Any:
+        return gr.update(choices=question_ids(run_of(run_id)), value=None)
+
+    pick.change(on_questions, [pick], [question], queue=False, api_visibility="private")
+    question.change(lambda run_id, qid: question_view(run_of(run_id), qid), [pick, question], [drill],
+                    api_name="eval_question", queue=False)
+    return {"status": status, "report": report, "charts": charts, "pick": pick, "run": run_btn, "question": question,
+            "drill": drill}
