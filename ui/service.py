@@ -460,6 +460,11 @@ class StudyService:
         if self._bank_worker is not None:
             self._bank_worker.stop()
 
+    @property
+    def bank_worker(self) -> BankWorker | None:
+        """The bank's worker when one was started (its ``status()``: running, state, made, tried, left, error)."""
+        return self._bank_worker
+
     def _bank_changed(self) -> None:
         """After the index changed: the bank drops the items of chunks that changed or went, its worker plans
         again."""

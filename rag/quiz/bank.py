@@ -409,12 +409,15 @@ class QuizStream:
         self._pending: list[QuizItem] = list(banked)
         self._queue: queue.Queue[Any] | None = None
         self._iter: Iterator[QuizItem] | None = None
+        self._thread: threading.Thread | None = None
         if run is not None:
             run.stop = self._stop
             if threaded:
                 self._queue = queue.Queue()
                 ctx = contextvars.copy_context()  # a UI's progress reporting reads its request's context
-                threading.Thread(target=ctx.run, args=(self._produce, run), name="studybot-quiz", daemon=True).start()
+                self._thread = threading.Thread(target=ctx.run, args=(self._produce, run), name="studybot-quiz",
+                                                daemon=True)
+                self._thread.start()
             else:
                 self._iter = iter(run)
 
@@ -463,9 +466,11 @@ class QuizStream:
                 raise
         return None
 
-    def close(self) -> None:
-        """Stop making items (the one in progress is finished and dropped)."""
+    def close(self, wait: bool = False) -> None:
+        """Stop making items (the one in progress is finished and dropped); ``wait``: until it is."""
         self._stop.set()
+        if wait and self._thread is not None:
+            self._thread.join()
 
     def __enter__(self) -> QuizStream:
         return self
