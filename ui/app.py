@@ -80,7 +80,7 @@ CSS = """
 .sb-work { display: flex; flex-direction: column; gap: 4px; }
 .sb-work-fill { transition: width .4s; }
 .sb-work-busy { position: absolute; top: 0; bottom: 0; left: -30%; width: 30%;
-                background: linear-gradient(90deg, transparent, var(--color-accent-soft), transparent);
+                background: linear-gradient(90deg, transparent, var(--color-accent), transparent); opacity: .45;
                 animation: sb-work-busy 1s linear infinite; }
 @keyframes sb-work-busy { to { left: 100%; } }
 """

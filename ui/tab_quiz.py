@@ -83,6 +83,11 @@ def _option_line(item: QuizItem, option: str, mark: str, css: str) -> str:
             f'<span class="sb-quiz-mark {css}" style="color:{_MARK_COLOR[css]};font-weight:600">{mark}</span>')
 
 
+def _snippet_html(text: str) -> str:
+    """A quoted sentence or an explanation: one line inline (no paragraph margins), several as blocks."""
+    return render.markdown_html(text) if "\n" in text.strip() else render.inline_markdown_html(text.strip())
+
+
 def feedback_html(item: QuizItem, result: Checked) -> str:
     """The graded feedback: the verdict; for a multiple-choice question the student's choice and the right
     option with their letters and marks, else the student's and the right answer; the explanation (once:
@@ -107,12 +112,12 @@ def feedback_html(item: QuizItem, result: Checked) -> str:
         rows.append(f'<div class="sb-quiz-right"><b>{"Back of the card" if item.type == "flashcard" else "Answer"}:'
                     f"</b> {render.inline_markdown_html(item.answer)}</div>")
     if item.explanation and not render.same_text(item.explanation, grade.quote):
-        rows.append(f'<div class="sb-quiz-explanation">{render.markdown_html(item.explanation)}</div>')
+        rows.append(f'<div class="sb-quiz-explanation">{_snippet_html(item.explanation)}</div>')
     citation = grade.citation
     if grade.quote:
         rows.append(f'<div class="sb-src-meta">The handbook says:</div>'
                     f'<blockquote class="sb-quiz-quote" style="margin:4px 0 6px;padding-left:8px;'
-                    f'border-left:3px solid var(--color-accent)">{render.markdown_html(grade.quote)}</blockquote>')
+                    f'border-left:3px solid var(--color-accent)">{_snippet_html(grade.quote)}</blockquote>')
     rows.append(f'<div class="sb-quiz-cite">{render.esc(render.source_line(citation))}</div>')
     rows.append(f'<details class="sb-quiz-passage"><summary>Cited passage</summary>'
                 f'<div class="sb-passage sb-md">{render.markdown_html(citation.text)}</div></details>')
