@@ -110,7 +110,7 @@ def test_a_refusal_is_one_sentence_and_the_panel_agrees(tmp_path: Path) -> None:
     assert "can't find" not in answer  # the model's refusal sentence is not said again
     panel = outs[-1][1]
     assert "Not answered" in panel and render.EMPTY_SOURCES not in panel
-    assert "No passage in the handbooks is close enough" in panel
+    assert tab_chat.NO_PASSAGE in panel and "Not answered: no passage in the handbooks is close to" in panel
 
 
 def test_the_time_shown_is_the_time_the_student_waited(tmp_path: Path, monkeypatch: Any) -> None:
@@ -144,3 +144,11 @@ def test_saved_titles_are_cut_at_a_word_to_fit(tmp_path: Path) -> None:
     title = label.rsplit(" · ", 1)[0]
     assert cid == "c1" and title.endswith(" …") and len(title) <= tab_chat.TITLE_CHARS + 2
     assert long.startswith(title[:-2])
+
+
+def test_a_refusal_for_a_term_no_handbook_mentions_says_which() -> None:
+    turn = {"question": "What is the Mahalanobis distance?", "refused": True, "missing_terms": ["Mahalanobis"],
+            "sources": [], "waited_s": 2.5}
+    assert tab_chat._status(turn) == "Not answered: no handbook mentions Mahalanobis. You waited 2.5 s."
+    message = tab_chat._turn_messages([turn])[1]["content"]
+    assert message == f"{render.REFUSED_NOTE}\n\n_No handbook mentions Mahalanobis._"

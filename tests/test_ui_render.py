@@ -80,6 +80,11 @@ def test_quotes_show_math_as_text_and_drop_the_handbooks_own_quote_markers() -> 
     assert "&gt;" not in md  # no literal ">" left from the handbook's own block quote
     assert "> ```python\n> m.fit(X)\n> ```" in md
     assert render.math_markdown("$<b>$ [x]") == "*&lt;b&gt;* \\[x\\]"
+    # A quoted list's introduction joined to its item (one unit): the item back on a line of its own.
+    joined = render.quotes_markdown([{"text": "> Regularization prevents overfitting: > - L1: sparse models",
+                                      "citation": {"n": 4}}], valid=[4])
+    assert joined.startswith("> Regularization prevents overfitting:\n> - L1: sparse models [\\[4\\]]")
+    assert "a &gt; - b" in render.quotes_markdown([{"text": "a > - b", "citation": {"n": 1}}])  # not a quote
 
 
 def test_sources_html_empty_has_hint() -> None:

@@ -161,8 +161,13 @@ def _unquoted(text: str) -> str:
             fence = None if fence is not None else quoted
         elif fence is False:  # an unquoted code block: its lines as they are
             continue
+        elif quoted and fence is None:  # a quoted list's introduction joined to its item: the item on its line
+            bare = _JOINED_ITEM.sub("\n", bare)
         lines[i] = bare
     return "\n".join(lines)
+
+
+_JOINED_ITEM = re.compile(r"[ \t]+>[ \t]?(?=(?:[-*+]|\d{1,3}[.)])[ \t])")
 
 
 def quotes_markdown(quotes: Sequence[Mapping[str, Any]], valid: Iterable[int] | None = None, *,
@@ -264,8 +269,9 @@ def conversation_sources_html(sections: Sequence[Mapping[str, Any]], *, current:
         if len(sections) > 1:
             summary = f" · {esc(sec['summary'])}" if sec.get("summary") else ""
             title = f'<div class="sb-turn-q">Question {t}: “{esc(sec.get("question"))}”{summary}</div>'
+        empty = sec.get("empty", EMPTY_SOURCES)
         body = source_blocks(sec.get("sources") or [], turn=t) or (
-            f'<p class="sb-empty">{esc(sec.get("empty") or EMPTY_SOURCES)}</p>')
+            f'<p class="sb-empty">{esc(empty)}</p>' if empty else "")
         hidden = "" if t == current else " hidden"
         parts.append(f'<section class="sb-turn-src" data-turn="{t}"{hidden}>{title}{body}</section>')
     if not parts:

@@ -39,6 +39,7 @@ EXAMPLES = [
     "Explain the bias-variance trade-off.",
 ]
 NOTHING_TO_EXPORT = "Nothing to export yet: ask a question first, then export the conversation with its sources."
+NO_PASSAGE = "No passage to show: nothing in the handbooks is close to this question."
 DUPLICATE_S = 2.0  # the same question sent twice this quickly (a double click) is asked once
 # Runs in the browser when a question is sent: the question and the moment it was sent (its place in line).
 SENT_AT = "(question, state, sent_at) => [question, state, Date.now()]"
@@ -189,7 +190,7 @@ def _summary(turn: dict[str, Any]) -> str:
     if turn.get("error") and not turn.get("quotes"):
         return "not answered (an error)"
     if turn.get("refused"):
-        return f"not answered; {n} passages found" if n else "not answered; no passage close enough"
+        return f"not answered; {n} passages found" if n else "not answered"
     cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
     return f"{cited} of {n} passages cited"
 
@@ -212,8 +213,10 @@ def _status(turn: dict[str, Any]) -> str:
         waited = (turn.get("timings") or {}).get("total_s")
     took = f" You waited {waited:.1f} s." if isinstance(waited, int | float) else ""
     if turn.get("refused"):
-        found = (f"none of the {n} passages found{searched} answers it (they are below)." if n
-                 else f"no passage in the handbooks is close to it{searched}.")
+        missing = ", ".join(str(t) for t in turn.get("missing_terms") or ())
+        found = (f"no handbook mentions {missing}." if missing
+                 else f"none of the {n} passages found{searched} answers it (they are below)." if n
+                 else f"no passage in the handbooks is close to “{turn.get('standalone') or turn['question']}”.")
         return f"Not answered: {found}{took}"
     cited = sum(1 for s in turn.get("sources", []) if s.get("cited"))
     return f"{cited} of {n} passages cited{searched}, closest first.{took}"
@@ -230,8 +233,7 @@ def sources_panel(turns: list[dict[str, Any]], conversation: str = "") -> str:
                                                 conversation=conversation)
     current, turn = next(((i, t) for i, t in shown if t.get("pending")), shown[-1])
     sections = [{"turn": i, "question": t["question"], "sources": t.get("sources", []), "summary": _summary(t),
-                 "empty": (render.STAGE_TEXT["retrieving"] if t.get("pending")
-                           else "No passage in the handbooks is close enough to show.")} for i, t in shown]
+                 "empty": "" if t.get("pending") else NO_PASSAGE} for i, t in shown]
     return render.conversation_sources_html(sections, current=current, status=_status(turn),
                                             busy=any(_busy(t) for t in turns), conversation=conversation)
 
