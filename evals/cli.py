@@ -44,7 +44,8 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
     """`studybot eval --judge-accuracy`: each faithfulness method on the labelled claims (evals.judge_accuracy);
     the result goes to ``--accuracy-out`` (default: ``evals/judge_accuracy.json`` for the project's claims
     file, merged with the methods it already holds for the same file; a run on another file goes under
-    ``<STUDYBOT_HOME>/evals``)."""
+    ``<STUDYBOT_HOME>/evals``). Readings are kept in ``<evals dir>/judge-accuracy-cache.jsonl`` (a stopped run
+    resumes, another method re-uses the prompts read before; ``--no-cache`` reads everything again)."""
     from evals import judge_accuracy as ja
     from evals.sentences import DEFAULT_METHOD
 
@@ -77,8 +78,9 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
         bar.update(done - bar.n)
 
     try:
+        cache = None if getattr(args, "no_cache", False) else ja.ReadingCache(base / "judge-accuracy-cache.jsonl")
         result = ja.run(svc.settings, lambda: svc.llm, claims_path, names, limit,  # type: ignore[attr-defined]
-                        base / f"judge-accuracy-{run_id}", progress)
+                        base / f"judge-accuracy-{run_id}", progress, cache)
     finally:
         bar.close()
     saved = ja.save_result(result, out_path)

@@ -421,26 +421,56 @@ def format_table(result: dict[str, Any], default: str | None = None) -> str:
 # ------------------------------------------------------------------------------------------------------
 
 
+class ReadingCache:
+    """Readings kept on disk (one JSON object a line: key, value, seconds), so a stopped measurement resumes and
+    a later run of another method re-uses the prompts an earlier one read. Keys name the model (its file) and
+    the whole input; delete the file after changing the llama.cpp build or the prompts' wording elsewhere."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, tuple[float, float]] = {}
+        if path is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    d = json.loads(line)
+                    self.entries[d["key"]] = (float(d["value"]), float(d["seconds"]))
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def get(self, key: str) -> tuple[float, float] | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, value: float, seconds: float) -> None:
+        self.entries[key] = (value, seconds)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": key, "value": value, "seconds": round(seconds, 4)}) + "\n")
+
+
 class CachedYesNo(LLM):
     """An :class:`LLM` whose :meth:`yes_no` evaluates each distinct prompt once (several methods read the same
-    check prompt); :attr:`charged` adds up the seconds of the prompts read, cached or not, so each method is
-    charged what its reading costs on its own."""
+    check prompt; with a :class:`ReadingCache` on disk, across runs too); :attr:`charged` adds up the seconds
+    of the prompts read, cached or not, so each method is charged what its reading costs on its own."""
 
-    def __init__(self, llm: LLM) -> None:
+    def __init__(self, llm: LLM, cache: ReadingCache | None = None) -> None:
         self.llm = llm
         self.name = f"cached:{llm.name}"
         self.n_ctx = llm.n_ctx
         self.last_usage = llm.last_usage
-        self._cache: dict[str, tuple[float, float]] = {}
+        self._cache = cache or ReadingCache(None)
         self.charged = 0.0
 
     def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
-        key = json.dumps(messages, sort_keys=True)
+        key = self._cache.key("yes_no", self.llm.name, messages)
         hit = self._cache.get(key)
         if hit is None:
             t = time.perf_counter()
             value = self.llm.yes_no(messages, shared)
-            hit = self._cache[key] = (value, time.perf_counter() - t)
+            hit = (value, time.perf_counter() - t)
+            self._cache.put(key, *hit)
         self.charged += hit[1]
         return hit[0]
 
@@ -475,11 +505,11 @@ class ModelReaders:
     """The methods that read a claim with the local model (one forward pass each, log-probabilities of
     yes/no) or with the answer pipeline's own Verifier; they share one :class:`CachedYesNo`."""
 
-    def __init__(self, settings: Settings, llm: LLM) -> None:
+    def __init__(self, settings: Settings, llm: LLM, cache: ReadingCache | None = None) -> None:
         from rag.answer.verify import Verifier
 
         self.settings = settings
-        self.llm = CachedYesNo(llm)
+        self.llm = CachedYesNo(llm, cache)
         self.rules_only = Verifier(settings.answer, None)
         self.verifier = Verifier(settings.answer, lambda: self.llm)
         self._charged_before = 0.0
@@ -580,32 +610,42 @@ FAST_METHODS = ("rules", "verifier", "yesno", "rules_yesno", "nli", "vote")
 ALL_METHODS = (*FAST_METHODS, "ragas")
 
 
-def ragas_method(judge: Any) -> Method:
+def ragas_method(judge: Any, cache: ReadingCache | None = None, model: str = "") -> Method:
     """Ragas 0.4 faithfulness with the project's judge (:mod:`evals.judge`): response = the sentence,
     retrieved_contexts = [the passage], user_input = the question; the score (the share of the sentence's
-    statements the judge finds supported) is thresholded on the tune half."""
+    statements the judge finds supported) is thresholded on the tune half. ``model`` names the judge in the
+    cache keys."""
     from evals.judge import build_metrics
     from evals.scoring import run_llm_metric
 
     metric = build_metrics(judge, None, ["faithfulness"])["faithfulness"]
+    cache = cache or ReadingCache(None)
+    spent = [0.0]
 
     def read(claim: Claim) -> float:
         from rag.answer.verify import strip_markers
 
-        r = run_llm_metric("faithfulness", metric, {"user_input": claim.question or claim.sentence,
-                                                    "response": strip_markers(claim.sentence),
-                                                    "retrieved_contexts": [claim.passage]},
-                           getattr(judge, "stats", None))
+        inputs = {"user_input": claim.question or claim.sentence, "response": strip_markers(claim.sentence),
+                  "retrieved_contexts": [claim.passage]}
+        key = cache.key("ragas_faithfulness", model, inputs)
+        hit = cache.get(key)
+        if hit is not None:
+            spent[0] = hit[1]
+            return hit[0]
+        r = run_llm_metric("faithfulness", metric, inputs, getattr(judge, "stats", None))
+        spent[0] = float(r.get("seconds") or 0.0)
         if r.get("value") is None:
             raise ValueError(r.get("error") or "no score")
+        cache.put(key, float(r["value"]), spent[0])
         return float(r["value"])
 
-    return Method("ragas", "Ragas faithfulness, the local judge (1.5B, schema-constrained JSON)", read, slow=True)
+    return Method("ragas", "Ragas faithfulness, the local judge (1.5B, schema-constrained JSON)", read,
+                  cost=lambda: spent[0], slow=True)
 
 
 @contextlib.contextmanager
-def open_methods(settings: Settings, llm: Callable[[], LLM], names: Sequence[str], log_dir: Path
-                 ) -> Iterator[list[Method]]:
+def open_methods(settings: Settings, llm: Callable[[], LLM], names: Sequence[str], log_dir: Path,
+                 cache: ReadingCache | None = None) -> Iterator[list[Method]]:
     """The methods named (in :data:`ALL_METHODS` order); Ragas starts the judge server for the block."""
     unknown = [n for n in names if n not in ALL_METHODS]
     if unknown:
@@ -618,27 +658,30 @@ def open_methods(settings: Settings, llm: Callable[[], LLM], names: Sequence[str
             from rag.answer.pipeline import warm_up
 
             warm_up(model)  # the check prompt's fixed prefix, kept between the prompts of other methods
-            readers = ModelReaders(settings, model).methods()
+            readers = ModelReaders(settings, model, cache).methods()
             out += [readers[n] for n in fast]
         if "ragas" in names:
-            from evals.judge import JudgeStats, judge_llm, open_judge
+            from evals.judge import JudgeStats, judge_gguf, judge_llm, open_judge
 
             endpoint = stack.enter_context(open_judge(settings, log_dir))
-            out.append(ragas_method(judge_llm(endpoint, settings, JudgeStats())))
+            judge_name = endpoint.base_url if not endpoint.local else judge_gguf(settings).name
+            out.append(ragas_method(judge_llm(endpoint, settings, JudgeStats()), cache, judge_name))
         yield out
 
 
 def run(settings: Settings, llm: Callable[[], LLM], claims_path: Path, names: Sequence[str], limit: int,
-        log_dir: Path, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+        log_dir: Path, progress: Callable[[str, int, int], None] | None = None,
+        cache: ReadingCache | None = None) -> dict[str, Any]:
     """``studybot eval --judge-accuracy``: read the claims with each named method (``limit``: each reads
-    :func:`sample`'s ``limit`` claims, half from each half)."""
+    :func:`sample`'s ``limit`` claims, half from each half; ``cache``: readings kept on disk, so a stopped run
+    resumes)."""
     claims = load_claims(claims_path)
     if not claims:
         raise ValueError(f"{claims_path} holds no claims")
     result: dict[str, Any] = {"claims": {"path": _display(claims_path), "sha256": file_sha256(claims_path),
                                          "n": len(claims), "not_stated": sum(not c.stated for c in claims)},
                               "split": split_summary(claims), "methods": {}}
-    with open_methods(settings, llm, names, log_dir) as methods:
+    with open_methods(settings, llm, names, log_dir, cache) as methods:
         result["methods"] = measure(methods, claims, limit, progress)["methods"]
     return result
 

@@ -188,6 +188,19 @@ def test_model_readers_share_one_call_and_the_verifier_keeps_its_shipped_thresho
     assert m["yesno"].read(memory) == 3.0  # the model alone is fooled
 
 
+def test_readings_are_kept_on_disk_for_the_next_run(tmp_path: Path) -> None:
+    path = tmp_path / "cache.jsonl"
+    first = scripted_model({"L1": 0.5})
+    weak = claim("a", True, "q1", "L1 regularization drives some weights to zero [1].", PASSAGE, "What does L1 do?")
+    assert ja.ModelReaders(Settings(), first, ja.ReadingCache(path)).methods()["vote"].read(weak) == pytest.approx(
+        (0.5 + 1.0 + 1.0) / 3)
+    assert len(first.judged) == 3 and len(path.read_text().splitlines()) == 3
+    again = scripted_model({"L1": -9.0}, nli=-9.0, adds=9.0)  # a stopped run resumed: nothing read again
+    readers = ja.ModelReaders(Settings(), again, ja.ReadingCache(path))
+    assert readers.methods()["yesno"].read(weak) == 0.5 and readers.methods()["nli"].read(weak) == 1.0
+    assert again.judged == [] and readers.cost() >= 0.0
+
+
 # --------------------------------------------------------------------------------------------------
 # `studybot eval --judge-accuracy` on a tiny claims file (this test's own; never the real set)
 # --------------------------------------------------------------------------------------------------
