@@ -354,3 +354,36 @@ def test_bank_on_the_real_model_then_a_quiz_from_it(tmp_path: Path, embedder: An
     assert result.banked == 1 and result.generated == 0
     item = result.items[0]
     assert item.citation.chunk_id in svc.retriever.chunks and item.question and item.answer
+
+
+@pytest.mark.llm
+def test_the_real_models_bank_call_stops_in_its_prompt_evaluation_and_changes_no_reply() -> None:
+    """llama.cpp's abort callback (rag.quiz.gate.LlamaAbort): a bank call on a passage is stopped while its
+    prompt is evaluated, when a student's call arrives; the student's reply is the one a fresh model gives."""
+    from rag.llm import get_llm
+    from rag.quiz.glossary import SCHEMA, terms_messages
+    from rag.types import Chunk
+
+    llm = get_llm(Settings(storage={"models_cache": MODELS_CACHE}))
+    gate = ModelGate(idle_s=0)
+    fore, back = InteractiveLLM(llm, gate), BackgroundLLM(llm, gate)
+    question = [{"role": "user", "content": "In one sentence, what is L2 regularization?"}]
+    reference = fore.complete(question, max_tokens=16, temperature=0.0)
+    text = "\n\n".join([L1, L2, DROPOUT, TREES])
+    chunk = Chunk("c1", text, "reg.md", "Regularization", "Penalties", None, 0, len(text), "h1", 0)
+    outcome: dict[str, Any] = {}
+
+    def bank_call() -> None:
+        try:
+            outcome["reply"] = back.complete(terms_messages(chunk), max_tokens=200, temperature=0.0,
+                                             json_schema=SCHEMA)
+        except Preempted as exc:
+            outcome["stopped"] = str(exc)
+
+    thread = threading.Thread(target=bank_call, name="studybot-bank")
+    thread.start()
+    until(lambda: back.abort.running, "the bank call evaluating its prompt")
+    again = fore.complete(question, max_tokens=16, temperature=0.0)
+    thread.join(120)
+    assert "stopped" in outcome, outcome
+    assert again == reference and not back.abort.running

@@ -6,8 +6,9 @@ or every model call through :class:`InteractiveLLM`); background work asks :meth
 each model call and gets its turn only when no interactive work is running and none has run for ``idle_s``
 seconds (so the gaps between the model calls of one answer never let the bank in). A background generation
 that is running when interactive work arrives is cut off at its next token (:class:`BackgroundLLM` raises
-:class:`Preempted`; the bank tries that item again later), so a student's request waits at most for the
-prompt evaluation the background call had started, never for a whole item.
+:class:`Preempted`; the bank tries that item again later). On the local llama.cpp backend its prompt
+evaluation is cut off too (:class:`LlamaAbort`: a passage's prompt is seconds of work on 2 cores, with no token
+to stop at), so a student's request never waits for the bank's work, only for llama.cpp to notice.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from rag.errors import StudybotError
 from rag.llm import LLM, Request, Usage
 
 
@@ -190,10 +192,73 @@ class InteractiveLLM(_View):
         return held
 
 
+class LlamaAbort:
+    """llama.cpp's abort callback on the local backend's context, so that a background call's prompt evaluation
+    stops when interactive work arrives (llama_decode returns 2; llama-cpp-python's next evaluation removes what
+    the aborted batch left in the KV cache). Set only while a background call runs and cleared after it, so an
+    interactive generation never calls into Python per graph node; the callback object lives as long as this
+    hook (llama.cpp may read the pointer of a call that is just ending)."""
+
+    def __init__(self, gate: ModelGate) -> None:
+        self.gate = gate
+        self.running = False  # a background call is evaluating or generating
+        self.aborted = False  # the callback stopped llama.cpp
+        self._callback: Any = None
+        self._none: Any = None
+
+    def _check(self, _data: Any) -> bool:
+        if self.running and self.gate.busy:
+            # Once: the backend releases the model as the error leaves it, and the student's call that takes it
+            # next must not be stopped by this callback (cleared only after that).
+            self.running = False
+            self.aborted = True
+            return True
+        return False
+
+    @staticmethod
+    def _context(inner: LLM) -> Any:
+        llama = getattr(inner, "_llama", None)  # rag.llm_llama_cpp.LlamaCppLLM, once loaded
+        ctx = getattr(getattr(llama, "_ctx", None), "ctx", None)
+        return ctx
+
+    def arm(self, inner: LLM) -> bool:
+        """Set the callback on ``inner``'s context (False when it is not a loaded local llama.cpp model)."""
+        ctx = self._context(inner)
+        if ctx is None:
+            return False
+        try:
+            import llama_cpp
+        except ImportError:  # pragma: no cover - the local backend needs it
+            return False
+        if self._callback is None:
+            self._callback = llama_cpp.ggml_abort_callback(self._check)
+            self._none = llama_cpp.ggml_abort_callback()  # NULL: no callback
+        self.aborted = False
+        self.running = True
+        llama_cpp.llama_set_abort_callback(ctx, self._callback, None)
+        return True
+
+    def disarm(self, inner: LLM) -> None:
+        """Before the backend releases the model: the callback answers False from now, and is cleared."""
+        self.running = False
+        ctx = self._context(inner)
+        if ctx is not None and self._none is not None:
+            import llama_cpp
+
+            llama_cpp.llama_set_abort_callback(ctx, self._none, None)
+        if self.aborted:
+            # The aborted call's evaluation steps were never recorded: let the next call re-use no cached
+            # position from an older call's steps (rag.llm_llama_cpp evaluates every prompt in its own steps).
+            steps = getattr(inner, "_steps", None)
+            if isinstance(steps, set):
+                steps.clear()
+
+
 class BackgroundLLM(_View):
     """The model as the bank uses it: each call waits until the app is idle, and a generation is cut off
-    (:class:`Preempted`) at the first token after interactive work arrives. ``stop``: a set event makes a
-    waiting call raise :class:`Preempted` at once (the worker is stopping)."""
+    (:class:`Preempted`) at the first token after interactive work arrives, or in its prompt evaluation on the
+    local llama.cpp backend (:class:`LlamaAbort`). ``stop``: a set event makes a waiting call raise
+    :class:`Preempted` at once (the worker is stopping)."""
 
     def __init__(self, inner: LLM, gate: ModelGate, stop: threading.Event | None = None, *, wait: bool = True
                  ) -> None:
@@ -201,25 +266,35 @@ class BackgroundLLM(_View):
         self.stop = stop
         self.wait = wait
         self.calls = 0  # model calls started (the bank's cost)
+        self.abort = LlamaAbort(gate)
 
     def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
         if self.wait and not self.gate.wait_idle(self.stop):
             raise Preempted("stopping")
-        it = self.inner.generate(messages, request)
+        it = self.inner.generate(messages, request)  # loads the model on first use
         self.calls += 1
         return self._watch(it)
 
     def _watch(self, it: Iterator[str]) -> Iterator[str]:
+        armed = self.wait and self.abort.arm(self.inner)
         try:
             if self.wait and self.gate.busy:
                 self.gate.preemptions += 1
                 raise Preempted("interactive work arrived")
-            for piece in it:
-                if self.wait and self.gate.busy:
+            try:
+                for piece in it:
+                    if self.wait and self.gate.busy:
+                        self.gate.preemptions += 1
+                        raise Preempted("interactive work arrived")
+                    yield piece
+            except StudybotError as exc:
+                if armed and self.abort.aborted:
                     self.gate.preemptions += 1
-                    raise Preempted("interactive work arrived")
-                yield piece
+                    raise Preempted("interactive work arrived (prompt evaluation stopped)") from exc
+                raise
         finally:
+            if armed:
+                self.abort.disarm(self.inner)
             close = getattr(it, "close", None)
             if close is not None:
                 close()  # the backend releases the model now
