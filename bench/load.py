@@ -283,11 +283,11 @@ def start_app(args: argparse.Namespace, llm: dict[str, Any], concurrency: int
     if args.home:
         home = Path(args.home).expanduser()
     elif os.environ.get("STUDYBOT_HOME"):
-        home = base.home
+        home = base.storage.home
     else:
         temp_home = home = Path(tempfile.mkdtemp(prefix="studybot-load-"))
     # Another home reuses the default home's model cache instead of assembling 1.1 GB again.
-    settings = Settings(storage={"home": home, "models_cache": base.models_dir},
+    settings = Settings(storage={"home": home, "models_cache": base.storage.models_dir},
                         llm={"max_tokens": args.max_tokens, **llm}, ui={"concurrency": concurrency})
     svc = StudyService(settings)
     setup: dict[str, Any] = {"home": str(home), "concurrency_limit": settings.ui.concurrency,
