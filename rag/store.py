@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -230,6 +231,7 @@ class Index:
         self.embedder = embedder
         self.name = settings.chroma.collection
         self._client: Any = None
+        self._client_lock = threading.Lock()  # the app's first question and first page load open it together
         self._ef: Any = None
         self._dir_override: str | None = None
 
@@ -237,27 +239,32 @@ class Index:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import chromadb
-
-            s = self.settings
-            try:
-                if s.chroma.host:
-                    self._client = chromadb.HttpClient(host=s.chroma.host, port=s.chroma.port, settings=_chroma_settings())
-                    self._client.heartbeat()
-                else:
-                    path = self.chroma_dir
-                    path.mkdir(parents=True, exist_ok=True)
-                    self._client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-            except Exception as exc:  # noqa: BLE001 - chroma raises many types
-                self._client = None
-                self.raise_if_not_writable(exc)
-                where = f"the Chroma server at {s.chroma.host}:{s.chroma.port}" if s.chroma.host else f"{self.where}"
-                raise IndexStateError(
-                    f"Cannot open the index at {where} ({type(exc).__name__}: {_short(exc)}). "
-                    + ("Start it with `chroma run --path DIR --host ... --port ...` or unset STUDYBOT_CHROMA_HOST."
-                       if s.chroma.host else self.rebuild_advice())
-                ) from exc
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._open_client()
         return self._client
+
+    def _open_client(self) -> Any:
+        import chromadb
+
+        s = self.settings
+        try:
+            if s.chroma.host:
+                client = chromadb.HttpClient(host=s.chroma.host, port=s.chroma.port, settings=_chroma_settings())
+                client.heartbeat()
+            else:
+                path = self.chroma_dir
+                path.mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+        except Exception as exc:  # noqa: BLE001 - chroma raises many types
+            self.raise_if_not_writable(exc)
+            where = f"the Chroma server at {s.chroma.host}:{s.chroma.port}" if s.chroma.host else f"{self.where}"
+            raise IndexStateError(
+                f"Cannot open the index at {where} ({type(exc).__name__}: {_short(exc)}). "
+                + ("Start it with `chroma run --path DIR --host ... --port ...` or unset STUDYBOT_CHROMA_HOST."
+                   if s.chroma.host else self.rebuild_advice())
+            ) from exc
+        return client
 
     # -- permissions -----------------------------------------------------------------------------
     def write_paths(self) -> list[Path]:

@@ -401,3 +401,34 @@ def test_stop_watching_leaves_the_run_going_and_says_so(tmp_path: Path, monkeypa
         release.set()
         run.join(5)
     assert tab_evals.stop_watching() == "No eval run is going on."
+
+
+def test_the_first_question_and_the_first_page_load_open_one_index_together(corpus_settings: Settings,
+                                                                             embedder: Any) -> None:
+    """Two threads reaching a fresh service at once (a question while the page loads the library) share one
+    index; before the service's parts were built under its lock, one of them failed inside Chroma."""
+    import threading
+
+    from ui.service import StudyService
+
+    svc = StudyService(corpus_settings, llm=ScriptedLLM(), embedder=embedder)
+    barrier = threading.Barrier(4)
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+
+    def first_use(i: int) -> None:
+        barrier.wait()
+        try:
+            seen.append(svc.retrieve("What does PCA do?") if i % 2 else svc.documents())
+            seen.append(svc.index)
+        except BaseException as exc:  # noqa: BLE001 - the failure is the result
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    indexes = {id(x) for x in seen if type(x).__name__ == "Index"}
+    assert len(indexes) == 1

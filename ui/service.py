@@ -83,25 +83,31 @@ class StudyService:
     @property
     def embedder(self) -> TextEmbedder:
         if self._embedder is None:
-            from rag.embeddings import shared_embedder
+            with self._lock:  # the first question and the page's first load may arrive together
+                if self._embedder is None:
+                    from rag.embeddings import shared_embedder
 
-            self._embedder = shared_embedder(self.settings)
+                    self._embedder = shared_embedder(self.settings)
         return self._embedder
 
     @property
     def index(self) -> Index:
         if self._index is None:
-            from rag.store import Index
+            with self._lock:  # two threads opening one index at once failed with a KeyError inside Chroma
+                if self._index is None:
+                    from rag.store import Index
 
-            self._index = Index(self.settings, self.embedder)
+                    self._index = Index(self.settings, self.embedder)
         return self._index
 
     @property
     def retriever(self) -> Retriever:
         if self._retriever is None:
-            from rag.retrieval import HybridRetriever
+            with self._lock:
+                if self._retriever is None:
+                    from rag.retrieval import HybridRetriever
 
-            self._retriever = HybridRetriever.from_settings(self.index)
+                    self._retriever = HybridRetriever.from_settings(self.index)
         return self._retriever
 
     @property
@@ -129,9 +135,11 @@ class StudyService:
     def library(self) -> Library:
         """The document library: corpus folder + uploads, one index."""
         if self._library is None:
-            from ingest.library import Library
+            with self._lock:
+                if self._library is None:
+                    from ingest.library import Library
 
-            self._library = Library(self.index)
+                    self._library = Library(self.index)
         return self._library
 
     @property
