@@ -17,7 +17,6 @@ runs it on the index under STUDYBOT_HOME.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -92,19 +91,3 @@ def run_gate(service: Any, ids: Sequence[str] = GATE_IDS) -> dict[str, Any]:
                      "failures": fails})
     return {"method": DEFAULT_METHOD, "threshold": threshold, "failures": failures, "questions": rows,
             "seconds": round(time.perf_counter() - t_all, 1)}
-
-
-def main() -> int:  # pragma: no cover - the test runs run_gate
-    from ui.service import StudyService
-
-    result = run_gate(StudyService())
-    for r in result["questions"]:
-        print(f"{r['id']}: {'refused' if r['refused'] else 'answered'} in {r['answer_s']:.1f} s, checks "
-              f"{r['check_s']:.1f} s, sentence_faithfulness {r['value']}" + "".join(f"\n  {f}" for f in r["failures"]))
-    print(f"answer gate: {len(result['failures'])} failure(s), {result['seconds']} s ({result['method']} >= "
-          f"{result['threshold']})")
-    return 1 if result["failures"] else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
