@@ -17,6 +17,12 @@ from rag.errors import BackendError, ModelError, QueryError
 from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, check_fits, too_long
 
 
+def llama_cpp_module() -> Any:
+    import llama_cpp
+
+    return llama_cpp
+
+
 class LlamaCppLLM(LLM):
     """A GGUF model run in process by llama-cpp-python.
 
@@ -51,6 +57,7 @@ class LlamaCppLLM(LLM):
         self.last_usage = Usage()
         self.load_seconds: float | None = None
         self._llama: Any = None
+        self._abort_callback: Any = None
         self._formatter: Any = None
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()
@@ -62,6 +69,28 @@ class LlamaCppLLM(LLM):
         self._prefixes: dict[tuple[int, ...], bytes] = {}  # kept prompt prefixes and their KV state
 
     # --- loading ---------------------------------------------------------------------------------------
+    # -- stopping a background call (rag.quiz.gate) ------------------------------------------------------------
+    def set_abort(self, check: Any) -> bool:
+        """llama.cpp's abort callback on the loaded context: ``check()`` returning True stops the evaluation in
+        progress (llama_decode returns 2); ``None`` clears it. Returns False when no model is loaded. The caller
+        keeps ``check`` alive while it is set."""
+        llama = self._llama
+        ctx = getattr(getattr(llama, "_ctx", None), "ctx", None)
+        if ctx is None:
+            return False
+        lib = llama_cpp_module()
+        if check is None:
+            callback = lib.ggml_abort_callback()  # NULL: no callback; the last one stays referenced, since
+        else:  # llama.cpp may still read the pointer of a call that is just ending
+            callback = self._abort_callback = lib.ggml_abort_callback(lambda _data: bool(check()))
+        lib.llama_set_abort_callback(ctx, callback, None)
+        return True
+
+    def forget_steps(self) -> None:
+        """After an aborted evaluation: its steps were never recorded, so no later call re-uses a cached
+        position from an older call's steps."""
+        self._steps.clear()
+
     def load(self) -> Any:
         """Load the model (once; later calls return the loaded ``llama_cpp.Llama``)."""
         if self._llama is not None:

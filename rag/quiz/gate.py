@@ -203,8 +203,6 @@ class LlamaAbort:
         self.gate = gate
         self.running = False  # a background call is evaluating or generating
         self.aborted = False  # the callback stopped llama.cpp
-        self._callback: Any = None
-        self._none: Any = None
 
     def _check(self, _data: Any) -> bool:
         if self.running and self.gate.busy:
@@ -215,43 +213,33 @@ class LlamaAbort:
             return True
         return False
 
-    @staticmethod
-    def _context(inner: LLM) -> Any:
-        llama = getattr(inner, "_llama", None)  # rag.llm_llama_cpp.LlamaCppLLM, once loaded
-        ctx = getattr(getattr(llama, "_ctx", None), "ctx", None)
-        return ctx
-
     def arm(self, inner: LLM) -> bool:
-        """Set the callback on ``inner``'s context (False when it is not a loaded local llama.cpp model)."""
-        ctx = self._context(inner)
-        if ctx is None:
+        """Set the callback on ``inner``'s loaded model (False when it is not a loaded local llama.cpp model)."""
+        set_abort = getattr(inner, "set_abort", None)
+        if set_abort is None:
             return False
-        try:
-            import llama_cpp
-        except ImportError:  # pragma: no cover - the local backend needs it
-            return False
-        if self._callback is None:
-            self._callback = llama_cpp.ggml_abort_callback(self._check)
-            self._none = llama_cpp.ggml_abort_callback()  # NULL: no callback
         self.aborted = False
         self.running = True
-        llama_cpp.llama_set_abort_callback(ctx, self._callback, None)
+        if not set_abort(self._stop_now):
+            self.running = False
+            return False
         return True
+
+    def _stop_now(self) -> bool:
+        return self._check(None)
 
     def disarm(self, inner: LLM) -> None:
         """Before the backend releases the model: the callback answers False from now, and is cleared."""
         self.running = False
-        ctx = self._context(inner)
-        if ctx is not None and self._none is not None:
-            import llama_cpp
-
-            llama_cpp.llama_set_abort_callback(ctx, self._none, None)
+        set_abort = getattr(inner, "set_abort", None)
+        if set_abort is not None:
+            set_abort(None)
         if self.aborted:
-            # The aborted call's evaluation steps were never recorded: let the next call re-use no cached
-            # position from an older call's steps (rag.llm_llama_cpp evaluates every prompt in its own steps).
-            steps = getattr(inner, "_steps", None)
-            if isinstance(steps, set):
-                steps.clear()
+            # The aborted call's evaluation steps were never recorded (rag.llm_llama_cpp evaluates every prompt
+            # in its own steps): let the next call re-use no cached position from an older call's steps.
+            forget = getattr(inner, "forget_steps", None)
+            if forget is not None:
+                forget()
 
 
 class BackgroundLLM(_View):
