@@ -11,12 +11,13 @@ Parts (the index of the default home; the bank and the study database in a tempo
   extrapolation is on the high side).
 * ``warm``: ``--warm-items`` flashcards banked for ``--topic``, then a 10-question flashcard quiz on it
   (``StudyService.quiz_stream``): seconds to the first question and to all ten (targets 1 s / 3 s).
-* ``cold``: a topic with nothing banked (``--cold-topic``): seconds to the first question of a 10-question MCQ
-  quiz (fast start: a flashcard first) and of a short-answer quiz (target 15 s).
+* ``cold`` (first, on the empty bank): a topic with nothing banked (``--cold-topic``): seconds to the first
+  question of a 10-question MCQ quiz (fast start: a flashcard first) and of a short-answer quiz (target 15 s).
 * ``ask``: ``--asks`` gold questions answered on an idle app, then again while the bank's worker fills the bank
   (each ask after a pause of 6-12 s, so the worker is writing an item when it comes): the extra seconds per
-  question (same question, same work), their mean and p95 (target 2 s), and how many bank generations were cut
-  off.
+  question (same question, same work), their mean and p95 (target 2 s), how many bank generations were cut
+  off, and for those the seconds from the ask's start to the bank's call releasing the model (the wait the bank
+  itself causes; the paired difference also holds the host's noise).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def part_cold(svc: StudyService, args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         stream = svc.quiz_stream(args.cold_topic, 10, qtype, session=QuizSession(0), fast_start=True)
         banked = len(stream.banked)
+        if banked:
+            print(f"cold {qtype}: {banked} item(s) banked for {args.cold_topic!r}: not a cold topic", file=sys.stderr)
         first = next(stream)
         t_first = time.perf_counter() - start
         stream.close(wait=True)  # the item in progress is finished before the next measurement
@@ -132,8 +135,8 @@ def gold_questions(n: int) -> list[str]:
 
 
 def part_ask(svc: StudyService, args: argparse.Namespace) -> dict[str, Any]:
-    questions = gold_questions(args.asks)
-    svc.ask(questions[0])  # warm: the model loaded, the answer path's prefix evaluated
+    *questions, spare = gold_questions(args.asks + 1)
+    svc.ask(spare)  # warm: the model loaded, the answer path's prefix evaluated (a question not measured)
     idle: list[float] = []
     for q in questions:
         start = time.perf_counter()
@@ -160,14 +163,16 @@ def part_ask(svc: StudyService, args: argparse.Namespace) -> dict[str, Any]:
     extra = [b - i for b, i in zip(busy, idle, strict=True)]
     ranked = sorted(extra)
     p95 = ranked[min(len(ranked) - 1, round(0.95 * (len(ranked) - 1)))]
+    yields = sorted(svc.gate.yields)
     return {"n": len(questions), "idle_s": [round(x, 2) for x in idle], "busy_s": [round(x, 2) for x in busy],
             "extra_s": [round(x, 2) for x in extra], "extra_mean_s": round(statistics.mean(extra), 2),
-            "extra_p95_s": round(p95, 2), "cut_off": sum(in_flight), "worker": worker.status()}
+            "extra_p95_s": round(p95, 2), "cut_off": sum(in_flight), "worker": worker.status(),
+            "release_s": [round(x, 3) for x in yields], "release_max_s": round(yields[-1], 3) if yields else None}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="fill,warm,cold,ask")
+    p.add_argument("--parts", default="cold,warm,ask,fill")
     p.add_argument("--sample", type=int, default=9, help="passages banked in the fill part (default 9)")
     p.add_argument("--topic", default="regularization", help="the warm part's topic")
     p.add_argument("--warm-items", type=int, default=12, help="flashcards banked for the warm topic (default 12)")

@@ -236,6 +236,7 @@ def test_the_bank_worker_stops_for_a_students_request_and_goes_on_after(library:
             llm.go.set()  # the bank's generation gets its next piece: it stops there
             until(lambda: worker.preempted == 1, "the bank's generation cut off")
             assert llm.closed == 1 and svc.bank.counts() == []  # closed, nothing banked from it
+            assert len(svc.gate.yields) == 1 and svc.gate.yields[0] >= 0  # how long the request waited for that
             until(lambda: svc.gate.waiting == 1, "the worker waiting for the model")
             calls = llm.bank_calls
             # The student's quiz runs now, the bank makes no call meanwhile.

@@ -56,6 +56,7 @@ FAST_FIRST = {"mcq": "flashcard"}
 BANK_TOPIC_ITEMS = 10
 
 _SCHEMA = """
+PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY,
     content_hash TEXT NOT NULL,

@@ -38,6 +38,8 @@ class ModelGate:
         self._last_end = -float("inf")
         self.preemptions = 0  # background generations cut off (benches, tests)
         self.waiting = 0  # background calls waiting for their turn (tests)
+        self.busy_since = 0.0  # when interactive work last started while none ran
+        self.yields: list[float] = []  # seconds from interactive work arriving to the model being released
 
     @property
     def busy(self) -> bool:
@@ -46,8 +48,16 @@ class ModelGate:
 
     def enter(self) -> None:
         with self._cond:
+            if not self._active:
+                self.busy_since = self._clock()
             self._active += 1
             self._cond.notify_all()
+
+    def yielded(self) -> None:
+        """A background call cut off for interactive work has released the model (how long it took is kept in
+        :attr:`yields`, the last 1,000)."""
+        self.preemptions += 1
+        self.yields = [*self.yields[-999:], self._clock() - self.busy_since]
 
     def leave(self) -> None:
         with self._cond:
@@ -265,19 +275,20 @@ class BackgroundLLM(_View):
 
     def _watch(self, it: Iterator[str]) -> Iterator[str]:
         armed = self.wait and self.abort.arm(self.inner)
+        cut = False
         try:
             if self.wait and self.gate.busy:
-                self.gate.preemptions += 1
+                cut = True
                 raise Preempted("interactive work arrived")
             try:
                 for piece in it:
                     if self.wait and self.gate.busy:
-                        self.gate.preemptions += 1
+                        cut = True
                         raise Preempted("interactive work arrived")
                     yield piece
             except StudybotError as exc:
                 if armed and self.abort.aborted:
-                    self.gate.preemptions += 1
+                    cut = True
                     raise Preempted("interactive work arrived (prompt evaluation stopped)") from exc
                 raise
         finally:
@@ -286,3 +297,5 @@ class BackgroundLLM(_View):
             close = getattr(it, "close", None)
             if close is not None:
                 close()  # the backend releases the model now
+            if cut:
+                self.gate.yielded()
