@@ -13,6 +13,7 @@ is skipped.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,18 @@ def _passage_text(answer: dict[str, Any], numbers: Sequence[int]) -> str:
     return "\n\n".join(texts)
 
 
+_TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]*-[\s:|-]*\|?\s*$")
+
+
+def is_verbatim(quote: str, passage: str) -> bool:
+    """A quote is the passage's own words: each of its lines is in the passage (a unit joins a list item to its
+    intro and a table row to its header, which the passage need not hold side by side, and draws the header's
+    ``|---|`` rule itself; ``rag.units``)."""
+    body = normalize(passage)
+    lines = [normalize(line) for line in quote.splitlines() if line.strip() and not _TABLE_RULE.match(line)]
+    return bool(lines) and all(line in body for line in lines)
+
+
 def answer_sentences(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The answer's sentences in the order shown: quotes (``kind`` "quote", ``verbatim``), written sentences
     (``kind`` "written"), then those the pipeline dropped (``kind`` "dropped", ``reason``, ``logodds``). Each has
@@ -71,7 +84,7 @@ def answer_sentences(answer: dict[str, Any]) -> list[dict[str, Any]]:
         quoted.append(n)
         out.append({"kind": "quote", "text": q.get("text", ""), "cites": [n], "passage": passage,
                     "source": _source_of(answer, n),
-                    "verbatim": normalize(q.get("text", "")) in normalize(passage)})
+                    "verbatim": is_verbatim(q.get("text", ""), passage)})
     for unit in split_units(answer.get("explanation") or ""):
         cites = cited_numbers(unit.text, valid) or list(dict.fromkeys(quoted))
         out.append({"kind": "written", "text": unit.text, "cites": cites, "passage": _passage_text(answer, cites),

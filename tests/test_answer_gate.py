@@ -1,7 +1,7 @@
 """CI's answer gate on the real default GGUF (evals/answer_gate.py): ten gold questions answered as in the app;
 the unanswerable ones refused, the answerable ones with valid citations, verbatim quotes holding the gold phrase
-and every shown written sentence stated by its passage (the default faithfulness method). Beside the retrieval
-gate (tests/test_evals.py); about a minute and a half on 2 cores."""
+and, over the gate, a floor on the share of written sentences the default faithfulness method reads as stated.
+Beside the retrieval gate (tests/test_evals.py); about a minute and a half on 2 cores."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def test_gate_questions_are_answered_grounded_or_refused(corpus_home: Path, embe
     svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}), embedder=embedder)
     svc.warm_up()
     result = run_gate(svc)
-    report = "\n".join(f"{r['id']}: answer {r['answer_s']} s, checks {r['check_s']} s, {r['value']}"
-                       for r in result["questions"])
+    report = "\n".join(f"{r['id']}: answer {r['answer_s']} s, checks {r['check_s']} s, {r['stated']} of "
+                       f"{r['written']} written read as stated" for r in result["questions"])
     assert result["failures"] == [], "\n".join(result["failures"]) + "\n" + report
     answered = [r for r in result["questions"] if not r["refused"]]
-    assert answered and all(r["value"] is None or r["value"] == 1.0 for r in answered)
+    assert answered and result["written"] > 0, report
+    print(report)

@@ -74,6 +74,10 @@ def test_a_quiz_question_is_lettered_and_its_feedback_marks_the_choice_and_the_a
     # The chosen and the right option are marked, in words and colours, in the options themselves...
     page.wait_for_function("() => [...document.querySelectorAll('#sb-quiz-options label')]"
                            ".some(l => l.innerText.includes('✓'))", timeout=10_000)
+    # (the colours are drawn with no transition: the marked options have their colours when their words show)
+    page.wait_for_function("(green) => [...document.querySelectorAll('#sb-quiz-options label')].some(l => "
+                           "l.innerText.includes('✓') && getComputedStyle(l).backgroundColor === green)", arg=GREEN,
+                           timeout=2_000)
     after = [options.nth(i).inner_text().strip() for i in range(4)]
     background = [options.nth(i).evaluate("el => getComputedStyle(el).backgroundColor") for i in range(4)]
     if verdict == "correct":

@@ -444,7 +444,8 @@ def test_report_prints_each_faithfulness_figure_with_its_judge_accuracy(tmp_path
 
 
 def test_answer_gate_checks_refusals_citations_quotes_and_sentences() -> None:
-    from evals.answer_gate import check_answer
+    from evals.answer_gate import check_answer, unstated
+    from evals.sentences import is_verbatim
 
     item = GoldItem("g1", "What does L1 do?", True, "doc0.md", ["drives some weights to zero"])
     good = {"answer": f"> {TEXTS[0]} [1]\n\nL1 drives some weights to zero [1].", "refused": False,
@@ -458,11 +459,20 @@ def test_answer_gate_checks_refusals_citations_quotes_and_sentences() -> None:
     bad = {**good, "answer": good["answer"] + " Also [2].", "explanation": "L1 makes models faster [1].",
            "quotes": [{"text": "L1 changes the loss a lot.", "citation": {"n": 1}}],
            "citations": [{"n": 1, "chunk_id": "c9"}]}
-    fails, _ = check_answer(item, bad, stated, 0.5)
+    fails, bad_score = check_answer(item, bad, stated, 0.5)
     assert any("citation [1] does not point at passage 1" in f for f in fails)
     assert any("marker(s) [2] name no cited passage" in f for f in fails)
     assert any("quote not verbatim" in f for f in fails) and any("no quote states the gold phrase" in f for f in fails)
-    assert any("written sentence not stated by passage [1] (m -2.0 < 0.5)" in f for f in fails)
+    assert bad_score["value"] == 0.0 and unstated(bad_score, "g1") == [
+        "g1: written sentence read as not stated by passage [1] (m -2.0 < 0.5): 'L1 makes models faster [1].'"]
+    assert unstated(score, "g1") == []
+    # A unit joining a list item to its intro (or a table row to its header) is verbatim line by line.
+    passage = "**Use Cases:**\n- Speech: use CTC.\n- **Weather:** Use MAE.\n"
+    assert is_verbatim("**Use Cases:**\n- **Weather:** Use MAE.", passage)
+    assert not is_verbatim("**Use Cases:**\n- **Weather:** Use MSE.", passage) and not is_verbatim("", passage)
+    table = "| Net | Year |\n|------|:---:|\n| LeNet | 1998 |\n| VGG | 2014 |"
+    assert is_verbatim("| Net | Year |\n|---|---|\n| VGG | 2014 |", table)
+    assert not is_verbatim("| Net | Year |\n|---|---|\n| VGG | 2015 |", table)
     assert check_answer(item, {**good, "refused": True, "refusal_reason": "no_answer"}, stated, 0.5)[0] == [
         "g1: refused (no_answer)"]
     unanswerable = GoldItem("u1", "Capital of Peru?", False, None)

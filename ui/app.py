@@ -72,8 +72,9 @@ CSS = """
 #sb-saved [data-testid="status-tracker"], #sb-chat-note [data-testid="status-tracker"] { display: none !important; }
 /* Quiz and Review: after checking, the chosen and the right option coloured (their labels end in the words) */
 #sb-quiz-options label[data-testid$="right answer-radio-label"],
-#sb-quiz-options label[data-testid$="your choice, right-radio-label"] { border-color: #15803d; background: #dcfce7; }
-#sb-quiz-options label[data-testid$="✗ your choice-radio-label"] { border-color: #b91c1c; background: #fee2e2; }
+#sb-quiz-options label[data-testid$="your choice, right-radio-label"] { border-color: #15803d; background: #dcfce7; transition: none; }
+#sb-quiz-options label[data-testid$="✗ your choice-radio-label"] { border-color: #b91c1c; background: #fee2e2;
+  transition: none; }
 .sb-review-options li { margin: 2px 0; }
 .sb-quiz-letter { font-weight: 700; margin-right: 2px; }
 /* The one progress display of a quiz or a study guide: a bar that shimmers while the next step is worked on */
