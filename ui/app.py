@@ -20,6 +20,7 @@ UPLOAD_CACHE = "upload-cache"  # <home>/upload-cache
 
 import gradio as gr  # noqa: E402
 
+from ui import tab_library, tab_progress, tab_quiz, tab_review  # noqa: E402
 from ui.tab_chat import LLM_QUEUE, build_chat_tab, register_api  # noqa: E402
 from ui.tab_evals import build_evals_tab  # noqa: E402
 from ui.tab_library import build_library_tab  # noqa: E402
@@ -206,7 +207,7 @@ def launch(
         footer_links=["api"],
         run_history=False,
         theme=theme(),
-        css=CSS,
+        css=CSS + tab_library.CSS + tab_quiz.CSS + tab_review.CSS + tab_progress.CSS,
         head=HEAD,
     )
     return app, local_url

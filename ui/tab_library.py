@@ -22,6 +22,9 @@ from ingest.library import UPLOAD_PREFIX
 from rag.errors import IngestError, StudybotError
 from ui import render
 
+# This tab's own styles, appended to the app's (ui/app.py).
+CSS = ""
+
 if TYPE_CHECKING:
     from rag.types import Chunk
     from ui.service import DocumentInfo, StudyService

@@ -17,6 +17,9 @@ from rag.errors import StudybotError
 from ui import render
 from ui.user import user_of
 
+# This tab's own styles, appended to the app's (ui/app.py).
+CSS = ""
+
 if TYPE_CHECKING:
     from ui.service import StudyService
 

@@ -19,6 +19,9 @@ from ui.quiz_state import Checked, QuizState
 from ui.tab_chat import LLM_QUEUE
 from ui.user import user_of
 
+# This tab's own styles, appended to the app's (ui/app.py).
+CSS = ""
+
 if TYPE_CHECKING:
     from ui.service import StudyService
 
