@@ -496,3 +496,16 @@ def test_evals_tab_drills_down_a_question_and_shows_the_judge_accuracy(tmp_path:
     table = tab_evals.accuracy_table()
     assert "| **yes/no** (`yesno`) | 0.83 |" in table and "Ragas" in table
     assert SENTENCE_METRIC in tab_evals.LLM_METRICS and tab_evals.DEFAULT_METRICS == [SENTENCE_METRIC]
+
+
+def test_the_focused_excerpt_keeps_the_units_nearest_the_sentence_whole_and_in_order() -> None:
+    from evals.judge_accuracy import focused_excerpt
+
+    passage = ("Intro sentence about models. Dropout drops units at random during training.\n\n"
+               "| Optimizer | Trait |\n|---|---|\n| **SGD** | noisy steps |\n| **Adam** | adaptive learning rates |\n\n"
+               "Batch norm normalises activations. Weight decay shrinks weights.")
+    out = focused_excerpt("Adam uses adaptive learning rates [1].", passage, k=1)
+    assert out == "| Optimizer | Trait |\n|---|---|\n| **Adam** | adaptive learning rates |"  # the row under its header
+    two = focused_excerpt("Weight decay and dropout both regularise [1].", passage, k=2)
+    assert two.splitlines() == ["Dropout drops units at random during training.", "Weight decay shrinks weights."]
+    assert focused_excerpt("anything", "One short passage.", k=3) == "One short passage."
