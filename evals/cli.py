@@ -11,9 +11,7 @@ from evals.gold import GoldItem
 from evals.runs import RunSpec, new_run_id, read_json, resolve_run_dir
 from evals.scoring import run_judge_sanity, sanity_pairs
 from evals.suite import Suite, System
-from rag.errors import StudybotError
-
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+from rag.errors import EXIT_OK, StudybotError
 
 
 def _parse_metrics(text: str | None) -> list[str]:

@@ -1,4 +1,9 @@
-"""Errors that carry one clear, actionable sentence for the user (never a traceback)."""
+"""Errors that carry one clear, actionable sentence for the user (never a traceback), and the exit statuses
+the command lines (``studybot``, ``studybot eval``) end with."""
+
+# The exit statuses of every command: done; ran, but something it checked failed (an ingest with a failed file,
+# a doctor check); an error (one sentence on stderr). Defined once here, imported by ui.commands and evals.cli.
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 class StudybotError(Exception):

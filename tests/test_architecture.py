@@ -75,3 +75,29 @@ def test_the_check_sees_imports_of_every_kind(tmp_path: Path) -> None:
     probe.write_text("import chromadb\nfrom ui.app import x\nimport importlib\nimportlib.import_module('llama_cpp')\n"
                      "def f():\n    from rag.store import Index\n")
     assert sorted(n for n, _ in _imports(probe)) == ["chromadb", "importlib", "llama_cpp", "rag.store", "ui.app"]
+
+
+def _assigned_names(path: Path) -> list[tuple[str, int]]:
+    """The names ``path`` binds at module level (``X = ...``, ``X, Y = ...``, ``X: int = ...``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[str, int]] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        for target in targets:
+            elts = target.elts if isinstance(target, ast.Tuple) else [target]
+            found += [(e.id, node.lineno) for e in elts if isinstance(e, ast.Name)]
+    return found
+
+
+def test_exit_statuses_are_defined_once() -> None:
+    """EXIT_OK / EXIT_FAILED / EXIT_ERROR live in rag/errors.py; the CLIs import them."""
+    wrong = [f"{path.relative_to(ROOT)}:{line} defines {name}" for pkg in (*PACKAGES, "bench")
+             for path in sorted((ROOT / pkg).rglob("*.py")) if path.relative_to(ROOT).as_posix() != "rag/errors.py"
+             for name, line in _assigned_names(path) if name.startswith("EXIT_")]
+    assert not wrong, "\n".join(wrong)
+    from rag import errors
+    from ui import commands
+
+    assert (commands.EXIT_OK, commands.EXIT_FAILED, commands.EXIT_ERROR) == (errors.EXIT_OK, errors.EXIT_FAILED,
+                                                                            errors.EXIT_ERROR) == (0, 1, 2)

@@ -3,7 +3,7 @@
 Each ``ui/cli_*.py`` module in :data:`COMMAND_MODULES` adds its subcommands (``add_parsers(sub)``) and
 registers their handlers in :mod:`ui.commands`.
 
-A failure is one sentence and exit status 2 (:data:`ui.commands.EXIT_ERROR`): ``error: <sentence>`` on stderr,
+A failure is one sentence and exit status 2 (:data:`rag.errors.EXIT_ERROR`): ``error: <sentence>`` on stderr,
 and also ``{"error": "<sentence>"}`` on stdout when the command line has ``--json``, for every
 :class:`rag.errors.StudybotError` (an invalid ``STUDYBOT_*`` setting included); with ``--json``, a command line
 that does not parse is answered the same way.

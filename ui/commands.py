@@ -10,10 +10,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rag.errors import EXIT_ERROR, EXIT_FAILED, EXIT_OK
+
 if TYPE_CHECKING:
     from ui.service import StudyService
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+__all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "Command", "command", "err", "report_error"]
 
 Command = Callable[[argparse.Namespace, "StudyService"], int]
 COMMANDS: dict[str, Command] = {}
