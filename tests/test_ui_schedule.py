@@ -134,6 +134,9 @@ def test_editing_the_card_shown_keeps_its_schedule_and_history(svc: StudyService
     assert rs.message == "Saved the card's new answer: its schedule and its 1 review are kept."
     assert svc.study.card(USER, a).item.answer == "Sparse weights"
     assert tab_review.cancel(tab_review.start_edit(rs), "edit").message == "Edit cancelled: the card is unchanged."
+    [new] = svc.study.add_items(USER, [item("What is a new card?")], now=now - timedelta(days=3))
+    rs = tab_review.save_edit(svc, USER, tab_review.start_edit(tab_review.load(svc, USER)), None, "Never reviewed")
+    assert rs.item_id == new and rs.message == "Saved the card's new answer: its schedule is kept."
 
 
 def test_delete_asks_first_and_then_removes_the_card_and_its_reviews(svc: StudyService) -> None:
@@ -162,6 +165,10 @@ def test_delete_asks_first_and_then_removes_the_card_and_its_reviews(svc: StudyS
     assert due_ids(svc) == [b] and rs.item_id == b and [c.item_id for c in svc.cards(USER)] == [b]
     status = tab_review.view(svc, USER, rs).status_html
     assert "<script>" not in status and "&lt;script&gt;" in status  # the message is escaped on the page
+    never = tab_review.view(svc, USER, tab_review.ask_delete(rs)).confirm_html  # a card never reviewed
+    assert "Delete this card (“What is boosting?”)? A quiz will not ask" in never
+    rs = tab_review.delete(svc, USER, tab_review.ask_delete(rs))
+    assert rs.message == "Deleted “What is boosting?”: a quiz will not ask it again." and rs.item_id is None
     assert sum(s["reviews"] for s in svc.study.mastery(USER)) == 0  # its history went with it
 
 

@@ -153,9 +153,9 @@ def view(service: StudyService, user: str, state: ReviewState) -> ReviewView:
             n = service.study.card(user, card.item_id).reviews
         except StudybotError as exc:
             return _view_error(msg + status, card, due, state, str(exc))
-        confirm = (f'<div class="sb-review-confirm-q" data-item="{card.item_id}">Delete this card '
-                   f"(“{render.esc(short(card.item.question))}”) and its {n} review{'s' if n != 1 else ''}? "
-                   "A quiz will not ask its question again, and this cannot be undone.</div>")
+        what = f"this card (“{render.esc(short(card.item.question))}”)" + (f" and its {_reviews(n)}" if n else "")
+        confirm = (f'<div class="sb-review-confirm-q" data-item="{card.item_id}">Delete {what}? A quiz will not '
+                   "ask its question again, and this cannot be undone.</div>")
     return ReviewView(msg + status, _question_html(card, due), _answer_html(card) if state.revealed else "",
                       not state.revealed, state.revealed, True, state.mode, confirm, card.item.question,
                       card.item.answer)
@@ -170,6 +170,10 @@ def _view_error(status_html: str, card: DueCard, due: int, state: ReviewState, e
 
 # -- the card shown: edit, suspend, bury, delete; the cards kept out of review put back ----------------------
 SHORT = 70  # a question quoted in a message: at most this many characters
+
+
+def _reviews(n: int) -> str:
+    return f"{n} review{'s' if n != 1 else ''}"
 
 
 def short(question: str, limit: int = SHORT) -> str:
@@ -233,9 +237,8 @@ def save_edit(service: StudyService, user: str, state: ReviewState, question: st
     except StudybotError as exc:
         return replace(state, mode="edit", message=str(exc))
     what = " and ".join(w for w, new in (("question", q), ("answer", a)) if new is not None)
-    n = card.reviews
-    return replace(state, mode="", message=f"Saved the card's new {what}: its schedule and its {n} "
-                                           f"review{'s' if n != 1 else ''} are kept.")
+    kept = f"its schedule and its {_reviews(card.reviews)} are kept" if card.reviews else "its schedule is kept"
+    return replace(state, mode="", message=f"Saved the card's new {what}: {kept}.")
 
 
 def suspend(service: StudyService, user: str, state: ReviewState) -> ReviewState:
@@ -279,9 +282,9 @@ def delete(service: StudyService, user: str, state: ReviewState) -> ReviewState:
         card = service.delete_card(user, state.item_id)
     except StudybotError as exc:
         return replace(state, mode="", message=str(exc))
-    n = card.reviews
-    return load(service, user, f"Deleted “{short(card.item.question)}” with its {n} review{'s' if n != 1 else ''}: "
-                               "a quiz will not ask it again.", state.tz)
+    with_reviews = f" with its {_reviews(card.reviews)}" if card.reviews else ""
+    return load(service, user, f"Deleted “{short(card.item.question)}”{with_reviews}: a quiz will not ask it again.",
+                state.tz)
 
 
 def hidden_cards(service: StudyService, user: str) -> list[CardInfo]:
@@ -406,7 +409,8 @@ def build_review_tab(service: StudyService) -> dict[str, Any]:
                 gr.update(value=v.edit_question) if fill and editing else gr.update(),
                 gr.update(value=v.edit_answer) if fill and editing else gr.update(),
                 gr.update(visible=v.can_act and v.mode == "delete"), v.confirm_html,
-                listing, gr.update(choices=choices, value=None), gr.update(interactive=bool(choices)))
+                listing, gr.update(choices=choices, value=choices[0][1] if choices else None),
+                gr.update(interactive=bool(choices)))
 
     def on_load(tz_v: str | None, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
