@@ -173,7 +173,8 @@ def measure(home: Path, queries: int, engine: str) -> dict[str, Any]:
 def _old_engine() -> Any:
     from rank_bm25 import BM25Okapi
 
-    from rag.retrieval import HybridRetriever, tokenize
+    from rag.retrieval import HybridRetriever
+    from rag.text import tokenize
 
     class Old(HybridRetriever):
         """The previous keyword engine: every chunk held in Python, rank_bm25 scoring all of them per query."""

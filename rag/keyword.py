@@ -1,6 +1,6 @@
 """The keyword (BM25) index of one collection version, persisted with bm25s.
 
-``KeywordIndex.build(ids, texts)`` tokenizes with :func:`tokenize` below (the gold-set tokenizer)
+``KeywordIndex.build(ids, texts)`` tokenizes with :func:`rag.text.tokenize` (the gold-set tokenizer)
 and scores with bm25s's sparse matrix (one column per term, so a query costs only its terms' postings, not
 one pass over every document as rank_bm25 did). :meth:`KeywordIndex.save` writes the index into
 ``<index_dir>/keyword/<collection name>/`` by building it in a temporary folder and renaming it into place,
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,25 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.terms import Vocabulary, words_of
-
-_STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your", "about", "should", "could", "vs", "versus", "between", "difference"]
-)
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-
-
-def _stem(token: str) -> str:
-    """A light suffix stripper so 'regularization'/'regularize', 'models'/'model' meet in BM25."""
-    for suffix in ("ization", "isation", "ations", "ation", "ings", "ing", "ies", "es", "s"):
-        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
-            return token[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return token
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words, stop words dropped, lightly stemmed (BM25, quiz key terms, evidence)."""
-    return [_stem(t) for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1]
-
+from rag.text import tokenize
 
 FOLDER = "keyword"
 _IDS = "ids.json"

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from rag.errors import IndexStateError, QueryError
-from rag.keyword import KeywordIndex, folder_for, tokenize
+from rag.keyword import KeywordIndex, folder_for
 from rag.store import Index
 from rag.terms import Vocabulary
-from rag.text import strip_controls
+from rag.text import strip_controls, tokenize
 from rag.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]

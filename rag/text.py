@@ -1,4 +1,6 @@
-"""Text normalisation shared by the answer policy, term checks, context packing and quizzes."""
+"""Text rules shared by retrieval, the answer policy, term checks, context packing and quizzes: normalisation,
+clipping, control characters, and the word tokenizer (:func:`tokenize`: BM25, key terms, evidence). Nothing here
+depends on retrieval or the index."""
 
 from __future__ import annotations
 
@@ -33,3 +35,22 @@ def strip_controls(text: str) -> str:
     without control and invisible format characters; newlines and tabs are kept (a carriage return goes:
     ``\\r\\n`` becomes ``\\n``)."""
     return _CONTROL.sub("", _ANSI.sub("", text or ""))
+
+
+_STOP = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your", "about", "should", "could", "vs", "versus", "between", "difference"]
+)
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def _stem(token: str) -> str:
+    """A light suffix stripper so 'regularization'/'regularize', 'models'/'model' meet in BM25."""
+    for suffix in ("ization", "isation", "ations", "ation", "ings", "ing", "ies", "es", "s"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
+            return token[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return token
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words, stop words dropped, lightly stemmed (BM25, quiz key terms, evidence)."""
+    return [_stem(t) for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1]

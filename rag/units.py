@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.keyword import tokenize
+from rag.text import tokenize
 
 UnitKind = Literal["sentence", "item", "row", "code", "formula", "diagram"]
 

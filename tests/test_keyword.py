@@ -11,10 +11,11 @@ import pytest
 
 from ingest.pipeline import ingest_corpus
 from rag import keyword
-from rag.keyword import KeywordIndex, folder_for, tokenize
+from rag.keyword import KeywordIndex, folder_for
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
 from rag.store import Index
+from rag.text import tokenize
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from rag.keyword import tokenize
 from rag.quiz import (
     SCHEMAS,
     QuizError,
@@ -26,6 +25,7 @@ from rag.quiz import (
     section_key,
 )
 from rag.settings import QuizSettings
+from rag.text import tokenize
 from rag.types import Citation
 from tests.fakes import GLOSSARY_SCHEMA, glossary_of, good, passage_of
 from ui.quiz_export import export_items

@@ -13,9 +13,8 @@ import re
 from collections.abc import Iterable
 
 from rag.citations import CITATION
-from rag.keyword import tokenize
 from rag.prompts import REFUSAL
-from rag.text import norm
+from rag.text import norm, tokenize
 
 
 def content_tokens(text: str) -> set[str]:

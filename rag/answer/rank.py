@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rag import prompts
-from rag.keyword import tokenize
+from rag.text import tokenize
 from rag.types import Passage
 from rag.units import Unit, quotable, split_units, whole
 
