@@ -24,7 +24,7 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("bank", help="make quiz items ahead of need (the question bank) and report what it holds")
     s.add_argument("--topic", default=None, help="only the passages a 10-question quiz on this topic would use")
     s.add_argument("--type", dest="types", action="append", choices=list(BANK_TYPES),
-                   help="only this type (repeatable; default: flashcard, short, mcq, the quickest first)")
+                   help=f"only this type (repeatable; default: {', '.join(BANK_TYPES)}, the quickest first)")
     s.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N new items")
     s.add_argument("--status", action="store_true", help="only report what the bank holds (no model)")
     s.add_argument("--json", action="store_true",

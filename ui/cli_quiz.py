@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import StudybotError
+from rag.quiz.types import DEFAULT_TYPE, QUIZ_TYPES, type_of
 from rag.study.store import LOCAL_USER
 from ui.commands import EXIT_OK, command
 from ui.render import grade_feedback, source_line
@@ -21,7 +22,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("quiz", help="generate quiz questions on a topic (or across the handbooks)")
     s.add_argument("--topic", default=None, help='e.g. "regularization" (default: spread across all sections)')
     s.add_argument("-n", type=int, default=5, help="number of questions (default 5)")
-    s.add_argument("--type", dest="qtype", choices=["mcq", "short", "flashcard"], default="mcq")
+    s.add_argument("--type", dest="qtype", choices=list(QUIZ_TYPES), default=DEFAULT_TYPE,
+                   help=f"question type (default {DEFAULT_TYPE})")
     s.add_argument("--json", action="store_true", help='print {"topic", "type", "items", "dropped"}')
     s.add_argument("--export", metavar="FILE", help="also write FILE: .csv, .apkg, .json or Anki .txt/.tsv")
     s.add_argument("--ask", action="store_true", help="answer the questions one by one and get graded")
@@ -32,15 +34,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
-    print(f"{n}. {item.question}")
-    for i, opt in enumerate(item.options):
-        print(f"   {'ABCD'[i]}) {opt}")
+    shown = type_of(item).show(item)
+    print(f"{n}. {shown.question}")
+    for letter, opt in shown.options:
+        print(f"   {letter}) {opt}")
     if with_answer:
-        idx = item.answer_index
-        label = f"{'ABCD'[idx]}) " if idx is not None else ""
-        print(f"   Answer: {label}{item.answer}")
-        if item.explanation:
-            print(f"   Why: {item.explanation}")
+        label = f"{shown.answer_letter}) " if shown.answer_letter else ""
+        print(f"   Answer: {label}{shown.answer}")
+        if shown.explanation:
+            print(f"   Why: {shown.explanation}")
         print(f"   Source: {source_line(item.citation)}")
     print()
 
@@ -48,7 +50,8 @@ def _print_item(n: int, item: Any, *, with_answer: bool) -> None:
 def _ask_one(svc: Any, n: int, item: Any) -> bool:
     """Ask one item on the terminal, grade the answer and print the feedback; whether it was right."""
     _print_item(n, item, with_answer=False)
-    prompt = "your answer (A-D): " if item.options else "your answer (Enter to reveal): "
+    options = type_of(item).show(item).options
+    prompt = f"your answer ({options[0][0]}-{options[-1][0]}): " if options else "your answer (Enter to reveal): "
     try:
         answer = input(prompt)
     except EOFError:

@@ -1,5 +1,6 @@
-"""Quiz exports: CSV, Anki (.apkg via genanki, or Anki's tab-separated text import) and JSON. Citations are
-formatted here, in the UI layer, with :func:`ui.render.source_line`."""
+"""Quiz exports: CSV, Anki (.apkg via genanki, or Anki's tab-separated text import) and JSON. What each item
+shows (its options with their letters, the answer) is its quiz type's (:meth:`rag.quiz.types.QuizType.show`);
+citations are formatted here, in the UI layer, with :func:`ui.render.source_line`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.quiz import QuizError, QuizItem
+from rag.quiz import QuizError, QuizItem, type_of
+from rag.quiz.types import DEFAULT_TYPE
 from ui.render import source_line
 
 CSV_COLUMNS = ["question", "options", "answer", "explanation", "source", "section"]
@@ -24,11 +26,12 @@ def export_csv(items: Sequence[QuizItem], path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for it in items:
+            shown = type_of(it).show(it)
             writer.writerow([
-                it.question,
-                OPTION_SEPARATOR.join(it.options),
-                it.answer,
-                it.explanation,
+                shown.question,
+                OPTION_SEPARATOR.join(option for _, option in shown.options),
+                shown.answer,
+                shown.explanation,
                 it.citation.source,
                 it.citation.section,
             ])
@@ -40,13 +43,13 @@ def anki_fields(item: QuizItem) -> tuple[str, str]:
     def esc(s: Any) -> str:
         return html.escape(re.sub(r"\s+", " ", str(s or "")).strip(), quote=True)
 
-    front = esc(item.question)
-    if item.options:
-        front += "<br>" + "<br>".join(f"{'ABCD'[i]}) {esc(o)}" for i, o in enumerate(item.options))
-    idx = item.answer_index
-    back = (f"{'ABCD'[idx]}) " if idx is not None and idx < 4 else "") + f"<b>{esc(item.answer)}</b>"
-    if item.explanation:
-        back += f"<br>{esc(item.explanation)}"
+    shown = type_of(item).show(item)
+    front = esc(shown.question)
+    if shown.options:
+        front += "<br>" + "<br>".join(f"{letter}) {esc(o)}" for letter, o in shown.options)
+    back = (f"{shown.answer_letter}) " if shown.answer_letter else "") + f"<b>{esc(shown.answer)}</b>"
+    if shown.explanation:
+        back += f"<br>{esc(shown.explanation)}"
     back += f"<br><small>{esc(source_line(item.citation))}</small>"
     return front, back
 
@@ -85,7 +88,7 @@ EXPORT_SUFFIXES = (".csv", ".txt", ".tsv", ".apkg", ".json")
 
 
 def export_items(items: Sequence[QuizItem], path: Path | str, *, topic: str | None = None,
-                 qtype: str = "mcq") -> Path:
+                 qtype: str = DEFAULT_TYPE) -> Path:
     """Write the items in the format the file name asks for: .csv, .apkg, .json, or Anki .txt/.tsv."""
     path = Path(path)
     suffix = path.suffix.lower()

@@ -36,6 +36,8 @@ from rag.quiz.generation import QuizRun, no_items
 from rag.quiz.mcq import asked_terms
 from rag.quiz.models import QuizItem, QuizResult, QuizSession, quizzable, section_key
 from rag.quiz.text import cos
+from rag.quiz.types import BANK_TYPES, type_of
+from rag.quiz.types import FAST_FIRST as FAST_FIRST  # ui.service reads it from here
 from rag.types import Chunk, Citation, Progress
 
 if TYPE_CHECKING:
@@ -46,12 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The order the bank is filled in: the quickest items first (a flashcard took 6.2 s, a short answer 8.8 s and a
-# valid glossary MCQ 32.6 s on 2 cores: bench/quiz.py), so every passage soon has something to ask.
-BANK_TYPES: tuple[str, ...] = ("flashcard", "short", "mcq")
-# A quiz of this type whose bank has nothing ready starts with a flashcard (the first question in seconds
-# instead of half a minute); the rest are of the type asked for.
-FAST_FIRST = {"mcq": "flashcard"}
+# BANK_TYPES: the types the bank fills, in the order it fills them: the quickest items first (a flashcard took
+# 6.2 s, a short answer 8.8 s and a valid glossary MCQ 32.6 s on 2 cores: bench/quiz.py), so every passage soon
+# has something to ask (QuizType.bank_rank). FAST_FIRST: a quiz of such a type whose bank has nothing ready
+# starts with an item of the other (an MCQ quiz with a flashcard: the first question in seconds instead of half
+# a minute); the rest are of the type asked for (QuizType.fast_first). Both are views of rag.quiz.types.
 # `studybot bank --topic T` banks the passages a quiz of this many questions on T would use.
 BANK_TOPIC_ITEMS = 10
 
@@ -334,7 +335,7 @@ def draw(bank: QuestionBank, pool: Sequence[Chunk], qtype: str | Collection[str]
             words = asked_terms([q])
             if words and any(words[0] <= a or a <= words[0] for a in asked if a):
                 continue
-            if b.item.type != "mcq" and any(cos(vectors[b.id], v) > settings.duplicate_similarity
+            if type_of(b.item).dedupe_by_question and any(cos(vectors[b.id], v) > settings.duplicate_similarity
                                             for v in session.question_vectors):
                 continue
             item = _served(b.item, chunk, session)

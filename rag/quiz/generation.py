@@ -1,8 +1,10 @@
 """Writing quiz items from the handbooks' passages (chosen here, never by the model).
 
-Short answers and flashcards: one item from one passage, as JSON constrained by a schema
-(``llm.complete(..., json_schema=...)``), so the reply always parses. Multiple choice: the passage's glossary
-(:mod:`rag.quiz.glossary`) gives the key, related passages' glossaries the distractors (:mod:`rag.quiz.mcq`).
+What an item of each type is made from is its :class:`rag.quiz.types.QuizType`: most types (short answers,
+flashcards) are one item from one passage, as JSON constrained by the type's schema
+(``llm.complete(..., json_schema=...)``), so the reply always parses; a type may write its items itself
+(multiple choice: the passage's glossary (:mod:`rag.quiz.glossary`) gives the key, related passages' glossaries
+the distractors (:mod:`rag.quiz.mcq`)).
 Each item is validated (:mod:`rag.quiz.validation`); a failing one is rewritten from another passage (bounded
 by :data:`MAX_ATTEMPTS_PER_ITEM`) and counted in ``QuizResult.dropped``."""
 
@@ -29,18 +31,16 @@ from rag.quiz.mcq import (
     matching_rejection,
 )
 from rag.quiz.models import (
-    ANSWER_MAX_CHARS,
     MAX_ITEMS,
-    QUIZ_TYPES,
     QuizError,
     QuizItem,
     QuizResult,
     QuizSession,
     quizzable,
     section_key,
-    string_schema,
 )
 from rag.quiz.text import clean_field, whole_sentences
+from rag.quiz.types import DEFAULT_TYPE, QuizType, quiz_type, type_of
 from rag.quiz.validation import rejection
 from rag.retrieval import Retriever
 from rag.settings import QuizSettings
@@ -52,25 +52,10 @@ from rag.types import Chunk, Citation, Passage, Progress
 # made 23 of the 28 items asked within this budget (bench/quiz.py, 2026-12-04).
 MAX_ATTEMPTS_PER_ITEM = 3
 MAX_PASSAGE_CHARS = 1200
-_TOKENS = {"short": 220, "flashcard": 170}
 # Passages related to an MCQ's key term whose glossaries are read for distractors, at most, per key term
 # (each is one model call unless cached).
 RELATED_PASSAGES = 6
 MAX_GLOSSARY_CALLS_PER_KEY = 3
-
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "short": {
-        "type": "object",
-        "properties": {"question": string_schema(10, 180), "answer": string_schema(2, ANSWER_MAX_CHARS["short"]),
-                       "explanation": string_schema(10, 220)},
-        "required": ["question", "answer", "explanation"],
-    },
-    "flashcard": {
-        "type": "object",
-        "properties": {"question": string_schema(2, 120), "answer": string_schema(2, ANSWER_MAX_CHARS["flashcard"])},
-        "required": ["question", "answer"],
-    },
-}
 
 
 def _passage_text(chunk: Chunk) -> str:
@@ -95,6 +80,7 @@ def covered_passages(retriever: Retriever, topic: str, k: int, settings: QuizSet
 
 def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[str] = ()
                   ) -> list[dict[str, str]]:
+    """The prompt for one item of ``qtype`` from ``chunk``: the shared system prompt and the type's template."""
     text = _passage_text(chunk)
     focus = f', about "{topic.strip()[:80]}"' if topic else ""
     avoid_txt = ""
@@ -103,7 +89,7 @@ def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[s
             f"- {q}" for q in avoid[-3:]
         )
     user = prompts.render(
-        prompts.load(f"quiz_{qtype}"),
+        quiz_type(qtype).user_template(),
         title=chunk.title,
         section=chunk.section or "(start)",
         text=text,
@@ -114,10 +100,16 @@ def quiz_messages(qtype: str, chunk: Chunk, topic: str | None, avoid: Sequence[s
 
 
 def parse_item(raw: str, qtype: str, chunk: Chunk) -> QuizItem:
-    """Turn the model's JSON into a short-answer or flashcard item; ValueError if it is not usable JSON."""
+    """Turn the model's JSON into an item of ``qtype`` (its type's parser, or :func:`parse_fields`);
+    ValueError if it is not usable JSON."""
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    return (quiz_type(qtype).parse or parse_fields)(data, qtype, chunk)
+
+
+def parse_fields(data: dict[str, Any], qtype: str, chunk: Chunk) -> QuizItem:
+    """The usual item: the object's "question", "answer" and "explanation", cleaned, without options."""
     return QuizItem(
         type=qtype,
         question=clean_field(data.get("question")),
@@ -196,16 +188,24 @@ class QuizMaker:
     # -- one item ----------------------------------------------------------------------------------
     def generate(self, qtype: str, chunk: Chunk, topic: str | None, session: QuizSession, limit: int = 3
                  ) -> list[Attempt]:
-        """The items tried on one passage, the last one valid or every one dropped (one for a short answer or
-        flashcard; one per key term tried for an MCQ, at most ``limit``)."""
-        if qtype == "mcq":
-            return self.generate_mcq(chunk, session, limit)
+        """The items tried on one passage, the last one valid or every one dropped (one for a type written from
+        its schema, as a short answer or flashcard; a type with its own maker may try several, at most ``limit``:
+        an MCQ one per key term)."""
+        kind = quiz_type(qtype)
+        if kind.make is not None:
+            return kind.make(self, chunk, topic, session, limit)
+        return self.generate_from_schema(kind, chunk, topic, session)
+
+    def generate_from_schema(self, kind: QuizType, chunk: Chunk, topic: str | None, session: QuizSession
+                             ) -> list[Attempt]:
+        """One item of ``kind`` from one passage: the model writes it as JSON in the type's schema."""
+        qtype = kind.name
         start = time.perf_counter()
         avoid = [i.question for i in session.items if i.citation.chunk_id == chunk.id]
         messages = quiz_messages(qtype, chunk, topic, avoid)
         temperature = self.temperature if not avoid else max(self.temperature, 0.7)
         raw = self.llm.complete(
-            messages, max_tokens=_TOKENS[qtype], temperature=temperature, json_schema=SCHEMAS[qtype]
+            messages, max_tokens=kind.max_tokens, temperature=temperature, json_schema=kind.schema
         )
         try:
             item = parse_item(raw, qtype, chunk)
@@ -269,8 +269,9 @@ class QuizMaker:
 
     def validate(self, item: QuizItem, chunk: Chunk, session: QuizSession) -> tuple[str | None, list[float]]:
         """(why the item is rejected or None, the question's embedding)."""
-        # A glossary MCQ's question is a template around its term: repeats are found by term (generate_mcq).
-        earlier = [] if item.type == "mcq" else list(zip(session.questions, session.question_vectors, strict=True))
+        # A glossary MCQ's question is a template around its term: its repeats are found by term (generate_mcq).
+        earlier = (list(zip(session.questions, session.question_vectors, strict=True))
+                   if type_of(item).dedupe_by_question else [])
         return rejection(item, chunk.text, earlier, self.embedder, self.settings)
 
     # -- a quiz --------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ class QuizMaker:
         self,
         topic: str | None,
         n: int = 5,
-        qtype: str = "mcq",
+        qtype: str = DEFAULT_TYPE,
         *,
         session: QuizSession | None = None,
         progress: Progress | None = None,
@@ -297,7 +298,7 @@ class QuizMaker:
         self,
         topic: str | None,
         n: int = 5,
-        qtype: str = "mcq",
+        qtype: str = DEFAULT_TYPE,
         *,
         session: QuizSession | None = None,
         progress: Progress | None = None,
@@ -336,8 +337,7 @@ class QuizMaker:
 
 def check_request(n: int, qtype: str) -> None:
     """:class:`QuizError` for a quiz that cannot be asked for (an unknown type, a count out of range)."""
-    if qtype not in QUIZ_TYPES:
-        raise QuizError(f"Unknown quiz type {qtype!r}: use one of {', '.join(QUIZ_TYPES)}.")
+    quiz_type(qtype)  # QuizError for an unknown type, naming the registered ones
     if not 1 <= n <= MAX_ITEMS:
         raise QuizError(f"Ask for between 1 and {MAX_ITEMS} questions (got {n}).")
 

@@ -1,5 +1,6 @@
-"""Grading an answer to a quiz item: MCQ by choice, free text by 0.6 x cosine(answer, reference) + 0.4 x
-key-term recall (fast and deterministic; thresholds in ``settings.quiz``)."""
+"""Grading an answer to a quiz item, as its type says (:attr:`rag.quiz.types.QuizType.grade`): a choice by the
+option picked, free text by 0.6 x cosine(answer, reference) + 0.4 x key-term recall (fast and deterministic;
+thresholds in ``settings.quiz``), a flashcard left blank turned over."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from rag.embeddings import TextEmbedder
 from rag.quiz.models import GradeResult, QuizItem, Verdict
 from rag.quiz.text import best_quote, cos, normalize, term_overlap
+from rag.quiz.types import type_of
 from rag.settings import QuizSettings
 
 _LETTER = re.compile(r"^\s*\(?([a-dA-D1-4])[).:]?\s*$")
@@ -36,20 +38,35 @@ def free_text_score(answer: str, reference: str, embedder: TextEmbedder) -> floa
     return max(0.0, 0.6 * cos(a, r) + 0.4 * recall)
 
 
+def grade_choice(item: QuizItem, answer: str, embedder: TextEmbedder, settings: QuizSettings
+                 ) -> tuple[float, Verdict]:
+    """A choice among the item's options: right or wrong."""
+    correct = mcq_choice(item, answer) == item.answer
+    return (1.0, "correct") if correct else (0.0, "incorrect")
+
+
+def grade_free_text(item: QuizItem, answer: str, embedder: TextEmbedder, settings: QuizSettings
+                    ) -> tuple[float, Verdict]:
+    """A written answer against the reference (:func:`free_text_score`): correct, partly right or wrong."""
+    score = free_text_score(answer, item.answer, embedder)
+    return score, ("correct" if score >= settings.grade_correct
+                   else "partial" if score >= settings.grade_partial else "incorrect")
+
+
+def grade_card(item: QuizItem, answer: str, embedder: TextEmbedder, settings: QuizSettings
+               ) -> tuple[float, Verdict]:
+    """A flashcard: no answer turns the card over; a written one is graded as free text."""
+    if not normalize(answer):
+        return 0.0, "revealed"
+    return grade_free_text(item, answer, embedder, settings)
+
+
 def grade_answer(item: QuizItem, answer: str, embedder: TextEmbedder, settings: QuizSettings) -> GradeResult:
-    """Grade one answer, with the passage sentence that holds the right one."""
+    """Grade one answer the way the item's type grades (:mod:`rag.quiz.types`), with the passage sentence that
+    holds the right one."""
+    qtype = type_of(item)
     quote = best_quote(item.citation.text, f"{item.answer} {item.explanation}")
     answered = bool(normalize(answer))
-    verdict: Verdict
-    if item.type == "mcq":
-        correct = mcq_choice(item, answer) == item.answer
-        score = 1.0 if correct else 0.0
-        verdict = "correct" if correct else "incorrect"
-    elif item.type == "flashcard" and not answered:
-        score, verdict = 0.0, "revealed"
-    else:
-        score = free_text_score(answer, item.answer, embedder)
-        verdict = ("correct" if score >= settings.grade_correct
-                   else "partial" if score >= settings.grade_partial else "incorrect")
-    return GradeResult(verdict, verdict == "correct", score, answered, item.type == "mcq", quote, item.answer,
+    score, verdict = (qtype.grade or grade_free_text)(item, answer, embedder, settings)
+    return GradeResult(verdict, verdict == "correct", score, answered, qtype.choice, quote, item.answer,
                        item.explanation, item.citation)

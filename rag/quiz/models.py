@@ -6,24 +6,35 @@ import random
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rag.errors import QueryError
 from rag.types import Chunk, Citation
 
-QuizType = Literal["mcq", "short", "flashcard"]
-QUIZ_TYPES: tuple[str, ...] = ("mcq", "short", "flashcard")
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    # Views of the quiz-type registry (rag.quiz.types), read through __getattr__ below.
+    QUIZ_TYPES: Sequence[str]
+    ANSWER_MAX_CHARS: Mapping[str, int]
+
 MAX_ITEMS = 20
-# The longest answer each type's JSON schema allows (rag.quiz.generation.SCHEMAS): an answer that fills it
-# was cut off by the grammar.
-# 110 for an MCQ option: a glossary definition (rag.quiz.glossary) of at most about 16 words.
-ANSWER_MAX_CHARS: dict[str, int] = {"mcq": 110, "short": 200, "flashcard": 240}
 MIN_PASSAGE_CHARS = 150
 # Sections that are reading lists, link collections or chatty endings: nothing to quiz on.
 _SKIP_SECTION = re.compile(
     r"recommended books|additional resources|next steps|table of contents|further reading|references\b",
     re.I,
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``QUIZ_TYPES`` and ``ANSWER_MAX_CHARS`` are views of the quiz-type registry (:mod:`rag.quiz.types`),
+    still importable from here."""
+    if name in ("QUIZ_TYPES", "ANSWER_MAX_CHARS"):
+        from rag.quiz import types
+
+        return getattr(types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def string_schema(min_len: int, max_len: int) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from rag.embeddings import TextEmbedder
-from rag.quiz.models import ANSWER_MAX_CHARS, QuizItem
+from rag.quiz.models import QuizItem
 from rag.quiz.text import cos, normalize, term_overlap
+from rag.quiz.types import type_of
 from rag.settings import QuizSettings
 
 _BAD_OPTION = re.compile(r"^(?:all|none|both|neither) of (?:the )?(?:above|these|them)$")
@@ -61,21 +62,29 @@ def check_options(item: QuizItem) -> str | None:
     return None
 
 
+def check_choice(item: QuizItem) -> str | None:
+    """A multiple-choice item's own checks: no distractor cut off, and usable options (:func:`check_options`)."""
+    if any(cut_off(o, type_of(item).answer_max_chars) for o in item.options if o != item.answer):
+        return "an option is cut off"
+    return check_options(item)
+
+
+def answer_differs(item: QuizItem) -> str | None:
+    """A written answer must say more than its question."""
+    return "the answer repeats the question" if normalize(item.answer) == normalize(item.question) else None
+
+
 def check_item(item: QuizItem) -> str | None:
-    """Shape checks that need no embedder (None when the item is fine)."""
+    """Shape checks that need no embedder (None when the item is fine): those every item passes, then its
+    type's own (:attr:`rag.quiz.types.QuizType.check`)."""
+    qtype = type_of(item)
     if len(item.question) < 8 or not re.search(r"[A-Za-z]", item.question):
         return "the question is empty or too short"
     if not normalize(item.answer):
         return "the answer is empty"
-    if cut_off(item.answer, ANSWER_MAX_CHARS.get(item.type, 240)):
+    if cut_off(item.answer, qtype.answer_max_chars):
         return "the answer is cut off"
-    if item.type == "mcq":
-        if any(cut_off(o, ANSWER_MAX_CHARS["mcq"]) for o in item.options if o != item.answer):
-            return "an option is cut off"
-        return check_options(item)
-    if item.type in ("short", "flashcard") and normalize(item.answer) == normalize(item.question):
-        return "the answer repeats the question"
-    return None
+    return qtype.check(item) if qtype.check is not None else None
 
 
 def rejection(item: QuizItem, passage: str, earlier: list[tuple[str, list[float]]], embedder: TextEmbedder,
