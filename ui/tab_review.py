@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from rag.errors import StudybotError
+from rag.quiz import type_of
 from rag.study.store import RATINGS, CardInfo, DueCard
 from ui import render
 from ui.user import user_of
@@ -86,7 +87,7 @@ def _answer_html(card: DueCard) -> str:
     when it only repeats the answer) and the cited passage, Markdown rendered and escaped."""
     item = card.item
     idx = item.answer_index
-    if item.type == "mcq" and idx is not None and idx < len(render.LETTERS):
+    if type_of(item).choice and idx is not None and idx < len(render.LETTERS):
         answer = (f'<span class="sb-quiz-letter">{render.LETTERS[idx]})</span> {render.inline_markdown_html(item.answer)}'
                   ' <span class="sb-quiz-mark sb-right" style="color:#15803d;font-weight:600">✓ right</span>')
     else:
