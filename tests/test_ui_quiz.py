@@ -8,6 +8,7 @@ import csv
 import html
 import json
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from rag.llm import Request
 from rag.quiz import QuizItem, normalize
+from rag.quiz.glossary import SCHEMA as GLOSSARY_SCHEMA
 from rag.settings import Settings
 from tests.fakes import PassageLLM, glossary_of, good
 from tests.helpers import served_app
@@ -409,15 +412,32 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
 
 
 # --- the tab in the app ----------------------------------------------------------------------------------
+class HeldMCQ(PassageLLM):
+    """PassageLLM whose MCQ work (its glossary calls) waits for :attr:`release`: a streamed MCQ quiz's first
+    question (a flashcard, nothing being banked) is shown while its second is still being made."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        if request.json_schema == GLOSSARY_SCHEMA:
+            assert self.release.wait(120), "the test never released the model"
+        return super().generate(messages, request)
+
+
 @pytest.fixture
 def served(corpus_settings: Settings, embedder: Any) -> Iterator[dict[str, Any]]:
     from ui.service import StudyService
 
-    llm = PassageLLM()
+    llm = HeldMCQ([good("flashcard") for _ in range(4)])
     svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
     llm.read([c.text for c in svc.retriever.chunks.values()])
-    with served_app(svc) as served:
-        yield {**served, "llm": llm, "svc": svc}
+    try:
+        with served_app(svc) as served:
+            yield {**served, "llm": llm, "svc": svc}
+    finally:
+        llm.release.set()
 
 
 def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:
@@ -426,26 +446,40 @@ def test_tab_is_in_the_app_with_its_ids_and_queue(corpus_service: Any) -> None:
     app = build_app(corpus_service)
     ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
     for name in ("topic", "type", "count", "start", "question", "options", "answer", "check", "feedback",
-                 "next", "score", "more", "export", "export-format", "status"):
+                 "next", "score", "more", "export", "export-format", "status", "making", "bank", "bank-sections"):
         assert f"sb-quiz-{name}" in ids, name
     fns = {fn.api_name: fn for fn in app.fns.values()}
     assert fns["quiz_start"].concurrency_id == "llm" and fns["quiz_more"].concurrency_id == "llm"
     assert "quiz_check" in fns and "quiz_next" in fns
+    # Next may wait for a question being made: never in the model's queue, never one at a time for everybody.
+    assert fns["quiz_next"].concurrency_id != "llm" and fns["quiz_next"].concurrency_limit is None
 
 
 def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
-    client = served["client"]
+    """The quiz streams through the app: /quiz_start returns once the first question exists (here a flashcard:
+    an MCQ quiz with nothing in the question bank starts with one) while the second is still being made, and
+    /quiz_next waits for it. (Before streaming, /quiz_start returned every question at once.)"""
+    client, llm = served["client"], served["llm"]
     out = client.predict("regularization", "mcq", 2, "CSV", api_name="/quiz_start")
     # The client returns the outputs that carry data (no state, no buttons):
-    # question, options, answer box, feedback, score, status, export.
-    assert len(out) == 7
-    question_html, options, answer_box, feedback, score_html, status, export = out
-    assert "Question 1 of 2" in question_html and "2 questions ready" in status
-    assert feedback == "" and score_html == ""
-    assert options["visible"] is True and options["value"] is None and len(options["choices"]) == 4
-    assert answer_box["visible"] is False
+    # question, options, answer box, feedback, score, status, export, the progress display of the rest.
+    assert len(out) == 8
+    question_html, options, answer_box, feedback, score_html, status, export, making = out
+    assert "Card 1 of 2" in question_html and "ready" not in status and feedback == "" and score_html == ""
+    assert options["visible"] is False and answer_box["visible"] is True
+    assert 'class="sb-work"' in making and "Question 2 of 2 is being made" in making and "1 of 2 ready" in making
     assert export["interactive"] is True and export["value"].endswith(".csv")
     with open(export["value"], newline="", encoding="utf-8") as fh:
+        assert len(list(csv.DictReader(fh))) == 1  # the questions so far
+
+    # The flashcard is answered while the MCQ is made: turned over, and Next is offered for the one to come.
+    out = client.predict(None, "", "CSV", api_name="/quiz_check")
+    assert 'data-verdict="revealed"' in out[3] and out[4] == "" and "1 of 2 answered, 0 correct" in out[5]
+    llm.release.set()
+    out = client.predict("CSV", api_name="/quiz_next")  # waits until question 2 is made
+    assert "Question 2 of 2" in out[0] and out[3] == "" and out[1]["value"] is None
+    assert out[1]["visible"] is True and len(out[1]["choices"]) == 4 and 'class="sb-work"' not in out[7]
+    with open(out[6]["value"], newline="", encoding="utf-8") as fh:
         assert len(list(csv.DictReader(fh))) == 2
 
     # The key is the asked term's definition in the glossaries the quiz was built from.
@@ -457,18 +491,21 @@ def test_quiz_through_the_served_app(served: dict[str, Any]) -> None:
         defs = {normalize(e.definition) for e in known if e.term == term.group(1)}
         return next(value for _, value in choices if normalize(value) in defs)
 
-    right = key(question_html, options["choices"])
-    out = client.predict(right, "", api_name="/quiz_check")
-    assert 'data-verdict="correct"' in out[3] and out[4] == "" and "1 of 2 answered, 1 correct" in out[5]
+    right = key(out[0], out[1]["choices"])
+    out = client.predict(right, "", "CSV", api_name="/quiz_check")
+    assert 'data-verdict="correct"' in out[3] and "Score: 1/2" in out[4] and "2 of 2 answered, 1 correct" in out[5]
     assert out[1]["interactive"] is False and out[1]["value"] == right
-    out = client.predict(api_name="/quiz_next")
-    assert "Question 2 of 2" in out[0] and out[3] == "" and out[1]["value"] is None
-    wrong = next(value for _, value in out[1]["choices"] if value != key(out[0], out[1]["choices"]))
-    out = client.predict(wrong, "", api_name="/quiz_check")
-    assert 'data-verdict="incorrect"' in out[3] and "Score: 1/2" in out[4]
 
-    # The client keeps its session: "more questions" adds a round to the same quiz (4 questions to export).
+    # The client keeps its session: "more questions" adds a round to the same quiz (4 questions to export
+    # once its second is made).
     out = client.predict("Anki text (.txt)", api_name="/quiz_more")
-    assert "Question 1 of 2" in out[0] and out[4] == "" and out[6]["value"].endswith(".txt")
-    notes = [ln for ln in Path(out[6]["value"]).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+    assert re.search(r"(Card|Question) 1 of 2", out[0]) and out[4] == ""
+    checked = client.predict(None, "", "Anki text (.txt)", api_name="/quiz_check")
+    assert checked[3] and "Score" not in checked[4]
+    out = client.predict("Anki text (.txt)", api_name="/quiz_next")
+    assert "2 of 2" in out[0]
+    # The export is rewritten by whichever of the two saw the round's second question arrive.
+    exports = [o[6]["value"] for o in (checked, out) if isinstance(o[6], dict) and o[6].get("value")]
+    assert exports and exports[-1].endswith(".txt")
+    notes = [ln for ln in Path(exports[-1]).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
     assert len(notes) == 4 and all(ln.count("\t") == 1 for ln in notes)

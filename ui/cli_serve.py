@@ -2,12 +2,15 @@
 
 Order: the address and login are checked first (a refused start costs nothing), then ``--prepare`` (model,
 index), then the llama.cpp runtime check (cached per build and model), then the app starts; once it accepts
-connections, one line on stdout says so with the URL to open ("studybot is ready: open http://...")."""
+connections, one line on stdout says so with the URL to open ("studybot is ready: open http://..."), and the
+question bank's worker starts (``quiz.bank_background``): it fills the bank while the app is idle, yields the
+model to every student request (:mod:`rag.quiz.gate`), plans again after an ingest, and stops with the app."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import socket
 import sys
@@ -21,6 +24,7 @@ from ui.commands import EXIT_OK, command
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # bind-all address -> where to reach it here
 READY_TIMEOUT_S = 60.0
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -138,10 +142,18 @@ def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
     say = stdout_line_writer()  # before the warm-up can silence stdout
     import threading
 
-    from ui.app import launch
-
     # Load the model while the UI starts, so the first question does not wait for it.
     threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
+    serve_app(svc, host, port, auth, say)
+    return EXIT_OK
+
+
+def serve_app(svc: Any, host: str, port: int, auth: tuple[str, str] | None, say: Callable[[str], None],
+              block: Callable[[Any], None] | None = None) -> None:
+    """Start the app, say it is ready once it accepts connections, start the question bank's worker, and
+    serve until ``block(app)`` returns (default: until Ctrl+C); the worker is stopped on the way out."""
+    from ui.app import launch
+
     # Gradio's own "Running on local URL" line is left out (it also suggests share=True, which this app never
     # uses, and it is lost while the model loads): this line says it once the server accepts connections.
     app, _ = launch(svc, host=host, port=port, auth=auth, block=False, quiet=True)
@@ -151,5 +163,16 @@ def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
         raise StudybotError(f"the web app did not accept connections on {browse_url(host, bound)} within "
                             f"{READY_TIMEOUT_S:g} s; check that nothing else uses port {bound}")
     say(ready_line(host, bound, auth))
-    app.block_thread()
-    return EXIT_OK
+    try:
+        # Only now, with the app up: it waits for `quiz.bank_idle_s` without a student request before each
+        # model call (None when `quiz.bank_background` is off).
+        if svc.start_bank_worker() is not None:
+            log.info("question bank: filling in the background while the app is idle")
+        (block or _block)(app)
+    finally:
+        svc.stop_bank_worker()
+        app.close()
+
+
+def _block(app: Any) -> None:
+    app.block_thread()  # returns on Ctrl+C, the server closed

@@ -1,18 +1,24 @@
 """The Quiz tab's flow, as plain functions over a typed :class:`QuizState` (tested without a browser).
 
-* :func:`start_quiz` - a new quiz (a fresh :class:`rag.quiz.QuizSession`);
+* :func:`open_quiz` - a new quiz (a fresh :class:`rag.quiz.QuizSession`) whose questions come as they are made:
+  a :class:`LiveQuiz` on the server (the question bank's at once, the rest written in a thread while the
+  student answers); :func:`sync` brings the state up to what is ready (waiting a little if asked);
+  :func:`shown` is the state as its first question is shown;
+* :func:`start_quiz` - the same, waiting for every question (the API's and the tests' one-call quiz);
 * :func:`check_answer` - grade the current question (``StudyService.grade``);
 * :func:`next_question` - move on once the current question is checked;
-* :func:`more_questions` - a new round on the same topic and type, with the *same* QuizSession, so earlier
-  questions and passages are not repeated;
+* :func:`open_more` / :func:`more_questions` - a new round on the same topic and type, with the *same*
+  QuizSession, so earlier questions and passages are not repeated;
 * :func:`export_quiz` - all questions so far as .csv / Anki .txt / Anki .apkg in a server-side export folder.
 
-The browser's ``gr.State`` holds the QuizState; the QuizSession objects stay on the server in
-:class:`QuizSessions`, a small bounded dict keyed by the state's id.
+The browser's ``gr.State`` holds the QuizState (the questions it has been given so far); the QuizSession and the
+round being made (:class:`LiveQuiz`) stay on the server in :class:`QuizSessions`, a small bounded dict keyed by
+the state's id.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import tempfile
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from rag.errors import StudybotError
-from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizResult, QuizSession
+from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizSession
 from rag.study.store import LOCAL_USER, VERDICT_RATING
 from rag.types import Progress
 from ui.quiz_export import export_items
@@ -33,7 +39,11 @@ from ui.quiz_export import export_items
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from rag.quiz.bank import QuizStream
     from ui.service import StudyService
+
+    # (progress) -> the round's stream and the topic to show
+    Opener = Callable[[Progress], tuple[QuizStream, str | None]]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,11 +57,13 @@ DEFAULT_EXPORT = "CSV"
 
 # --- server-side quiz sessions ------------------------------------------------------------------------
 class QuizSessions:
-    """QuizSession objects by state id (the browser holds only the id and the items); oldest dropped first."""
+    """QuizSession objects by state id (the browser holds only the id and the items), with the round each one is
+    making (:class:`LiveQuiz`); oldest dropped first (its round stops making questions)."""
 
     def __init__(self, capacity: int = 256) -> None:
         self.capacity = capacity
         self._items: OrderedDict[str, QuizSession] = OrderedDict()
+        self._live: dict[str, LiveQuiz] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -62,11 +74,15 @@ class QuizSessions:
 
     def new(self, key: str) -> QuizSession:
         session = QuizSession()
+        gone: list[LiveQuiz] = []
         with self._lock:
             self._items[key] = session
             self._items.move_to_end(key)
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                old, _ = self._items.popitem(last=False)
+                gone += [self._live.pop(old)] if old in self._live else []
+        for live in gone:
+            live.close()
         return session
 
     def get(self, key: str, items: list[QuizItem] | None = None) -> QuizSession:
@@ -84,8 +100,144 @@ class QuizSessions:
         return session
 
     def drop(self, key: str | None) -> None:
+        """Forget a quiz; the round it was making stops (after the question in progress)."""
         with self._lock:
             self._items.pop(key or "", None)
+            live = self._live.pop(key or "", None)
+        if live is not None:
+            live.close()
+
+    def set_live(self, key: str, live: LiveQuiz) -> None:
+        """``live`` is the round quiz ``key`` is making now (an earlier round's making stops)."""
+        with self._lock:
+            old = self._live.get(key)
+            self._live[key] = live
+        if old is not None and old is not live:
+            old.close()
+
+    def live(self, key: str | None) -> LiveQuiz | None:
+        """The round quiz ``key`` is making (or made last); None when there is none (or it was dropped)."""
+        with self._lock:
+            return self._live.get(key or "")
+
+
+# --- a round whose questions come as they are made -------------------------------------------------------
+@dataclass(frozen=True)
+class Made:
+    """What a :class:`LiveQuiz` has so far (a consistent copy)."""
+
+    items: tuple[QuizItem, ...]
+    card_ids: tuple[int, ...]
+    done: bool
+    error: str
+    n: int  # questions asked for
+    topic: str | None  # the topic as shown ("your weak spots: ..." for a weak-spot quiz)
+    dropped: int  # generated items that failed validation (for the log)
+    banked: int  # items from the question bank
+
+
+class LiveQuiz:
+    """One round of a quiz, made on the server while the student answers: ``open_stream(progress)`` (in a thread
+    of its own) returns the :class:`rag.quiz.bank.QuizStream` and the topic to show; each item it gives becomes a
+    study card at once (``record``) and is kept in order. :meth:`made` is what is ready, :meth:`wait` waits a
+    little for more, :attr:`step` is the quiz maker's last progress step (message, done, total) for the progress
+    display, :meth:`close` stops the making after the question in progress (that one is not kept). A
+    :class:`StudybotError` (an unknown topic, the model failing) ends the round with its sentence in ``error``."""
+
+    def __init__(self, open_stream: Opener, record: Callable[[list[QuizItem]], list[int]], n: int, *,
+                 progress: Progress | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.n = n
+        self.step: tuple[str, int, int] = ("", 0, 0)
+        self._clock = clock
+        self.started = clock()
+        self._progress = progress
+        self._cond = threading.Condition()
+        self._items: list[QuizItem] = []
+        self._card_ids: list[int] = []
+        self._done = False
+        self._error = ""
+        self._topic: str | None = None
+        self._dropped = 0
+        self._banked = 0
+        self._stream: QuizStream | None = None
+        self._closed = False
+        self.version = 0  # grows on every change (a new item, a step, the end): the progress display's redraws
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, open_stream, record),
+                                        name="studybot-quiz-round", daemon=True)
+        self._thread.start()
+
+    def _report(self, message: str, done: int, total: int) -> None:
+        with self._cond:
+            self.step = (message, done, total)
+            self.version += 1
+            self._cond.notify_all()
+        if self._progress is not None:
+            self._progress(message, done, total)
+
+    def _run(self, open_stream: Opener, record: Callable[[list[QuizItem]], list[int]]) -> None:
+        error = ""
+        try:
+            stream, topic = open_stream(self._report)
+            with self._cond:
+                self._stream, self._topic, self._banked = stream, topic, len(stream.banked)
+                closed = self._closed
+            if closed:
+                stream.close()
+            for item in stream:
+                if self._closed:
+                    break
+                ids = record([item])
+                with self._cond:
+                    self._items.append(item)
+                    self._card_ids.extend(ids)
+                    self.version += 1
+                    self._cond.notify_all()
+            if not self._closed:
+                self._dropped = stream.result().dropped
+        except StudybotError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug: the student reads one sentence, the log has the traceback
+            log.exception("quiz round failed")
+            error = f"Making the questions stopped on an unexpected error ({type(exc).__name__}): start the quiz again."
+        finally:
+            with self._cond:
+                self._error = error
+                self._done = True
+                self.version += 1
+                self._cond.notify_all()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def made(self) -> Made:
+        with self._cond:
+            return Made(tuple(self._items), tuple(self._card_ids), self._done, self._error, self.n, self._topic,
+                        self._dropped, self._banked)
+
+    def wait(self, count: int, timeout: float | None) -> bool:
+        """Wait until ``count`` questions are ready or the round ended (at most ``timeout`` seconds; None: no
+        limit); whether that happened."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._items) >= count or self._done, timeout)
+
+    def wait_change(self, version: int, timeout: float) -> int:
+        """Wait until something changed after ``version`` (at most ``timeout`` seconds); the version now."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != version or self._done, timeout)
+            return self.version
+
+    def close(self) -> None:
+        """Stop making questions (the one in progress is finished and dropped)."""
+        with self._cond:
+            self._closed = True
+            stream = self._stream
+        if stream is not None:
+            stream.close()
 
 
 # --- state ---------------------------------------------------------------------------------------------
@@ -114,10 +266,17 @@ class QuizState:
     user: str = LOCAL_USER  # whose study cards the items become (the signed-in user)
     card_ids: tuple[int, ...] = ()  # card_ids[i]: item i's study card
     weak: bool = False  # questions from the user's weak spots (StudyService.weak_quiz)
+    pending: bool = False  # more questions of the current round are being made (LiveQuiz)
 
     @property
     def current(self) -> tuple[int, QuizItem] | None:
         return (self.index, self.items[self.index]) if 0 <= self.index < len(self.items) else None
+
+    @property
+    def round_total(self) -> int:
+        """Questions in the current round: as many as asked for while they are being made, then those made."""
+        have = len(self.items) - self.round_start
+        return max(have, self.n) if self.pending else have
 
     def score(self, *, all_rounds: bool = False) -> tuple[int, int]:
         """(correct answers, questions) in the current round (or in all rounds)."""
@@ -126,9 +285,9 @@ class QuizState:
 
     @property
     def finished(self) -> bool:
-        """Every question of the current round is checked."""
+        """Every question of the current round is made and checked."""
         results = self.results[self.round_start:]
-        return bool(results) and all(r is not None for r in results)
+        return not self.pending and bool(results) and all(r is not None for r in results)
 
 
 def _count(value: Any) -> int:
@@ -160,39 +319,108 @@ def _generated_note(n_items: int, asked: int, dropped: int) -> str:
             "that could be checked against them.")
 
 
-def _generate(service: StudyService, st: QuizState, session: QuizSession, progress: Progress | None
-              ) -> tuple[QuizResult, tuple[int, ...], str | None]:
-    """(the quiz, the items' study card ids, the topic shown): a quiz on the topic or from the weak spots;
-    its items become the user's study cards."""
-    topic = st.topic
-    if st.weak:
-        result, weak = service.weak_quiz(st.user, st.n, st.type, session=session, progress=progress)
-        topic = "your weak spots: " + "; ".join(w["section"] for w in weak)
-    else:
-        result = service.quiz(st.topic, st.n, st.type, session=session, progress=progress)
-    return result, tuple(service.record_quiz(st.user, result.items)), topic
+def ready_note(n_items: int, asked: int) -> str:
+    """"3 questions ready." (or why fewer than asked for came)."""
+    return _generated_note(n_items, asked, 0)
 
 
-def start_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
-               state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
-               weak: bool = False) -> QuizState:
-    """A new quiz with a fresh QuizSession (``weak``: from the user's weak spots, ignoring ``topic``); its
-    items become ``user``'s study cards. On a :class:`StudybotError` (unknown topic, no weak spot, bad count,
-    model trouble) the state has no items and ``error`` holds the one-sentence reason."""
+def _opener(service: StudyService, st: QuizState, session: QuizSession, fast_start: bool) -> Opener:
+    """How a round's stream is opened: a quiz on the topic, or from the user's weak spots."""
+
+    def open_stream(progress: Progress) -> tuple[QuizStream, str | None]:
+        if st.weak:
+            stream, weak = service.weak_quiz_stream(st.user, st.n, st.type, session=session, progress=progress,
+                                                    threaded=False, fast_start=fast_start)
+            return stream, "your weak spots: " + "; ".join(w["section"] for w in weak)
+        return service.quiz_stream(st.topic, st.n, st.type, session=session, progress=progress,
+                                   threaded=False, fast_start=fast_start), st.topic
+
+    return open_stream
+
+
+def open_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
+              state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
+              weak: bool = False, fast_start: bool = False) -> QuizState:
+    """A new quiz with a fresh QuizSession (``weak``: from the user's weak spots, ignoring ``topic``), its
+    questions made on the server as a :class:`LiveQuiz` (:func:`sync` fetches them; each becomes one of
+    ``user``'s study cards as it is made). The quiz ``state`` replaces stops making questions. ``fast_start``:
+    a quiz of more than one question whose type takes long to make (an MCQ) and has nothing in the question bank
+    starts with a quicker one, so its first question shows in seconds and the rest are made while it is
+    answered (a one-question quiz is of the type asked for). A bad count or type: the state's ``error`` holds
+    the one-sentence reason (other errors come with the round's end)."""
     if state is not None:
         sessions.drop(state.id)
     text = None if weak else re.sub(r"\s+", " ", str(topic or "")).strip()[:MAX_TOPIC_CHARS] or None
     st = QuizState(topic=text, user=user, weak=weak)
     try:
         st = replace(st, type=_type(qtype), n=_count(count))
-        session = sessions.new(st.id)
-        result, ids, shown = _generate(service, st, session, progress)
     except StudybotError as exc:
-        sessions.drop(st.id)
         return replace(st, error=str(exc))
-    return replace(st, topic=shown, items=tuple(result.items), results=(None,) * len(result.items),
-                   card_ids=ids, dropped=result.dropped, rounds=1,
-                   message=_generated_note(len(result.items), st.n, result.dropped))
+    session = sessions.new(st.id)
+    return _open_round(service, sessions, replace(st, rounds=1, pending=True), session, progress,
+                       fast_start and st.n > 1)
+
+
+def _open_round(service: StudyService, sessions: QuizSessions, st: QuizState, session: QuizSession,
+                progress: Progress | None, fast_start: bool) -> QuizState:
+    user = st.user
+    live = LiveQuiz(_opener(service, st, session, fast_start), lambda items: service.record_quiz(user, items), st.n,
+                    progress=progress)
+    sessions.set_live(st.id, live)
+    return st
+
+
+def sync(sessions: QuizSessions, state: QuizState, wait: float | None = 0.0) -> QuizState:
+    """The state with the current round's questions made so far (each a study card already), waiting for one
+    more than it has, or the round's end, at most ``wait`` seconds (None: until the round ends). Once the round
+    ended, ``pending`` is off and a failure's sentence is in ``error``."""
+    if not state.pending:
+        return state
+    live = sessions.live(state.id)
+    if live is None:  # dropped (another quiz started) or lost (server restarted): what the state has is all
+        return replace(state, pending=False)
+    have = len(state.items) - state.round_start
+    if wait is None:
+        live.wait(live.n + 1, None)
+    elif wait > 0:
+        live.wait(have + 1, wait)
+    made = live.made()
+    new = made.items[have:]
+    st = replace(state, items=(*state.items, *new), results=(*state.results, *([None] * len(new))),
+                 card_ids=(*state.card_ids, *made.card_ids[have:]), topic=made.topic if made.topic else state.topic)
+    if made.done:
+        if made.dropped:
+            log.info("quiz: %d generated item(s) failed validation and were dropped", made.dropped)
+        st = replace(st, pending=False, dropped=st.dropped + made.dropped, error=made.error or st.error)
+    return st
+
+
+def shown(sessions: QuizSessions, state: QuizState, before: QuizState | None = None) -> QuizState:
+    """The state as a round's first question is shown (or as the round ended without one): the ready line when
+    every question is made, none while the rest are being made (the progress display says so). A round that
+    gave nothing leaves ``before`` (the quiz as it was before "More questions") with the reason in ``error``;
+    a new quiz that gave nothing is forgotten."""
+    have = len(state.items) - state.round_start
+    if have == 0:
+        reason = state.error or "No question could be made: try another topic or question type."
+        if before is not None and before.items:
+            return replace(before, error=reason, message="")
+        sessions.drop(state.id)
+        return replace(state, pending=False, error=reason, message="")
+    return replace(state, message="" if state.pending else _generated_note(have, state.n, 0))
+
+
+def start_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
+               state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
+               weak: bool = False, fast_start: bool = False) -> QuizState:
+    """A new quiz (:func:`open_quiz`), returned once every question is made. On a :class:`StudybotError`
+    (unknown topic, no weak spot, bad count, model trouble) the state has no items and ``error`` holds the
+    one-sentence reason."""
+    st = open_quiz(service, sessions, topic, qtype, count, state, progress, user=user, weak=weak,
+                   fast_start=fast_start)
+    if st.error:
+        return st
+    return shown(sessions, sync(sessions, st, wait=None))
 
 
 def _begin(state: QuizState) -> tuple[QuizState, tuple[int, QuizItem] | None]:
@@ -226,9 +454,9 @@ def check_answer(service: StudyService, state: QuizState, answer: Any) -> QuizSt
             service.study.review(st.user, st.card_ids[i], rating, answer=text, correct=grade.correct)
         except StudybotError as exc:
             return replace(st, error=str(exc))
-    right, total = st.score()
+    right, _ = st.score()
     answered = sum(1 for r in st.results[st.round_start:] if r is not None)
-    return replace(st, message=f"{answered} of {total} answered, {right} correct.")
+    return replace(st, message=f"{answered} of {st.round_total} answered, {right} correct.")
 
 
 def next_question(state: QuizState) -> QuizState:
@@ -239,26 +467,33 @@ def next_question(state: QuizState) -> QuizState:
     if st.results[i] is None:
         return replace(st, message="Check your answer first.")
     if i + 1 >= len(st.items):
+        if st.pending:
+            return replace(st, message="The next question is still being made: it shows here as soon as it is ready.")
         return replace(st, message="That was the last question: press More questions for new ones.")
     return replace(st, index=i + 1, message="")
 
 
-def more_questions(service: StudyService, sessions: QuizSessions, state: QuizState,
-                   progress: Progress | None = None) -> QuizState:
-    """A new round on the same topic and type, generated with the same QuizSession (no repeats)."""
-    st = replace(state, error="")
+def open_more(service: StudyService, sessions: QuizSessions, state: QuizState, progress: Progress | None = None,
+              *, fast_start: bool = False) -> QuizState:
+    """A new round on the same topic and type, made with the same QuizSession (no repeats) as a
+    :class:`LiveQuiz`: the state's current question is the round's first, once :func:`sync` has it."""
+    st = replace(state, error="", message="")
     if not st.items:
         return replace(st, message="Start a quiz first.")
     session = sessions.get(st.id, list(st.items))
-    try:
-        result, ids, _ = _generate(service, st, session, progress)
-    except StudybotError as exc:
-        return replace(st, error=str(exc))
     start = len(st.items)
-    return replace(st, items=(*st.items, *result.items), results=(*st.results, *([None] * len(result.items))),
-                   card_ids=(*st.card_ids, *ids),
-                   round_start=start, index=start, rounds=st.rounds + 1, dropped=st.dropped + result.dropped,
-                   message=_generated_note(len(result.items), st.n, result.dropped))
+    st = replace(st, round_start=start, index=start, rounds=st.rounds + 1, pending=True)
+    return _open_round(service, sessions, st, session, progress, fast_start and st.n > 1)
+
+
+def more_questions(service: StudyService, sessions: QuizSessions, state: QuizState,
+                   progress: Progress | None = None) -> QuizState:
+    """A new round (:func:`open_more`), returned once every question is made; on an error the quiz as it was,
+    with the sentence in ``error``."""
+    st = open_more(service, sessions, state, progress)
+    if not st.pending:
+        return st
+    return shown(sessions, sync(sessions, st, wait=None), before=state)
 
 
 # --- long jobs, with their progress ----------------------------------------------------------------------

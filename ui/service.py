@@ -389,6 +389,16 @@ class StudyService:
         """New questions from the sections ``user`` does worst on (:meth:`StudyStore.weak_sections`), never one
         they already have (the bank's first); returns the quiz and the weak sections it drew on. ``QuizError``
         when there is no weak spot yet."""
+        stream, weak = self.weak_quiz_stream(user, n, qtype, session=session, progress=progress, threaded=False)
+        for _ in stream:
+            pass
+        return stream.result(), weak
+
+    def weak_quiz_stream(self, user: str, n: int = 5, qtype: str = "mcq", *, session: QuizSession | None = None,
+                         progress: Progress | None = None, threaded: bool = True, fast_start: bool = False
+                         ) -> tuple[QuizStream, list[dict[str, Any]]]:
+        """:meth:`weak_quiz` as a stream (:meth:`quiz_stream`: the items as they are ready) and the weak
+        sections it draws on."""
         from rag.quiz import QuizError, QuizSession
         from rag.study.store import top_section
 
@@ -400,11 +410,10 @@ class StudyService:
         session = session if session is not None else QuizSession()
         earlier = self.study.questions(user)
         session.avoid(earlier, self.embedder.embed(earlier) if earlier else [], self.study.chunk_ids(user))
-        stream = self.quiz_stream(None, n, qtype, session=session, progress=progress, threaded=False,
+        stream = self.quiz_stream(None, n, qtype, session=session, progress=progress, threaded=threaded,
+                                  fast_start=fast_start,
                                   where=lambda c: (c.source, top_section(c.section, c.source)) in wanted)
-        for _ in stream:
-            pass
-        return stream.result(), weak
+        return stream, weak
 
     # -- the question bank ---------------------------------------------------------------------------------
     @property

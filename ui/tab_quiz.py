@@ -1,6 +1,13 @@
 """The Quiz tab's page: what it shows for a :class:`ui.quiz_state.QuizState` (:func:`view`, all document text
 HTML-escaped) and the Gradio wiring that maps components to the flow in :mod:`ui.quiz_state`. The UI talks
-to :class:`ui.service.StudyService` only."""
+to :class:`ui.service.StudyService` only.
+
+A quiz streams: its first question shows as soon as it exists (from the question bank at once, else made; an
+MCQ quiz with nothing banked starts with a flashcard) and the rest are made on the server while the student
+answers (:class:`ui.quiz_state.LiveQuiz`). One progress display (``.sb-work``) says what is being made: in the
+question's place until the first question exists, then under the buttons ("Question 3 of 10 is being made");
+Next waits, saying so, when the next question is not made yet. A line above the quiz says how many questions
+the bank holds ready and whether it is being filled; the sections' figures are in an accordion."""
 
 from __future__ import annotations
 
@@ -12,21 +19,31 @@ import gradio as gr
 
 from rag.errors import StudybotError
 from rag.quiz import QuizItem, mcq_choice
-from rag.types import Progress
 from ui import quiz_state as flow
 from ui import render
-from ui.quiz_state import Checked, QuizState
+from ui.quiz_state import Checked, LiveQuiz, QuizState
 from ui.tab_chat import LLM_QUEUE
 from ui.user import user_of
 
 # This tab's own styles, appended to the app's (ui/app.py).
-CSS = ""
+CSS = """
+#sb-quiz-bank .sb-quiz-bank-line { font-size: .9em; color: var(--body-text-color-subdued); }
+#sb-quiz-making:empty { display: none; }
+.sb-quiz-wait { padding: 8px 0; font-weight: 600; }
+.sb-quiz-bank-table { border-collapse: collapse; font-size: .9em; width: 100%; }
+.sb-quiz-bank-table th, .sb-quiz-bank-table td { text-align: left; padding: 2px 8px;
+                                                 border-bottom: 1px solid var(--border-color-primary); }
+.sb-quiz-bank-table td.sb-num, .sb-quiz-bank-table th.sb-num { text-align: right; }
+"""
 
 if TYPE_CHECKING:
+    from rag.quiz.bank import BankStats
     from ui.service import StudyService
 
+# --- question types: what the tab calls each (one place for the type-specific words) ----------------------
 TYPE_CHOICES: list[tuple[str, str]] = [("Multiple choice", "mcq"), ("Short answer", "short"),
                                        ("Flashcard", "flashcard")]
+TYPE_PLURAL: dict[str, str] = {"flashcard": "flashcards", "short": "short answers", "mcq": "multiple choice"}
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -130,7 +147,7 @@ def feedback_html(item: QuizItem, result: Checked) -> str:
 
 def _question_html(state: QuizState, i: int, item: QuizItem) -> str:
     start = state.round_start
-    total = len(state.items) - start
+    total = state.round_total
     noun = "Card" if item.type == "flashcard" else "Question"
     topic = state.topic or "across the handbooks"
     return (f'<div class="sb-quiz-q" data-index="{i - start + 1}" data-total="{total}">'
@@ -168,8 +185,9 @@ def view(state: QuizState | None) -> QuizView:
     i, item = cur
     result = st.results[i]
     done = st.finished
+    more_coming = i + 1 < len(st.items) or st.pending
     v = QuizView(question_html=_question_html(st, i, item), status_html=status, can_check=result is None,
-                 can_answer=result is None, can_next=result is not None and i + 1 < len(st.items), can_more=done,
+                 can_answer=result is None, can_next=result is not None and more_coming, can_more=done,
                  verdict=result.grade.verdict if result is not None else "")
     if item.type == "mcq":
         v.options = option_choices(item, result)
@@ -185,6 +203,84 @@ def view(state: QuizState | None) -> QuizView:
     if done:
         v.score_html = _score_html(st)
     return v
+
+
+def making_html(live: LiveQuiz | None, *, with_error: bool = False) -> str:
+    """The progress display while the rest of a round is made (its first question shown): "Question 3 of 10 is
+    being made" with how many are ready; once the round ended, the reason when it gave fewer questions than
+    asked for (and, ``with_error``, the error that stopped it: where the status line cannot say it), else
+    nothing. Before the first question the display is in the question's place instead (nothing here)."""
+    if live is None:
+        return ""
+    made = live.made()
+    have = len(made.items)
+    if not made.done:
+        if not have:
+            return ""
+        them = "it" if have == 1 else "them"
+        return render.working_html(f"Question {have + 1} of {made.n} is being made",
+                                   f"{have} of {made.n} ready: answer {them} while the rest are made.",
+                                   done=have, total=made.n, elapsed=live.elapsed)
+    if made.error and have and with_error:
+        return f'<div class="sb-quiz-making-error" style="color:#b91c1c">{render.esc(made.error)}</div>'
+    if 0 < have < made.n and not made.error:
+        return f'<div class="sb-src-meta sb-quiz-making-note">{render.esc(flow.ready_note(have, made.n))}</div>'
+    return ""
+
+
+def waiting_html(state: QuizState) -> str:
+    """What Next shows in the question's place while the next question is still being made."""
+    number = len(state.items) - state.round_start + 1
+    return (f'<div class="sb-quiz-wait" data-index="{number}">Question {number} of {state.round_total} is being '
+            "made: it shows here as soon as it is ready.</div>")
+
+
+# --- the question bank's figures, as a student reads them -------------------------------------------------
+def bank_line_html(stats: BankStats, worker: dict[str, Any] | None = None) -> str:
+    """One line: "Questions ready in advance: 42 (flashcards 20, short answers 14, multiple choice 8); 35% of
+    passages covered; filling in the background while you are idle." (``worker``: the bank worker's status)."""
+    filling = ""
+    if worker is not None and worker.get("running"):
+        if worker.get("error"):
+            filling = f"filling in the background is paused ({str(worker['error']).rstrip('.')})"
+        elif worker.get("state") == "waiting":
+            filling = "every passage has had its questions made"
+        else:
+            filling = "filling in the background while you are idle"
+    if not stats.items:
+        line = "No questions are ready in advance yet"
+        line += f"; {filling}." if filling else ": each quiz makes its questions as you go."
+    else:
+        kinds = ", ".join(f"{TYPE_PLURAL.get(t, t)} {stats.by_type.get(t, 0)}" for t, _ in
+                          sorted(TYPE_PLURAL.items(), key=lambda kv: -stats.by_type.get(kv[0], 0))
+                          if stats.by_type.get(t, 0))
+        line = (f"Questions ready in advance: {stats.items} ({kinds}); {100 * stats.coverage:.0f}% of passages "
+                "covered")
+        line += f"; {filling}." if filling else "."
+    return (f'<div class="sb-quiz-bank-line" data-items="{stats.items}" '
+            f'data-covered="{round(100 * stats.coverage)}">{render.esc(line)}</div>')
+
+
+def bank_sections_html(stats: BankStats) -> str:
+    """A table of the sections: questions ready in advance and passages covered."""
+    if not stats.sections:
+        return '<div class="sb-empty">No passages in the library yet.</div>'
+    rows = "".join(
+        f"<tr><td>{render.esc(s.source)}</td><td>{render.esc(s.section)}</td><td class='sb-num'>{s.items}</td>"
+        f"<td class='sb-num'>{s.chunks_covered} of {s.chunks}</td></tr>" for s in stats.sections)
+    return ('<table class="sb-quiz-bank-table"><thead><tr><th>Document</th><th>Section</th>'
+            "<th class='sb-num'>Questions ready</th><th class='sb-num'>Passages covered</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def bank_view(service: StudyService) -> tuple[str, str]:
+    """(the line, the sections' table) for the bank as it is now; a bank that cannot be read says why."""
+    try:
+        stats = service.bank_status()
+    except StudybotError as exc:
+        return f'<div class="sb-quiz-bank-line sb-quiz-bank-error">{render.esc(str(exc))}</div>', ""
+    worker = service.bank_worker
+    return bank_line_html(stats, worker.status() if worker is not None else None), bank_sections_html(stats)
 
 
 def guide_working_html(topic: str, elapsed: float) -> str:
@@ -204,7 +300,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
     """Build the Quiz tab inside the current ``gr.Blocks``; returns its components."""
     sessions = flow.QuizSessions()
 
-    with gr.Tab("Quiz", id="quiz"):
+    with gr.Tab("Quiz", id="quiz") as tab:
         state = gr.State(QuizState())
         with gr.Row():
             topic = gr.Textbox(label="Topic", placeholder="e.g. regularization (empty: across the handbooks)",
@@ -216,6 +312,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         with gr.Row():
             start_btn = gr.Button("Start quiz", variant="primary", elem_id="sb-quiz-start", scale=3)
             weak_btn = gr.Button("Quiz my weak spots", elem_id="sb-quiz-weak", scale=1)
+        bank_line = gr.HTML("", elem_id="sb-quiz-bank")
         status = gr.HTML("", elem_id="sb-quiz-status")
         question = gr.HTML(view(None).question_html, elem_id="sb-quiz-question")
         options = gr.Radio(choices=[], value=None, label="Options", visible=False, elem_id="sb-quiz-options")
@@ -224,6 +321,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         with gr.Row():
             check_btn = gr.Button("Check answer", variant="primary", interactive=False, elem_id="sb-quiz-check")
             next_btn = gr.Button("Next question", interactive=False, elem_id="sb-quiz-next")
+        making = gr.HTML("", elem_id="sb-quiz-making")
         feedback = gr.HTML("", elem_id="sb-quiz-feedback")
         score_box = gr.HTML("", elem_id="sb-quiz-score")
         with gr.Row():
@@ -232,6 +330,8 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
                                   elem_id="sb-quiz-export-format")
             export_btn = gr.DownloadButton("Export questions", value=None, interactive=False,
                                            elem_id="sb-quiz-export")
+        with gr.Accordion("Questions ready in advance, by section", open=False, elem_id="sb-quiz-bank-sections"):
+            bank_table = gr.HTML("", elem_id="sb-quiz-bank-table")
         with gr.Accordion("Study guide", open=False, elem_id="sb-guide"):
             gr.Markdown("A one-page guide to a topic or a section name: key terms, a short summary and three "
                         "likely interview questions, every line cited to its passage.")
@@ -246,11 +346,12 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
             guide_md = gr.Markdown("", elem_id="sb-guide-text", latex_delimiters=[])
 
     outputs = [state, question, options, answer, check_btn, next_btn, feedback, score_box, more_btn, status,
-               export_btn, start_btn, weak_btn]
+               export_btn, start_btn, weak_btn, making]
+    skip = gr.skip
 
     def updates(st: QuizState, fmt: str | None, export: bool = False) -> tuple[Any, ...]:
         v = view(st)
-        export_update: Any = gr.skip()
+        export_update: Any = skip()
         if export:
             path = flow.export_quiz(st, fmt or flow.DEFAULT_EXPORT) if st.items else None
             export_update = gr.update(value=path, interactive=path is not None)
@@ -270,52 +371,94 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
             export_update,
             gr.update(interactive=True),
             gr.update(interactive=True),
+            making_html(sessions.live(st.id)),
         )
 
     def working(progress_html: str) -> tuple[Any, ...]:
-        """While questions are made: the one progress display in the question's place; nothing to answer."""
+        """While a round's first question is made: the one progress display in the question's place; nothing
+        to answer."""
         off = gr.update(interactive=False)
-        return (gr.skip(), progress_html, gr.update(visible=False), gr.update(visible=False), off, off, "", "", off,
-                "", gr.skip(), off, off)
+        return (skip(), progress_html, gr.update(visible=False), gr.update(visible=False), off, off, "", "", off,
+                "", skip(), off, off, "")
 
-    def run_quiz(what: str, make: Callable[[Progress], QuizState], fmt: str | None) -> Iterator[tuple[Any, ...]]:
-        job = flow.Background(make)
+    def waiting(st: QuizState) -> tuple[Any, ...]:
+        """Next pressed before the next question is made: it says so in the question's place (the progress
+        display under the buttons goes on); nothing to press but another quiz."""
+        off, on = gr.update(interactive=False), gr.update(interactive=True)
+        return (skip(), waiting_html(st), gr.update(visible=False), gr.update(visible=False), off, off, "", "", off,
+                "", skip(), on, on, skip())
+
+    def run_round(what: str, open_round: Callable[[], QuizState], before: QuizState | None,
+                  fmt: str | None) -> Iterator[tuple[Any, ...]]:
+        """Open a round and show its first question as soon as it exists (the progress display meanwhile); the
+        rest are made after this returns (:func:`on_watch` draws their progress)."""
+        st = open_round()
+        if not st.pending:  # refused at once: a bad count or type, or no quiz to add to
+            yield updates(st, fmt, export=True)
+            return
+        live = sessions.live(st.id)
         shown = ""
-        while not job.wait(POLL_S):
-            msg, done, total = job.step
-            html = render.working_html(what, flow.quiz_step(msg, done, total), done=done, total=total,
-                                       elapsed=job.elapsed)
-            if html != shown:
-                shown = html
-                yield working(html)
-        yield updates(job.result(), fmt, export=True)
+        while True:
+            if live is not None:
+                msg, done, total = live.step
+                html = render.working_html(what, flow.quiz_step(msg, done, total), done=done, total=total,
+                                           elapsed=live.elapsed)
+                if html != shown:
+                    shown = html
+                    yield working(html)
+            st = flow.sync(sessions, st, wait=POLL_S)
+            if len(st.items) > st.round_start or not st.pending:
+                break
+        yield updates(flow.shown(sessions, st, before), fmt, export=True)
 
     def on_start(topic_v: str, type_v: str, count_v: Any, st: QuizState | None, fmt: str | None,
                  request: gr.Request) -> Iterator[tuple[Any, ...]]:
         user = user_of(request)
         text = " ".join(str(topic_v or "").split())[:flow.MAX_TOPIC_CHARS]
         what = f"Making a quiz on “{text}”" if text else "Making a quiz across the handbooks"
-        yield from run_quiz(what, lambda progress: flow.start_quiz(
-            service, sessions, topic_v, type_v, count_v, st, progress=progress, user=user), fmt)
+        yield from run_round(what, lambda: flow.open_quiz(service, sessions, topic_v, type_v, count_v, st, user=user,
+                                                          fast_start=True), None, fmt)
 
     def on_weak(type_v: str, count_v: Any, st: QuizState | None, fmt: str | None,
                 request: gr.Request) -> Iterator[tuple[Any, ...]]:
         user = user_of(request)
-        yield from run_quiz("Making a quiz on your weak spots", lambda progress: flow.start_quiz(
-            service, sessions, None, type_v, count_v, st, progress=progress, user=user, weak=True), fmt)
+        yield from run_round("Making a quiz on your weak spots", lambda: flow.open_quiz(
+            service, sessions, None, type_v, count_v, st, user=user, weak=True, fast_start=True), None, fmt)
 
     def on_more(st: QuizState | None, fmt: str | None) -> Iterator[tuple[Any, ...]]:
         cur = st or QuizState()
         what = f"Making more questions on “{cur.topic}”" if cur.topic else "Making more questions"
-        yield from run_quiz(what, lambda progress: flow.more_questions(service, sessions, cur, progress=progress),
-                            fmt)
+        yield from run_round(what, lambda: flow.open_more(service, sessions, cur, fast_start=True), cur, fmt)
+
+    def on_watch(st: QuizState | None) -> Iterator[tuple[Any, ...]]:
+        """After a round's first question is shown: redraw the progress display while the rest are made (never
+        the state: the student answers meanwhile), then the question bank's figures."""
+        st = st or QuizState()
+        live = sessions.live(st.id)
+        if live is not None and st.pending:
+            version, shown = -1, None
+            while sessions.live(st.id) is live:
+                html = making_html(live, with_error=True)
+                if html != shown:
+                    shown = html
+                    yield html, skip(), skip()
+                if live.done:
+                    break
+                version = live.wait_change(version, POLL_S)
+            if sessions.live(st.id) is not live:  # another quiz or round took over: its display is its own
+                yield skip(), skip(), skip()
+                return
+        yield (skip(), *bank_view(service))
+
+    def on_bank() -> tuple[str, str]:
+        return bank_view(service)
 
     def on_guide(topic_v: str) -> Iterator[tuple[Any, ...]]:
         text = " ".join(str(topic_v or "").split())[:flow.MAX_TOPIC_CHARS]
         off, on = gr.update(interactive=False), gr.update(interactive=True)
         if not text:
             yield ('<div class="sb-guide-error" style="color:#b91c1c">Type a topic or a section name for the '
-                   "guide first.</div>", gr.skip(), gr.skip(), on)
+                   "guide first.</div>", skip(), skip(), on)
             return
         job = flow.Background(lambda _progress: service.guide(text))
         shown = ""
@@ -336,14 +479,30 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         done = f'<div class="sb-src-meta sb-guide-done">Written in {render.duration(job.elapsed)}.</div>'
         yield done, md, gr.update(value=str(path), interactive=True), on
 
-    def on_check(choice: str | None, text: str | None, st: QuizState | None) -> tuple[Any, ...]:
+    def on_check(choice: str | None, text: str | None, st: QuizState | None, fmt: str | None) -> tuple[Any, ...]:
         st = st or QuizState()
+        had = len(st.items)
+        st = flow.sync(sessions, st)  # the questions made meanwhile (the last one checked shows the score)
         cur = st.current
         given = choice if cur is not None and cur[1].type == "mcq" else text
-        return updates(flow.check_answer(service, st, given), None)
+        checked = flow.check_answer(service, st, given)
+        return updates(checked, fmt, export=len(checked.items) != had)
 
-    def on_next(st: QuizState | None) -> tuple[Any, ...]:
-        return updates(flow.next_question(st or QuizState()), None)
+    def on_next(st: QuizState | None, fmt: str | None) -> Iterator[tuple[Any, ...]]:
+        st = st or QuizState()
+        had = len(st.items)
+        st = flow.sync(sessions, st)
+        cur = st.current
+        if cur is not None and st.results[cur[0]] is not None and cur[0] + 1 >= len(st.items) and st.pending:
+            live = sessions.live(st.id)
+            yield waiting(st)
+            while True:
+                st = flow.sync(sessions, st, wait=POLL_S)
+                if sessions.live(st.id) is not live:  # another quiz started meanwhile: this one is gone
+                    return
+                if cur[0] + 1 < len(st.items) or not st.pending:
+                    break
+        yield updates(flow.next_question(st), fmt, export=len(st.items) != had)
 
     def on_format(fmt: str | None, st: QuizState | None) -> Any:
         path = flow.export_quiz(st or QuizState(), fmt or flow.DEFAULT_EXPORT)
@@ -352,28 +511,37 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
     # The jobs draw their own progress display (in the question's place); Gradio's indicator shows only a
     # place in the queue (while another student's answer runs), on the status line.
     busy: dict[str, Any] = {"concurrency_id": LLM_QUEUE, "show_progress": "minimal", "show_progress_on": [status]}
+    # The rest of a round is made on the server after its first question is shown (outside the model's queue:
+    # each model call still takes its turn); these only wait for it and redraw, so any number run at once.
+    watch: dict[str, Any] = {"fn": on_watch, "inputs": [state], "outputs": [making, bank_line, bank_table],
+                             "api_visibility": "private", "show_progress": "hidden", "concurrency_limit": None,
+                             "concurrency_id": "quiz-watch"}
     # "undocumented": callable by name (gradio_client, tests) but not listed on the API page.
     start_btn.click(on_start, [topic, qtype, count, state, export_fmt], outputs, api_name="quiz_start",
-                    api_visibility="undocumented", **busy)
+                    api_visibility="undocumented", **busy).then(**watch)
     weak_btn.click(on_weak, [qtype, count, state, export_fmt], outputs, api_name="quiz_weak",
-                   api_visibility="undocumented", **busy)
+                   api_visibility="undocumented", **busy).then(**watch)
     guide_btn.click(on_guide, [guide_topic], [guide_status, guide_md, guide_file, guide_btn], api_name="guide",
                     api_visibility="undocumented", concurrency_id=LLM_QUEUE, show_progress="minimal",
                     show_progress_on=[guide_status])
     guide_topic.submit(on_guide, [guide_topic], [guide_status, guide_md, guide_file, guide_btn],
                        api_visibility="private", concurrency_id=LLM_QUEUE, show_progress="minimal",
                        show_progress_on=[guide_status])
-    topic.submit(on_start, [topic, qtype, count, state, export_fmt], outputs, api_visibility="private", **busy)
-    check_btn.click(on_check, [options, answer, state], outputs, api_name="quiz_check",
+    topic.submit(on_start, [topic, qtype, count, state, export_fmt], outputs, api_visibility="private",
+                 **busy).then(**watch)
+    check_btn.click(on_check, [options, answer, state, export_fmt], outputs, api_name="quiz_check",
                     api_visibility="undocumented", show_progress="minimal", show_progress_on=[feedback])
-    next_btn.click(on_next, [state], outputs, api_name="quiz_next", api_visibility="undocumented",
-                   queue=False, show_progress="hidden")
+    next_btn.click(on_next, [state, export_fmt], outputs, api_name="quiz_next", api_visibility="undocumented",
+                   show_progress="hidden", concurrency_limit=None, concurrency_id="quiz-next")
     more_btn.click(on_more, [state, export_fmt], outputs, api_name="quiz_more", api_visibility="undocumented",
-                   **busy)
+                   **busy).then(**watch)
     export_fmt.change(on_format, [export_fmt, state], [export_btn], api_visibility="private", queue=False)
+    tab.select(on_bank, None, [bank_line, bank_table], api_visibility="private", show_progress="hidden",
+               concurrency_limit=None, concurrency_id="quiz-bank")
 
     return {"state": state, "topic": topic, "type": qtype, "count": count, "start": start_btn, "weak": weak_btn,
             "guide": guide_btn, "guide_topic": guide_topic, "guide_status": guide_status, "guide_text": guide_md,
             "guide_file": guide_file, "question": question, "options": options, "answer": answer,
             "check": check_btn, "next": next_btn, "feedback": feedback, "score": score_box, "more": more_btn,
-            "export": export_btn, "export_format": export_fmt, "status": status, "sessions": sessions}
+            "export": export_btn, "export_format": export_fmt, "status": status, "sessions": sessions,
+            "making": making, "bank": bank_line, "bank_sections": bank_table}
