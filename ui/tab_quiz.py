@@ -251,9 +251,8 @@ def bank_line_html(stats: BankStats, worker: dict[str, Any] | None = None) -> st
         line = "No questions are ready in advance yet"
         line += f"; {filling}." if filling else ": each quiz makes its questions as you go."
     else:
-        kinds = ", ".join(f"{TYPE_PLURAL.get(t, t)} {stats.by_type.get(t, 0)}" for t, _ in
-                          sorted(TYPE_PLURAL.items(), key=lambda kv: -stats.by_type.get(kv[0], 0))
-                          if stats.by_type.get(t, 0))
+        kinds = ", ".join(f"{TYPE_PLURAL.get(t, t)} {k}" for t, k in
+                          sorted(stats.by_type.items(), key=lambda kv: -kv[1]) if k)
         line = (f"Questions ready in advance: {stats.items} ({kinds}); {100 * stats.coverage:.0f}% of passages "
                 "covered")
         line += f"; {filling}." if filling else "."
