@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from rag.errors import StudybotError
-from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizSession
+from rag.quiz import QUIZ_TYPES, GradeResult, QuizError, QuizItem, QuizSession, type_of
+from rag.quiz.types import DEFAULT_TYPE, spoken_choices
 from rag.study.store import LOCAL_USER, VERDICT_RATING
 from rag.types import Progress
 from ui.quiz_export import export_items
@@ -253,7 +254,7 @@ class QuizState:
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     topic: str | None = None
-    type: str = "mcq"
+    type: str = DEFAULT_TYPE
     n: int = DEFAULT_COUNT
     items: tuple[QuizItem, ...] = ()
     results: tuple[Checked | None, ...] = ()  # results[i] is None until item i is checked
@@ -301,9 +302,9 @@ def _count(value: Any) -> int:
 
 
 def _type(value: Any) -> str:
-    qtype = str(value or "mcq")
+    qtype = str(value or DEFAULT_TYPE)
     if qtype not in QUIZ_TYPES:
-        raise QuizError(f"Unknown question type {qtype!r}: choose multiple choice, short answer or flashcard.")
+        raise QuizError(f"Unknown question type {qtype!r}: choose {spoken_choices()}.")
     return qtype
 
 
@@ -439,8 +440,9 @@ def check_answer(service: StudyService, state: QuizState, answer: Any) -> QuizSt
     if st.results[i] is not None:
         return replace(st, message="This question is already checked: go to the next one.")
     text = "" if answer is None else str(answer)
-    if item.type == "mcq" and not text.strip():
-        return replace(st, message="Pick one of the four options first.")
+    if type_of(item).choice and not text.strip():
+        count = {2: "two", 3: "three", 4: "four"}.get(len(item.options), str(len(item.options)))
+        return replace(st, message=f"Pick one of the {count} options first.")
     try:
         grade = service.grade(item, text)
     except StudybotError as exc:
