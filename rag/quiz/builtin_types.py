@@ -34,6 +34,7 @@ MCQ = register(QuizType(
     grade=grade_choice,
     dedupe_by_question=False,  # the question is a template around its term: repeats are found by term
     choice=True,
+    plural="multiple choice",
     bank_rank=2,
     fast_first="flashcard",
 ))
@@ -52,6 +53,7 @@ SHORT = register(QuizType(
     max_tokens=220,
     answer_max_chars=SHORT_ANSWER_MAX_CHARS,
     check=answer_differs,
+    plural="short answers",
     bank_rank=1,
 ))
 

@@ -91,11 +91,16 @@ class QuizType:
     noun: str = "Question"  # "Question 2 of 5", "Card 2 of 5"
     answer_heading: str = "Answer"  # what the feedback calls the right answer
     answer_hint: str = "Your answer"  # the label of the free-text answer box
+    plural: str = ""  # several of them, in a sentence: "flashcards" (default: the label, lower case, plus "s")
     show: Callable[[QuizItem], Shown] = show_item  # the CLI, the Review tab, CSV and Anki exports
 
     # -- the question bank ----------------------------------------------------------------------------------
     bank_rank: int | None = None  # place in the bank's fill order, quickest first (None: never banked)
     fast_first: str | None = None  # an interactive quiz with nothing banked starts with one item of this type
+
+    @property
+    def many(self) -> str:
+        return self.plural or f"{self.label[:1].lower()}{self.label[1:]}s"
 
     def user_template(self) -> str:
         return self.template or prompts.load(self.prompt or f"quiz_{self.name}")
