@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from rag.errors import StudybotError
-from rag.quiz import QuizItem, mcq_choice
+from rag.quiz import QuizItem, mcq_choice, type_choices, type_of
+from rag.quiz.types import DEFAULT_TYPE, lookup
 from ui import quiz_state as flow
 from ui import render
 from ui.quiz_state import Checked, LiveQuiz, QuizState
@@ -40,10 +41,8 @@ if TYPE_CHECKING:
     from rag.quiz.bank import BankStats
     from ui.service import StudyService
 
-# --- question types: what the tab calls each (one place for the type-specific words) ----------------------
-TYPE_CHOICES: list[tuple[str, str]] = [("Multiple choice", "mcq"), ("Short answer", "short"),
-                                       ("Flashcard", "flashcard")]
-TYPE_PLURAL: dict[str, str] = {"flashcard": "flashcards", "short": "short answers", "mcq": "multiple choice"}
+# Question types: what the tab calls each (label, noun, answer heading and hint, plural) and whether it shows
+# options to pick from is the type's rag.quiz.types.QuizType.
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -76,7 +75,7 @@ RIGHT_MARK, CHOSEN_MARK = "✓", "✗"
 
 def chosen_option(item: QuizItem, answer: str) -> str | None:
     """The option a student picked (the option itself, or its letter A-D)."""
-    return mcq_choice(item, answer) if item.type == "mcq" and answer.strip() else None
+    return mcq_choice(item, answer) if type_of(item).choice and answer.strip() else None
 
 
 def option_choices(item: QuizItem, result: Checked | None = None) -> list[tuple[str, str]]:
@@ -119,7 +118,7 @@ def feedback_html(item: QuizItem, result: Checked) -> str:
     color = _VERDICT_STYLE.get(verdict, "inherit")
     answer = result.answer
     rows = [f'<div class="sb-quiz-verdict" style="font-weight:700;color:{color}">{render.esc(opening)}</div>']
-    if item.type == "mcq" and item.answer in item.options:
+    if type_of(item).choice and item.answer in item.options:
         chosen = chosen_option(item, answer)
         if chosen is not None and chosen != item.answer:
             rows.append(f'<div class="sb-quiz-your"><b>Your choice:</b> '
@@ -129,7 +128,7 @@ def feedback_html(item: QuizItem, result: Checked) -> str:
     else:
         if answer.strip():
             rows.append(f'<div class="sb-quiz-your"><b>Your answer:</b> {render.esc(answer)}</div>')
-        rows.append(f'<div class="sb-quiz-right"><b>{"Back of the card" if item.type == "flashcard" else "Answer"}:'
+        rows.append(f'<div class="sb-quiz-right"><b>{type_of(item).answer_heading}:'
                     f"</b> {render.inline_markdown_html(item.answer)}</div>")
     if item.explanation and not render.same_text(item.explanation, grade.quote):
         rows.append(f'<div class="sb-quiz-explanation">{_snippet_html(item.explanation)}</div>')
@@ -148,7 +147,7 @@ def feedback_html(item: QuizItem, result: Checked) -> str:
 def _question_html(state: QuizState, i: int, item: QuizItem) -> str:
     start = state.round_start
     total = state.round_total
-    noun = "Card" if item.type == "flashcard" else "Question"
+    noun = type_of(item).noun
     topic = state.topic or "across the handbooks"
     return (f'<div class="sb-quiz-q" data-index="{i - start + 1}" data-total="{total}">'
             f'<div class="sb-src-meta sb-quiz-qnum">{noun} {i - start + 1} of {total} · {render.esc(topic)}</div>'
@@ -189,15 +188,14 @@ def view(state: QuizState | None) -> QuizView:
     v = QuizView(question_html=_question_html(st, i, item), status_html=status, can_check=result is None,
                  can_answer=result is None, can_next=result is not None and more_coming, can_more=done,
                  verdict=result.grade.verdict if result is not None else "")
-    if item.type == "mcq":
+    if type_of(item).choice:
         v.options = option_choices(item, result)
         v.show_options = True
         v.selected = chosen_option(item, result.answer) if result is not None else None
     else:
         v.show_answer_box = True
         v.answer_text = result.answer if result is not None else ""
-        v.answer_label = ("Your answer (or leave it empty and check to turn the card over)"
-                          if item.type == "flashcard" else "Your answer")
+        v.answer_label = type_of(item).answer_hint
     if result is not None:
         v.feedback_html = feedback_html(item, result)
     if done:
@@ -251,7 +249,7 @@ def bank_line_html(stats: BankStats, worker: dict[str, Any] | None = None) -> st
         line = "No questions are ready in advance yet"
         line += f"; {filling}." if filling else ": each quiz makes its questions as you go."
     else:
-        kinds = ", ".join(f"{TYPE_PLURAL.get(t, t)} {k}" for t, k in
+        kinds = ", ".join(f"{kind.many if (kind := lookup(t)) else t} {k}" for t, k in
                           sorted(stats.by_type.items(), key=lambda kv: -kv[1]) if k)
         line = (f"Questions ready in advance: {stats.items} ({kinds}); {100 * stats.coverage:.0f}% of passages "
                 "covered")
@@ -304,7 +302,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         with gr.Row():
             topic = gr.Textbox(label="Topic", placeholder="e.g. regularization (empty: across the handbooks)",
                                max_lines=1, max_length=flow.MAX_TOPIC_CHARS, scale=3, elem_id="sb-quiz-topic")
-            qtype = gr.Radio(choices=TYPE_CHOICES, value="mcq", label="Question type", scale=2,
+            qtype = gr.Radio(choices=type_choices(), value=DEFAULT_TYPE, label="Question type", scale=2,
                              elem_id="sb-quiz-type")
             count = gr.Slider(flow.MIN_COUNT, flow.MAX_COUNT, value=flow.DEFAULT_COUNT, step=1, label="Questions", scale=1,
                               elem_id="sb-quiz-count")
@@ -483,7 +481,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         had = len(st.items)
         st = flow.sync(sessions, st)  # the questions made meanwhile (the last one checked shows the score)
         cur = st.current
-        given = choice if cur is not None and cur[1].type == "mcq" else text
+        given = choice if cur is not None and type_of(cur[1]).choice else text
         checked = flow.check_answer(service, st, given)
         return updates(checked, fmt, export=len(checked.items) != had)
 
