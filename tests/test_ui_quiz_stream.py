@@ -127,6 +127,28 @@ def test_the_first_question_is_answered_while_the_rest_are_made(held_svc: Callab
     assert st.finished and "Score: 2/3" in v.score_html and v.can_more
 
 
+def test_a_round_with_every_question_made_is_shown_as_ready(quiz_svc: Callable[..., StudyService]) -> None:
+    """The round's end comes a moment after its last question (its counts): the question is shown with the
+    ready line, as a finished round, not as one still being made."""
+    svc = quiz_svc(good("flashcard"))
+    ending = threading.Event()
+    last: list[str] = []
+
+    def progress(message: str, done: int, total: int) -> None:
+        last.append(message)
+        if message == "done":  # the round's end, held a moment after its only question is made
+            assert ending.wait(30)
+
+    sessions = QuizSessions()
+    st = open_quiz(svc, sessions, "regularization", "flashcard", 1, progress=progress)
+    until(lambda: last[-1:] == ["done"], "the only question made")
+    threading.Timer(0.3, ending.set).start()
+    st = shown(sessions, sync(sessions, st, wait=30))
+    assert len(st.items) == 1 and not st.pending and st.message == "1 question ready."
+    st = check_answer(svc, st, "")
+    assert not view(st).can_next and "Score: 0/1" in view(st).score_html
+
+
 def test_an_mcq_quiz_with_nothing_banked_starts_with_a_flashcard_unless_it_has_one_question(
         quiz_svc: Callable[..., StudyService]) -> None:
     svc = quiz_svc(good("flashcard"))

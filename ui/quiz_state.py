@@ -54,6 +54,7 @@ MAX_TOPIC_CHARS = 120
 # label -> file suffix (export_items picks the format from the suffix)
 EXPORT_FORMATS: dict[str, str] = {"CSV": ".csv", "Anki deck (.apkg)": ".apkg", "Anki text (.txt)": ".txt"}
 DEFAULT_EXPORT = "CSV"
+ROUND_END_S = 5.0  # the longest a round with every question made is waited for to end (its counts, no model)
 
 
 # --- server-side quiz sessions ------------------------------------------------------------------------
@@ -386,6 +387,9 @@ def sync(sessions: QuizSessions, state: QuizState, wait: float | None = 0.0) -> 
     elif wait > 0:
         live.wait(have + 1, wait)
     made = live.made()
+    if not made.done and len(made.items) >= made.n:  # all made: the round ends in a moment (its counts)
+        live.wait(made.n + 1, ROUND_END_S)
+        made = live.made()
     new = made.items[have:]
     st = replace(state, items=(*state.items, *new), results=(*state.results, *([None] * len(new))),
                  card_ids=(*state.card_ids, *made.card_ids[have:]), topic=made.topic if made.topic else state.topic)
