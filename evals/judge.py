@@ -5,9 +5,9 @@ Why not ``ragas.llms.llm_factory``: it wraps the client with instructor in ``Mod
 ``response_format={"type": "json_object"}`` - llama_cpp.server then constrains the reply to *any* JSON, not to
 the metric's schema, and a 1.5B judge often returns objects with the wrong keys (instructor retries hide
 this). :class:`RagasJudgeLLM` instead sends the pydantic output model's JSON schema (tightened: 0/1 verdicts
-become ``enum: [0, 1]``) through :class:`rag.llm_openai.OpenAICompatLLM`, which uses the OpenAI ``json_schema``
-response format or llama_cpp.server's ``{"type": "json_object", "schema": ...}`` - so llama.cpp decodes with a
-grammar built from the schema. Every reply that still fails to validate is counted per metric
+become ``enum: [0, 1]``) through :class:`rag.llm_openai.OpenAICompatLLM` (built by :func:`rag.llm.build_llm`),
+which uses the OpenAI ``json_schema`` response format or llama_cpp.server's ``{"type": "json_object", "schema":
+...}`` - so llama.cpp decodes with a grammar built from the schema. Every reply that still fails to validate is counted per metric
 (:class:`JudgeStats`); none is silently dropped.
 
 Nothing here talks to the internet: the endpoint is local (or the one ``STUDYBOT_JUDGE_BASE_URL`` names), the
@@ -77,6 +77,7 @@ class JudgeParseError(StudybotError):
 _current_metric: contextvars.ContextVar[str] = contextvars.ContextVar("studybot_judge_metric", default="other")
 _trace: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("studybot_judge_trace",
                                                                                       default=None)
+# A judge reply is kept up to this many characters in a run's trace (for reading, not scoring): a design choice.
 TRACE_CHARS = 1500
 
 
@@ -207,9 +208,10 @@ class RagasJudgeLLM(InstructorBaseRagasLLM):
             start = time.perf_counter()
             try:
                 with self._lock:
-                    text = self.llm.complete(messages, max_tokens=self.max_tokens, temperature=temperature,
-                                             json_schema=schema)
-                    finish = getattr(getattr(self.llm, "last_usage", None), "finish_reason", None)
+                    response = self.llm.stream(messages, max_tokens=self.max_tokens, temperature=temperature,
+                                               json_schema=schema)
+                    text = response.text()
+                    finish = response.usage.finish_reason
             except StudybotError:
                 self.stats.record(metric, seconds=time.perf_counter() - start, error=True)
                 raise
@@ -400,11 +402,13 @@ class JudgeEndpoint:
 
 
 def judge_llm(endpoint: JudgeEndpoint, settings: Settings, stats: JudgeStats | None = None) -> RagasJudgeLLM:
-    """A :class:`RagasJudgeLLM` talking to ``endpoint``."""
-    from rag.llm_openai import OpenAICompatLLM
+    """A :class:`RagasJudgeLLM` talking to ``endpoint`` (the registry's ``openai`` backend, configured from the
+    ``judge`` settings)."""
+    from rag.llm import build_llm
 
-    llm = OpenAICompatLLM(endpoint.base_url, endpoint.model, endpoint.api_key, timeout=settings.judge.timeout,
-                          n_ctx=settings.judge.n_ctx)
+    llm = build_llm(settings.updated(llm={"backend": "openai", "base_url": endpoint.base_url,
+                                          "api_model": endpoint.model, "api_key": endpoint.api_key,
+                                          "timeout": settings.judge.timeout, "n_ctx": settings.judge.n_ctx}))
     return RagasJudgeLLM(llm, max_tokens=settings.judge.max_tokens, retries=settings.judge.retries, stats=stats)
 
 

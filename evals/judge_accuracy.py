@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rag import prompts
-from rag.llm import LLM, Request
+from rag.llm import LLM, Request, Response
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -460,7 +460,6 @@ class CachedYesNo(LLM):
         self.llm = llm
         self.name = f"cached:{llm.name}"
         self.n_ctx = llm.n_ctx
-        self.last_usage = llm.last_usage
         self._cache = cache or ReadingCache(None)
         self.charged = 0.0
 
@@ -475,7 +474,7 @@ class CachedYesNo(LLM):
         self.charged += hit[1]
         return hit[0]
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
         return self.llm.generate(messages, request)
 
     def count_tokens(self, text: str) -> int:

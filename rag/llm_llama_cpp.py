@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import BackendError, ModelError, QueryError
-from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, check_fits, too_long
+from rag.llm import LLM, NO_WORDS, YES_WORDS, Piece, Request, Response, check_fits, too_long
+
+
+# Tokens llama.cpp evaluates per batch: llama-cpp-python's own default (512), kept; the prompt-evaluation steps
+# (LlamaCppLLM._evaluate) and continuation_logprob's limit follow from it.
+N_BATCH = 512
 
 
 def llama_cpp_module() -> Any:
@@ -37,16 +42,19 @@ class LlamaCppLLM(LLM):
     def __init__(
         self,
         model_path: str | Path,
-        n_ctx: int = 4096,
-        n_threads: int = 2,
-        n_gpu_layers: int = 0,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        n_gpu_layers: int,
         seed: int = 0,
         preflight: Callable[[Path], object] | None = None,
         prefix_dir: Path | None = None,
     ) -> None:
-        """``preflight(model_path)`` runs before the model is loaded in process (the runtime check: a build that
+        """``n_ctx``, ``n_threads``, ``n_gpu_layers``: the ``llm`` settings' (the registry in :mod:`rag.llm` passes
+        them). ``preflight(model_path)`` runs before the model is loaded in process (the runtime check: a build that
         would crash the process raises a one-sentence error there instead). ``prefix_dir``: where the KV state
-        of kept prompt prefixes is saved for the next process (:meth:`keep_prefix`; None: not saved)."""
+        of kept prompt prefixes is saved for the next process (:meth:`keep_prefix`; None: not saved). ``seed``:
+        llama.cpp's sampling seed (0: the same reply to the same prompt and temperature, run after run)."""
         self.model_path = Path(model_path)
         self.preflight = preflight
         self.n_ctx = n_ctx
@@ -54,7 +62,6 @@ class LlamaCppLLM(LLM):
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.name = f"llama.cpp:{self.model_path.name}"
-        self.last_usage = Usage()
         self.load_seconds: float | None = None
         self._llama: Any = None
         self._abort_callback: Any = None
@@ -113,7 +120,7 @@ class LlamaCppLLM(LLM):
                     n_ctx=self.n_ctx,
                     n_threads=self.n_threads,
                     n_threads_batch=self.n_threads,
-                    n_batch=512,
+                    n_batch=N_BATCH,
                     n_gpu_layers=self.n_gpu_layers,
                     seed=self.seed,
                     verbose=False,
@@ -276,9 +283,9 @@ class LlamaCppLLM(LLM):
         self._steps = {p for p in steps if p <= end} | {end}
 
     # --- generation ------------------------------------------------------------------------------------
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
-        """Stream the reply's text pieces. ``request.suppress``: each word's single-token forms, with and
-        without a leading space, get a -100 logit bias."""
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
+        """The reply, streamed (the model's lock is held while it is read). ``request.suppress``: each word's
+        single-token forms, with and without a leading space, get a -100 logit bias."""
         llama = self.load()
         start = time.perf_counter()
         tokens = self._prompt_tokens(llama, messages) if self._formatter is not None else None
@@ -296,47 +303,37 @@ class LlamaCppLLM(LLM):
             # Same grammar response_format={"type": "json_object", "schema": ...} would build, but built here:
             # llama-cpp-python silently falls back to "any JSON" when a schema cannot be converted.
             kwargs["grammar"] = self._grammar(request.json_schema)
-        return self._stream(llama, messages, kwargs, prompt_tokens, start, tokens, request.shared)
+        return Response(self._pieces(llama, messages, kwargs, prompt_tokens, tokens, request.shared),
+                        prompt_tokens=prompt_tokens, start=start)
 
-    def _stream(
+    def _pieces(
         self,
         llama: Any,
         messages: list[dict[str, str]],
         kwargs: dict[str, Any],
         prompt_tokens: int,
-        start: float,
         tokens: list[int] | None,
         shared: str,
-    ) -> Iterator[str]:
-        usage = Usage(prompt_tokens=prompt_tokens)
-        n_pieces = 0
+    ) -> Iterator[Piece]:
+        """llama-cpp-python's streamed chunks as raw pieces, under the model's lock (released when the response
+        ends). Each piece carries the tokens generated so far: the tokens evaluated past the prompt (+1 after
+        "length": the last sampled token is never evaluated); re-tokenizing the text would under-count grammar
+        output."""
         with self._gen_lock:
             try:
                 if tokens is not None:  # all but the last token in this prompt's own steps (see _evaluate)
                     self._evaluate(llama, tokens, self._steps_of(llama, messages, tokens, shared))
                 for chunk in llama.create_chat_completion(messages=messages, stream=True, **kwargs):
                     choice = chunk["choices"][0]
-                    if choice.get("finish_reason"):
-                        usage.finish_reason = choice["finish_reason"]
-                    text = choice.get("delta", {}).get("content")
-                    if text:
-                        if usage.ttft_s is None:
-                            usage.ttft_s = time.perf_counter() - start
-                        n_pieces += 1
-                        yield text
+                    finish = choice.get("finish_reason")
+                    generated = llama.n_tokens - prompt_tokens + (1 if finish == "length" else 0)
+                    yield Piece(choice.get("delta", {}).get("content") or "", finish, completion_tokens=generated)
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise too_long(prompt_tokens, self.n_ctx) from exc
                 raise BackendError(f"llama.cpp failed while generating ({exc}).") from exc
             except RuntimeError as exc:
                 raise BackendError(f"llama.cpp failed while generating ({exc}).") from exc
-            finally:
-                usage.total_s = time.perf_counter() - start
-                # Tokens the model generated = tokens evaluated past the prompt (+1: after "length" the last
-                # sampled token is never evaluated). Re-tokenizing the text would under-count grammar output.
-                generated = llama.n_tokens - prompt_tokens + (1 if usage.finish_reason == "length" else 0)
-                usage.completion_tokens = max(generated, n_pieces)  # each piece is >= 1 token
-                self.last_usage = usage
 
 
     def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
@@ -489,7 +486,7 @@ def smoke(model: str, n_threads: int, n_gpu_layers: int, prefill_tokens: int, te
     except ModelError as exc:
         return {"ok": False, "error": str(exc)}
     try:
-        llama = llama_cpp.Llama(model_path=model, n_ctx=1024, n_batch=512, n_threads=n_threads,
+        llama = llama_cpp.Llama(model_path=model, n_ctx=1024, n_batch=N_BATCH, n_threads=n_threads,
                                 n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
     except Exception as exc:  # noqa: BLE001 - llama-cpp raises ValueError/RuntimeError with little detail
         return {"ok": False, "error": f"llama.cpp could not load {Path(model).name} ({exc}): it is not a complete "

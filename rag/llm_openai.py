@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.errors import BackendError, BackendUnreachableError
-from rag.llm import LLM, NO_WORDS, YES_WORDS, Request, Usage, too_long
+from rag.llm import LLM, NO_WORDS, YES_WORDS, Piece, Request, Response, too_long
 
+# 3.5: characters per token of the approximate count (the API has no tokenizer endpoint); ordinary English is
+# about 4 characters a token, so a budget built on 3.5 over-counts and stays on the safe side.
 CHARS_PER_TOKEN = 3.5
 
 # How a JSON schema is sent, best first: the OpenAI standard, llama_cpp.server's extension (it rejects
@@ -32,17 +34,13 @@ class OpenAICompatLLM(LLM):
     ``count_tokens`` is an approximation - ``ceil(len(text) / 3.5)`` - because the OpenAI API has no
     tokenizer endpoint and the server's model is unknown here. It over-counts ordinary English (about four
     characters a token), so context budgets built on it stay on the safe side. The server's own usage
-    numbers are used in :attr:`last_usage` when it sends them.
+    numbers replace it in a response's ``usage`` when it sends them.
+
+    ``model``, ``api_key``, ``timeout``, ``n_ctx``: the ``llm`` settings' (``api_model``, ``api_key``,
+    ``timeout``, ``n_ctx``; the registry in :mod:`rag.llm` passes them).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str = "studybot",
-        api_key: str = "not-needed",
-        timeout: float = 120,
-        n_ctx: int = 4096,
-    ) -> None:
+    def __init__(self, base_url: str, *, model: str, api_key: str, timeout: float, n_ctx: int) -> None:
         from rag.models import load_module
 
         openai = load_module("openai", "run `pip install 'openai>=1.40'` (or `make run`).")
@@ -50,7 +48,6 @@ class OpenAICompatLLM(LLM):
         self.model = model
         self.n_ctx = n_ctx
         self.name = f"openai:{self.base_url}"
-        self.last_usage = Usage()
         self._openai = openai
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=1
@@ -91,12 +88,12 @@ class OpenAICompatLLM(LLM):
             self._logprobs = False
         return super().yes_no(messages)
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
         start = time.perf_counter()
         approx_prompt = sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
         if approx_prompt >= self.n_ctx:
             raise too_long(approx_prompt, self.n_ctx)
-        return self._stream(messages, request, approx_prompt, start)
+        return Response(self._pieces(messages, request, approx_prompt), prompt_tokens=approx_prompt, start=start)
 
     def _open(
         self,
@@ -129,13 +126,12 @@ class OpenAICompatLLM(LLM):
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _stream(self, messages: list[dict[str, str]], req: Request, approx_prompt: int, start: float
-                ) -> Iterator[str]:
+    def _pieces(self, messages: list[dict[str, str]], req: Request, approx_prompt: int) -> Iterator[Piece]:
+        """The server's streamed chunks as raw pieces, with its own token counts when it sends them (the last
+        chunk, ``stream_options.include_usage``)."""
         import httpx
 
         openai = self._openai
-        usage = Usage(prompt_tokens=approx_prompt)
-        n_pieces = 0
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": req.max_tokens,
@@ -149,20 +145,12 @@ class OpenAICompatLLM(LLM):
             response = self._open(messages, request, req.json_schema, approx_prompt)
             with response:
                 for chunk in response:
-                    if chunk.usage is not None:
-                        usage.prompt_tokens = chunk.usage.prompt_tokens or usage.prompt_tokens
-                        usage.completion_tokens = chunk.usage.completion_tokens or 0
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    if choice.finish_reason:
-                        usage.finish_reason = choice.finish_reason
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        if usage.ttft_s is None:
-                            usage.ttft_s = time.perf_counter() - start
-                        n_pieces += 1
-                        yield text
+                    counts = chunk.usage
+                    choice = chunk.choices[0] if chunk.choices else None
+                    yield Piece((choice.delta.content if choice is not None and choice.delta else None) or "",
+                                choice.finish_reason if choice is not None else None,
+                                prompt_tokens=counts.prompt_tokens if counts is not None else None,
+                                completion_tokens=(counts.completion_tokens or None) if counts is not None else None)
         except (openai.APIConnectionError, httpx.TransportError) as exc:
             raise self._unreachable() from exc
         except openai.APIStatusError as exc:
@@ -173,12 +161,6 @@ class OpenAICompatLLM(LLM):
             ) from exc
         except openai.APIError as exc:
             raise BackendError(f"The model server at {self.base_url} failed ({_api_message(exc)}).") from exc
-        finally:
-            usage.total_s = time.perf_counter() - start
-            if not usage.completion_tokens:
-                usage.completion_tokens = n_pieces  # servers stream about one token per chunk
-            self.last_usage = usage
-
 
 
 YES_NO = {"yes": {w.lower() for w in YES_WORDS}, "no": {w.lower() for w in NO_WORDS}}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rag import prompts
-from rag.llm import LLM, Request, Usage
+from rag.llm import LLM, Piece, Request, Response
 from rag.quiz.glossary import SCHEMA as GLOSSARY_SCHEMA
 from rag.retrieval import HybridRetriever
 from rag.terms import Vocabulary
@@ -104,7 +104,7 @@ class ScriptedLLM(LLM):
     """A fake :class:`rag.llm.LLM` that plays back queued replies.
 
     Each ``stream()``/``complete()`` call pops the next reply (``stream`` yields it in pieces of
-    ``piece_size`` characters), records what it received in :attr:`calls` (``calls[i]["messages"]`` and the
+    ``piece_size`` characters, each counted as a token, through the shared loop of :class:`rag.llm.Response`), records what it received in :attr:`calls` (``calls[i]["messages"]`` and the
     keyword arguments), and raises ``AssertionError`` when no reply is left - a test that triggers more LLM
     calls than it scripted fails loudly.
 
@@ -125,7 +125,6 @@ class ScriptedLLM(LLM):
         self.n_ctx = n_ctx
         self.piece_size = piece_size
         self.calls: list[dict[str, Any]] = []
-        self.last_usage = Usage()
         self.judge = judge
         self.judged: list[list[dict[str, str]]] = []
         self.kept: list[list[dict[str, str]]] = []
@@ -163,25 +162,18 @@ class ScriptedLLM(LLM):
             raise reply
         return reply
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
         start = time.perf_counter()
         extra = {"suppress": list(request.suppress)} if request.suppress else {}
         reply = self._pop(messages, max_tokens=request.max_tokens, temperature=request.temperature,
                           stop=list(request.stop) or None, json_schema=request.json_schema, **extra)
-        return self._pieces(messages, reply, start)
+        return Response(self._pieces(reply), start=start,
+                        prompt_tokens=sum(self.count_tokens(m.get("content", "")) for m in messages))
 
-    def _pieces(self, messages: list[dict[str, str]], reply: str, start: float) -> Iterator[str]:
-        usage = Usage(prompt_tokens=sum(self.count_tokens(m.get("content", "")) for m in messages))
-        try:
-            for i in range(0, len(reply), self.piece_size):
-                if usage.ttft_s is None:
-                    usage.ttft_s = time.perf_counter() - start
-                usage.completion_tokens += 1
-                yield reply[i : i + self.piece_size]
-            usage.finish_reason = "stop"
-        finally:
-            usage.total_s = time.perf_counter() - start
-            self.last_usage = usage
+    def _pieces(self, reply: str) -> Iterator[Piece]:
+        for i in range(0, len(reply), self.piece_size):
+            yield Piece(reply[i : i + self.piece_size])
+        yield Piece(finish_reason="stop")
 
 
 def reader(answering: Sequence[str] = (), *, yes: float = 3.0, no: float = -3.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rag.llm import Request
+from rag.llm import Request, Response
 from rag.quiz import QuizSession
 from rag.quiz.bank import QuestionBank
 from rag.quiz.gate import BackgroundLLM, InteractiveLLM, ModelGate, Preempted
@@ -158,7 +158,7 @@ def test_streamed_quiz_gives_the_banks_items_first_then_the_made_ones(quiz_svc: 
     release = threading.Event()
 
     class Held(PassageLLM):
-        def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+        def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
             release.wait(60)  # nothing is made until the test has taken the bank's items
             return super().generate(messages, request)
 
@@ -197,12 +197,12 @@ class Paced(PassageLLM):
         self.closed = 0
         self.bank_calls = 0
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
-        it = super().generate(messages, request)
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
+        response = super().generate(messages, request)
         if threading.current_thread().name != "studybot-bank":
-            return it
+            return response
         self.bank_calls += 1
-        return self._paced(it)
+        return response.through(self._paced)
 
     def _paced(self, it: Iterator[str]) -> Iterator[str]:
         try:

@@ -1,5 +1,6 @@
 """The LLM layer: the real default GGUF through llama.cpp (in process and behind llama_cpp.server), the
-OpenAI-compatible client's error handling, the factory, and the ScriptedLLM fake others test with."""
+OpenAI-compatible client's error handling, the shared streaming loop (each call's Response and its usage), the
+backend registry, and the ScriptedLLM fake others test with."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rag.errors import BackendError, ModelError, QueryError
-from rag.llm import LLM, clear_llm_cache, get_llm
+from rag.errors import BackendError, ModelError, QueryError, SettingsError
+from rag.llm import BACKENDS, LLM, Piece, Response, build_llm, clear_llm_cache, get_llm, uses_default_model
 from rag.llm_llama_cpp import LlamaCppLLM
 from rag.llm_openai import OpenAICompatLLM
 from rag.models import resolve_gguf
@@ -39,7 +41,7 @@ def default_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_llm(default_gguf: Path) -> LlamaCppLLM:
-    llm = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2)
+    llm = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, n_gpu_layers=0)
     llm.load()
     return llm
 
@@ -50,11 +52,12 @@ def local_llm(default_gguf: Path) -> LlamaCppLLM:
 @pytest.mark.llm
 def test_stream_yields_several_pieces_and_fills_usage(local_llm: LlamaCppLLM) -> None:
     assert local_llm.load_seconds is not None
-    pieces = list(local_llm.stream(SHORT, max_tokens=16))
+    response = local_llm.stream(SHORT, max_tokens=16)
+    pieces = list(response)
 
     assert len(pieces) > 1
-    assert "".join(pieces).strip()
-    usage = local_llm.last_usage
+    assert "".join(pieces).strip() and response.text() == "".join(pieces)
+    usage = response.usage
     assert usage.prompt_tokens > 10
     assert 1 <= usage.completion_tokens <= 17
     assert usage.ttft_s is not None and 0 < usage.ttft_s <= usage.total_s
@@ -78,12 +81,12 @@ def test_json_schema_constrains_the_output(local_llm: LlamaCppLLM) -> None:
         },
     ]
 
-    text = local_llm.complete(messages, max_tokens=64, temperature=0.0, json_schema=schema)
+    response = local_llm.stream(messages, max_tokens=64, temperature=0.0, json_schema=schema)
 
-    data = json.loads(text)
+    data = json.loads(response.text())
     assert set(data) == {"answer", "confidence"}
     assert isinstance(data["answer"], str) and isinstance(data["confidence"], int)
-    assert local_llm.last_usage.finish_reason == "stop"
+    assert response.usage.finish_reason == "stop"
 
 
 @pytest.mark.llm
@@ -115,14 +118,15 @@ def test_a_shared_prompt_prefix_is_not_evaluated_twice(local_llm: LlamaCppLLM) -
     second = [{"role": "system", "content": system}, {"role": "user", "content": "What is variance?"}]
     assert local_llm.count_prompt_tokens(first) > 500
 
-    local_llm.complete(first, max_tokens=2)
-    cold = local_llm.last_usage.ttft_s
-    local_llm.complete(second, max_tokens=2)
-    warm = local_llm.last_usage.ttft_s
+    first_call = local_llm.stream(first, max_tokens=2)
+    first_call.text()
+    second_call = local_llm.stream(second, max_tokens=2)
+    second_call.text()
+    cold, warm = first_call.usage.ttft_s, second_call.usage.ttft_s
 
     assert cold is not None and warm is not None
     print(
-        f"\nprefix {local_llm.last_usage.prompt_tokens} tokens: cold ttft {cold:.2f}s, warm ttft {warm:.2f}s"
+        f"\nprefix {second_call.usage.prompt_tokens} tokens: cold ttft {cold:.2f}s, warm ttft {warm:.2f}s"
     )
     assert warm < cold * 0.5
 
@@ -154,7 +158,7 @@ def test_a_kept_prefix_survives_other_prompts_and_the_next_process(default_gguf:
     system = f"[{uuid.uuid4()}] You check claims against a text. " + " ".join(
         f"Rule {i}: compare the claim with the text word by word, then answer yes or no." for i in range(25))
     prefix = [{"role": "system", "content": system}]
-    llm = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, prefix_dir=tmp_path)
+    llm = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, n_gpu_layers=0, prefix_dir=tmp_path)
     n = llm.keep_prefix(prefix)
     assert n > 300 and len(list(tmp_path.glob("*.kv"))) == 1  # saved for the next process
     ask = [*prefix, {"role": "user", "content": f"Text: {TEXT}\nClaim: L1 zeroes some weights. Yes or no?"}]
@@ -165,7 +169,8 @@ def test_a_kept_prefix_survives_other_prompts_and_the_next_process(default_gguf:
     restored_s = time.perf_counter() - t
     assert again == pytest.approx(first, abs=1e-3)
     # a new instance (a fresh process) loads the prefix from its file instead of evaluating it
-    other = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, prefix_dir=tmp_path)
+    other = LlamaCppLLM(default_gguf, n_ctx=2048, n_threads=os.cpu_count() or 2, n_gpu_layers=0,
+                        prefix_dir=tmp_path)
     assert other.keep_prefix(prefix) == n and other.load().n_tokens == n
     assert other.yes_no(ask) == pytest.approx(first, abs=1e-3)
     print(f"\nkept prefix {n} tokens; a call after another prompt took {restored_s:.2f} s")
@@ -203,7 +208,7 @@ def test_a_broken_model_file_raises_model_error_with_the_path(tmp_path: Path) ->
     broken.write_bytes(b"GGUF" + os.urandom(4096))  # right magic, garbage after it
 
     with pytest.raises(ModelError) as info:
-        LlamaCppLLM(broken, n_ctx=512).load()
+        LlamaCppLLM(broken, n_ctx=512, n_threads=2, n_gpu_layers=0).load()
 
     assert str(broken) in str(info.value)
     assert "STUDYBOT_LLM_MODEL" in str(info.value)
@@ -213,7 +218,7 @@ def test_a_missing_model_file_raises_model_error(tmp_path: Path) -> None:
     missing = tmp_path / "missing.gguf"
 
     with pytest.raises(ModelError, match="No model file at"):
-        LlamaCppLLM(missing).count_tokens("hi")
+        LlamaCppLLM(missing, n_ctx=512, n_threads=2, n_gpu_layers=0).count_tokens("hi")
 
 
 # --- OpenAI-compatible server ------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def test_a_missing_model_file_raises_model_error(tmp_path: Path) -> None:
 
 def test_an_unreachable_server_raises_backend_error_with_the_fix() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    llm = OpenAICompatLLM(url, "studybot", timeout=5)
+    llm = OpenAICompatLLM(url, model="studybot", api_key="not-needed", timeout=5, n_ctx=4096)
 
     with pytest.raises(BackendError) as info:
         llm.complete(SHORT, max_tokens=4)
@@ -275,12 +280,13 @@ def test_openai_client_streams_through_llama_cpp_server(default_gguf: Path, tmp_
                 pytest.fail("llama_cpp.server did not answer /v1/models within 90 s")
             time.sleep(0.5)
 
-        llm = OpenAICompatLLM(base_url, "studybot", timeout=60, n_ctx=2048)
-        pieces = list(llm.stream(SHORT, max_tokens=16))
+        llm = OpenAICompatLLM(base_url, model="studybot", api_key="not-needed", timeout=60, n_ctx=2048)
+        response = llm.stream(SHORT, max_tokens=16)
+        pieces = list(response)
 
         assert len(pieces) > 1
         assert "".join(pieces).strip()
-        usage = llm.last_usage
+        usage = response.usage
         assert usage.completion_tokens >= 1 and usage.prompt_tokens > 0
         assert usage.ttft_s is not None and usage.finish_reason in {"stop", "length"}
 
@@ -333,6 +339,116 @@ def test_get_llm_openai_without_a_base_url_explains_the_fix(tmp_path: Path) -> N
         get_llm(Settings(storage={"home": tmp_path}, llm={"backend": "openai", "base_url": None}))
 
 
+def test_backends_are_registered_once_and_chosen_by_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    assert list(BACKENDS) == ["llama_cpp", "openai"]
+    # an unknown name: one sentence listing the registered ones, from the settings and from the registry alike
+    monkeypatch.setenv("STUDYBOT_LLM_BACKEND", "ollama")
+    with pytest.raises(SettingsError) as info:
+        Settings()
+    assert str(info.value) == "STUDYBOT_LLM_BACKEND=ollama is not valid: it takes one of llama_cpp or openai."
+    monkeypatch.delenv("STUDYBOT_LLM_BACKEND")
+    unchecked = Settings(storage={"home": tmp_path}).updated(llm={"backend": "vllm"})
+    with pytest.raises(BackendError) as raised:
+        get_llm(unchecked)
+    assert str(raised.value) == ("STUDYBOT_LLM_BACKEND=vllm is not a known LLM backend: it takes one of "
+                                 "llama_cpp or openai.")
+    # build_llm: a new instance each time, from the section the settings give (the evals judge's way)
+    judge = Settings(storage={"home": tmp_path}).updated(llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1/",
+                                                              "api_model": "judge", "timeout": 7.0, "n_ctx": 2048})
+    a, b = build_llm(judge), build_llm(judge)
+    assert isinstance(a, OpenAICompatLLM) and a is not b
+    assert (a.base_url, a.model, a.n_ctx, a.name) == ("http://127.0.0.1:9/v1", "judge", 2048, "openai:http://127.0.0.1:9/v1")
+    # the verified default GGUF is what a local backend without llm.model runs (doctor --fix provisions it)
+    local = Settings(storage={"home": tmp_path})
+    assert uses_default_model(local) and not uses_default_model(local.updated(llm={"model": tmp_path / "my.gguf"}))
+    assert not uses_default_model(judge)
+
+
+# --- the shared streaming loop: each call's Response ------------------------------------------------------
+
+
+def test_each_call_keeps_its_own_usage_whatever_runs_after_it() -> None:
+    fake = ScriptedLLM(["one two three four five six", "yes"], piece_size=4)
+    first = fake.stream(SHORT, max_tokens=16)
+    assert next(first) == "one "
+    second = fake.stream([{"role": "user", "content": "Is it?"}], max_tokens=2)
+    assert second.text() == "yes" and second.usage.completion_tokens == 1
+    assert first.text() == "one two three four five six"  # the pieces read already, then the rest
+    assert (first.usage.completion_tokens, first.usage.finish_reason) == (7, "stop")
+    assert first.usage.prompt_tokens > second.usage.prompt_tokens
+    assert first.usage.ttft_s is not None and 0 <= first.usage.ttft_s <= first.usage.total_s
+
+
+def _response(pieces: list[Piece], ended: list[str], start: float | None = None) -> Response:
+    def source() -> Iterator[Piece]:
+        try:
+            yield from pieces
+        finally:
+            ended.append("backend")  # where a backend releases the model
+
+    return Response(source(), prompt_tokens=9, start=start).on_end(lambda: ended.append("caller"))
+
+
+def test_the_loop_keeps_the_backends_counts_and_closes_it_first() -> None:
+    ended: list[str] = []
+    # the backend's own counts win over the approximate prompt and the number of pieces ...
+    r = _response([Piece("a", prompt_tokens=12, completion_tokens=0), Piece("b", completion_tokens=5),
+                   Piece("", "length", completion_tokens=6)], ended)
+    assert r.text() == "ab" and (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.finish_reason) == (
+        12, 6, "length")
+    assert ended == ["backend", "caller"]
+    # ... but a piece is at least one token; closed early: what was generated, no finish reason
+    ended.clear()
+    r = _response([Piece("a", completion_tokens=0), Piece("b"), Piece("c"), Piece("", "stop")], ended)
+    assert next(r) == "a" and next(r) == "b"
+    r.close()
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.finish_reason) == (9, 2, None)
+    assert ended == ["backend", "caller"] and r.text() == "ab"
+    r.close()
+    assert ended == ["backend", "caller"]  # once
+
+
+def test_a_failed_or_dropped_response_still_ends_once() -> None:
+    ended: list[str] = []
+
+    def failing() -> Iterator[Piece]:
+        try:
+            yield Piece("a")
+            raise BackendError("The model server failed.")
+        finally:
+            ended.append("backend")
+
+    r = Response(failing()).on_end(lambda: ended.append("caller"))
+    with pytest.raises(BackendError):
+        r.text()
+    assert ended == ["backend", "caller"] and r.usage.completion_tokens == 1 and r.usage.total_s > 0
+    ended.clear()
+    dropped = _response([Piece("a")], ended)
+    assert next(dropped) == "a"
+    del dropped  # a reply read in part and forgotten releases the model and its caller
+    assert ended == ["backend", "caller"]
+    ended.clear()
+    _response([Piece("a")], ended)  # never read: the backend never started, the caller is released
+    assert ended == ["caller"]
+
+
+def test_through_passes_the_text_on_and_keeps_the_usage() -> None:
+    ended: list[str] = []
+    r = _response([Piece("a"), Piece("b"), Piece("c")], ended)
+
+    def upper(texts: Iterator[str]) -> Iterator[str]:
+        try:
+            for t in texts:
+                yield t.upper()
+        finally:
+            close = getattr(texts, "close", None)
+            if close is not None:
+                close()
+
+    assert r.through(upper).text() == "ABC" and r.usage.completion_tokens == 3 and ended == ["backend", "caller"]
+
+
 # --- the fake ------------------------------------------------------------------------------------------
 
 
@@ -340,9 +456,10 @@ def test_scripted_llm_plays_back_replies_and_records_calls() -> None:
     fake = ScriptedLLM(["Hello there, student.", '{"ok": true}'])
     assert isinstance(fake, LLM)
 
-    pieces = list(fake.stream(SHORT, max_tokens=8))
+    response = fake.stream(SHORT, max_tokens=8)
+    pieces = list(response)
     assert len(pieces) > 1 and "".join(pieces) == "Hello there, student."
-    assert fake.last_usage.completion_tokens == len(pieces) and fake.last_usage.finish_reason == "stop"
+    assert response.usage.completion_tokens == len(pieces) and response.usage.finish_reason == "stop"
     assert fake.complete(SHORT, max_tokens=8, json_schema={"type": "object"}) == '{"ok": true}'
 
     assert fake.messages == [SHORT, SHORT]
@@ -356,7 +473,7 @@ def test_json_schema_grammar_keeps_the_schemas_property_order(tmp_path: Path) ->
     """The model must write the keys in the schema's order (a quiz question before its answer), not sorted."""
     from rag.quiz import SCHEMAS
 
-    llm = LlamaCppLLM(tmp_path / "unused.gguf")
+    llm = LlamaCppLLM(tmp_path / "unused.gguf", n_ctx=1024, n_threads=2, n_gpu_layers=0)
     root = next(ln for ln in llm._grammar(SCHEMAS["short"])._grammar.splitlines() if ln.startswith("root ::="))
     keys = ["question-kv", "answer-kv", "explanation-kv"]
     assert [root.index(k) for k in keys] == sorted(root.index(k) for k in keys), root

@@ -163,11 +163,12 @@ def prepare(svc: StudyService) -> bool:
     with the library (built when empty, rebuilt in a fresh folder when it cannot be read). Prints what it did
     to stderr; False when something could not be fixed (the reason is printed)."""
     from rag.errors import IndexStateError
+    from rag.llm import uses_default_model
     from ui.console import IngestConsole
 
     s = svc.settings
     ok = True
-    if s.llm.model is None and s.llm.backend == "llama_cpp":
+    if uses_default_model(s):
         from rag.models import ensure_default_gguf
 
         try:

@@ -38,7 +38,7 @@ class Explanation:
     text: str = ""
     reply: str = ""  # the model's reply as written
     checks: list[Check] = field(default_factory=list)
-    usage: Usage | None = None
+    usage: Usage | None = None  # the explanation call's (its Response's)
     ttft_s: float | None = None  # from the request's start to the model's first token
     generate_s: float = 0.0
     verify_s: float = 0.0
@@ -98,10 +98,8 @@ class Explainer:
                 if _enough(pieces, self.max_sentences):
                     break
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        out.usage = llm.last_usage
+            stream.close()
+        out.usage = stream.usage  # this call's, whatever other calls the model served since
         out.generate_s = round(time.perf_counter() - t, 3)
         out.reply = "".join(pieces)
         if is_refusal(out.reply):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rag.errors import StudybotError
-from rag.llm import LLM, Request, Usage
+from rag.llm import LLM, Request, Response
 
 
 class Preempted(Exception):  # noqa: N818 - a signal, not an error the user sees
@@ -144,7 +144,8 @@ class _Held:
 
 
 class _View(LLM):
-    """An LLM that forwards to ``inner`` (its name, window, usage and any backend extras)."""
+    """An LLM that forwards to ``inner`` (its name, window and any backend extras; each call's usage is on its
+    :class:`Response`)."""
 
     def __init__(self, inner: LLM, gate: ModelGate) -> None:
         self.inner = inner
@@ -152,14 +153,6 @@ class _View(LLM):
         self.name = inner.name
         self.n_ctx = inner.n_ctx
         self.supports_suppress = inner.supports_suppress
-
-    @property
-    def last_usage(self) -> Usage:
-        return self.inner.last_usage
-
-    @last_usage.setter
-    def last_usage(self, usage: Usage) -> None:
-        self.inner.last_usage = usage
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -173,14 +166,14 @@ class _View(LLM):
 class InteractiveLLM(_View):
     """The model as a student's requests use it: every call holds the gate (the bank yields to it)."""
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
         self.gate.enter()
         try:
-            it = self.inner.generate(messages, request)
+            response = self.inner.generate(messages, request)
         except BaseException:
             self.gate.leave()
             raise
-        return _Held(it, self.gate.leave)
+        return response.on_end(self.gate.leave)  # held until the reply is exhausted, closed or dropped
 
     def yes_no(self, messages: list[dict[str, str]], shared: str = "") -> float:
         with self.gate.interactive():
@@ -266,12 +259,12 @@ class BackgroundLLM(_View):
         self.calls = 0  # model calls started (the bank's cost)
         self.abort = LlamaAbort(gate)
 
-    def generate(self, messages: list[dict[str, str]], request: Request) -> Iterator[str]:
+    def generate(self, messages: list[dict[str, str]], request: Request) -> Response:
         if self.wait and not self.gate.wait_idle(self.stop):
             raise Preempted("stopping")
-        it = self.inner.generate(messages, request)  # loads the model on first use
+        response = self.inner.generate(messages, request)  # loads the model on first use
         self.calls += 1
-        return self._watch(it)
+        return response.through(self._watch)
 
     def _watch(self, it: Iterator[str]) -> Iterator[str]:
         armed = self.wait and self.abort.arm(self.inner)
