@@ -16,7 +16,6 @@ from typing import Any
 from rag.errors import BackendError, ModelError, QueryError
 from rag.llm import LLM, NO_WORDS, YES_WORDS, Piece, Request, Response, check_fits, too_long
 
-
 # Tokens llama.cpp evaluates per batch: llama-cpp-python's own default (512), kept; the prompt-evaluation steps
 # (LlamaCppLLM._evaluate) and continuation_logprob's limit follow from it.
 N_BATCH = 512
