@@ -200,6 +200,34 @@ def test_a_failure_half_way_keeps_the_questions_made_and_says_why(quiz_svc: Call
     assert st.items == () and st.error == SENTENCE and st.id not in sessions and not view(st).can_check
 
 
+def test_a_weak_spot_quiz_streams_from_the_weak_sections_only(quiz_svc: Callable[..., StudyService]) -> None:
+    from rag.quiz import QuizItem
+    from rag.study.store import top_section
+    from rag.types import Citation
+
+    svc = quiz_svc(*flashcards())
+    sessions = QuizSessions()
+    none = shown(sessions, sync(sessions, open_quiz(svc, sessions, None, "flashcard", 2, user="bob", weak=True),
+                                wait=None))
+    assert none.items == () and none.error.startswith("No weak spots for bob yet") and svc.llm.calls == []  # type: ignore[attr-defined]
+
+    chunks = [c for c in svc.retriever.chunks.values() if c.section and len(c.text) > 300]
+    weak = chunks[0]
+    strong = next(c for c in chunks if top_section(c.section) != top_section(weak.section))
+    ids = svc.record_quiz("ann", [QuizItem("flashcard", q, "an answer", "", [], Citation.of(1, c))
+                                  for q, c in (("What is this section's first idea?", weak),
+                                               ("What is the other section about?", strong))])
+    svc.study.review("ann", ids[0], "again")
+    svc.study.review("ann", ids[1], "easy")
+    st = open_quiz(svc, sessions, "ignored", "mcq", 2, user="ann", weak=True, fast_start=True)
+    st = shown(sessions, sync(sessions, st, wait=None))
+    assert st.error == "" and st.topic == f"your weak spots: {top_section(weak.section)}"
+    assert len(st.items) == 2 and st.items[0].type == "flashcard"  # nothing banked: a flashcard first
+    assert all((i.citation.source, top_section(i.citation.section)) == (weak.source, top_section(weak.section))
+               for i in st.items)
+    assert "your weak spots" in view(st).question_html
+
+
 def test_a_failed_round_of_more_questions_keeps_the_quiz_as_it_was(quiz_svc: Callable[..., StudyService]) -> None:
     svc = quiz_svc(good("flashcard"), BackendError(SENTENCE))
     sessions = QuizSessions()
