@@ -1,6 +1,6 @@
 """Grid search of chunking and fusion settings on the gold set (how the defaults were chosen).
 
-Usage: python bench/tune_retrieval.py [--quick]
+Usage: python -m bench.tune_retrieval [--quick]
 Prints one line per configuration: chunk_size, chunk_min, weights, rrf_k, hit@1/3/5, MRR@5, context chars.
 """
 
@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from evals.gold import load_gold  # noqa: E402
-from evals.retrieval import evaluate_retrieval  # noqa: E402
-from ingest.pipeline import ingest_corpus  # noqa: E402
-from rag.embeddings import Embedder  # noqa: E402
-from rag.retrieval import HybridRetriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.store import Index  # noqa: E402
+from evals.gold import load_gold
+from evals.retrieval import evaluate_retrieval
+from ingest.pipeline import ingest_corpus
+from rag.embeddings import Embedder
+from rag.retrieval import HybridRetriever
+from rag.settings import RetrievalSettings, Settings
+from rag.store import Index
 
 
 class CachingEmbedder(Embedder):
@@ -41,14 +38,14 @@ def main() -> None:
     args = ap.parse_args()
     items = load_gold()
     base = Settings()
-    emb = CachingEmbedder(Path(str(Embedder.from_settings(base).path)))
+    emb = CachingEmbedder(Path(str(Embedder.from_settings(base).path)), base.embed)
     for size, minimum in itertools.product(map(int, args.sizes.split(",")), map(int, args.mins.split(","))):
         with tempfile.TemporaryDirectory() as home:
             s = Settings(storage={"home": Path(home)}, ingest={"chunk_size": size, "chunk_min": minimum})
             index = Index(s, emb)
             ingest_corpus(index, s.storage.corpus_dir)
             for dw, bw, rk in itertools.product((1.0,), (0.7, 1.0, 1.4), (10, 30, 60)):
-                r = HybridRetriever(index, fetch_k=30, rrf_k=rk, dense_weight=dw, bm25_weight=bw)
+                r = HybridRetriever(index, RetrievalSettings(fetch_k=30, rrf_k=rk, dense_weight=dw, bm25_weight=bw))
                 m = evaluate_retrieval(r, items, modes=("hybrid",))["modes"]["hybrid"]
                 print(f"size={size} min={minimum} dw={dw} bw={bw} rrf_k={rk} "
                       f"hit@1={m['hit@1']} hit@3={m['hit@3']} hit@5={m['hit@5']} mrr@5={m['mrr@5']} "

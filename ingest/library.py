@@ -26,6 +26,8 @@ from rag.types import Progress
 
 UPLOAD_PREFIX = "uploads/"
 INCOMING = ".incoming"  # uploads are staged here until they are indexed
+# An upload's name is cut to 120 characters: a design choice of the library (not tuned), well under the 255 bytes
+# a file name may have on common filesystems, with room for " (999)".
 MAX_NAME = 120
 MAX_SAME_NAME = 999  # "notes.md", "notes (2).md", ... "notes (999).md"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")

@@ -92,6 +92,8 @@ class IngestPlan:
 
 
 PlanFn = Callable[[IngestPlan], None]
+# How chunks are embedded and added to a new collection version: (index, collection, chunks, progress).
+EmbedFn = Callable[[Index, Any, list[Chunk], Progress | None], None]
 RATE_FILE = "embed-rate.json"  # texts embedded per second by the last ingest here (for the up-front ETA)
 
 
@@ -120,6 +122,7 @@ def ingest_paths(
     max_file_mb: float | None = None,
     skipped: dict[str, str] | None = None,
     failed: dict[str, str] | None = None,
+    embed: EmbedFn | None = None,
 ) -> IngestSummary:
     """Bring the index in line with ``files`` (source name, path).
 
@@ -130,7 +133,8 @@ def ingest_paths(
     discovery: entries left out on purpose, folders that could not be listed) are reported as they are.
     ``rebuild`` writes a fresh index folder (local mode) and switches to it only when it is complete, so it
     recovers from a corrupt index and a killed rebuild changes nothing. A home this user cannot write is
-    :class:`HomeNotWritableError` before anything starts.
+    :class:`HomeNotWritableError` before anything starts. ``embed``: how the chunks to embed are embedded and
+    added (default :func:`embed_and_add`; a bench compares other engines through it).
     """
     t0 = time.perf_counter()
     index.check_writable()  # a read-only home is a permissions problem, said before anything starts
@@ -140,7 +144,7 @@ def ingest_paths(
     try:
         manifest = Manifest() if rebuild else index.manifest()
         summary = _ingest(index, files, manifest, summary, rebuild=rebuild, prune=prune, progress=progress,
-                          on_plan=on_plan, limit=limit)
+                          on_plan=on_plan, limit=limit, embed=embed or embed_and_add)
         if fresh is not None:
             note = index.commit_fresh(fresh)
             if note:
@@ -154,8 +158,8 @@ def ingest_paths(
 
 
 def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, summary: IngestSummary, *,
-            rebuild: bool, prune: bool, progress: Progress | None, on_plan: PlanFn | None, limit: float
-            ) -> IngestSummary:
+            rebuild: bool, prune: bool, progress: Progress | None, on_plan: PlanFn | None, limit: float,
+            embed: EmbedFn) -> IngestSummary:
     params = chunk_params(index)
     same_params = manifest.params == params
     old = manifest.files if same_params else {}
@@ -287,7 +291,7 @@ def _ingest(index: Index, files: list[tuple[str, Path]], manifest: Manifest, sum
         if on_plan:
             on_plan(plan)
         started = time.perf_counter()
-        _embed_and_add(index, collection, to_embed, progress)
+        embed(index, collection, to_embed, progress)
         _save_rate(index, plan.texts / max(time.perf_counter() - started, 1e-6))
         summary.chunks_embedded = len(to_embed)
 
@@ -353,7 +357,7 @@ def chunk_vector(lead: Sequence[float], window_vectors: Sequence[Sequence[float]
     return (v / (np.linalg.norm(v) or 1.0)).tolist()
 
 
-def _embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
+def embed_and_add(index: Index, collection: object, chunks: list[Chunk], progress: Progress | None) -> None:
     """Embed chunks' sentence windows and leads and add them. A chunk's own vector is built from those
     (:func:`chunk_vector`): a model pass over the whole chunk measured no better (LEAD_WORDS) and cost 30% of
     the tokens."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.models import embedder_path
-from rag.settings import Precision, Settings, apply_offline_env
+from rag.settings import EmbedSettings, Precision, Settings, apply_offline_env
 
 
 class TextEmbedder(Protocol):
@@ -47,17 +47,18 @@ class Embedder:
     handbooks' windows embed 1.7x faster, bench/ingest_variants.py) when its vectors agree with float32 ones
     (:data:`BF16_MIN_AGREEMENT`), else in float32."""
 
-    def __init__(self, path: Path, device: str = "cpu", batch_size: int = 16, precision: Precision = "auto") -> None:
+    def __init__(self, path: Path, settings: EmbedSettings) -> None:
+        """``path``: the model's directory; ``settings``: the ``embed`` settings (device, batch size, precision)."""
         self.path = path
-        self.device = device
-        self.batch_size = batch_size
-        self.precision: Precision = precision
+        self.device = settings.device
+        self.batch_size = settings.batch_size
+        self.precision: Precision = settings.precision
         self._model: Any = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
-        return cls(embedder_path(settings), settings.embed.device, settings.embed.batch_size, settings.embed.precision)
+        return cls(embedder_path(settings), settings.embed)
 
     @property
     def model(self) -> Any:

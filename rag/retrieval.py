@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from rag.errors import IndexStateError, QueryError
 from rag.keyword import KeywordIndex, folder_for
+from rag.settings import RetrievalSettings
 from rag.store import Index
 from rag.terms import Vocabulary
 from rag.text import strip_controls, tokenize
@@ -60,25 +61,18 @@ class Retriever(Protocol):
 class HybridRetriever:
     """Dense + BM25 over the current index version; rebuilt lazily when the version changes."""
 
-    def __init__(
-        self,
-        index: Index,
-        *,
-        fetch_k: int = 30,
-        rrf_k: int = 10,
-        dense_weight: float = 1.0,
-        bm25_weight: float = 1.0,
-        max_query_chars: int = 2000,
-        window_weight: float = 0.5,
-    ) -> None:
-        self.window_weight = window_weight
+    def __init__(self, index: Index, settings: RetrievalSettings | None = None) -> None:
+        """``settings``: the retrieval settings to use (a bench's grid); default: the index's own
+        (``index.settings.retrieval``)."""
+        r = index.settings.retrieval if settings is None else settings
+        self.window_weight = r.window_weight
         self._n_windows = 0
         self.index = index
-        self.fetch_k = fetch_k
-        self.rrf_k = rrf_k
-        self.dense_weight = dense_weight
-        self.bm25_weight = bm25_weight
-        self.max_query_chars = max_query_chars
+        self.fetch_k = r.fetch_k
+        self.rrf_k = r.rrf_k
+        self.dense_weight = r.dense_weight
+        self.bm25_weight = r.bm25_weight
+        self.max_query_chars = r.max_question_chars
         self._lock = threading.Lock()
         self._version: str | None = None
         self._collection: Any = None
@@ -87,9 +81,8 @@ class HybridRetriever:
 
     @classmethod
     def from_settings(cls, index: Index) -> HybridRetriever:
-        r = index.settings.retrieval
-        return cls(index, fetch_k=r.fetch_k, rrf_k=r.rrf_k, dense_weight=r.dense_weight, bm25_weight=r.bm25_weight,
-                   max_query_chars=r.max_question_chars, window_weight=r.window_weight)
+        """The retriever the index's settings describe (the same as ``HybridRetriever(index)``)."""
+        return cls(index)
 
     # -- state -----------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
@@ -117,6 +110,13 @@ class HybridRetriever:
     @property
     def version(self) -> str | None:
         return self._version
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks the current version holds (its keyword index's documents; no chunk text is read)."""
+        if self._version is None:
+            self.refresh()
+        return len(self._keyword)
 
     @property
     def chunks(self) -> dict[str, Chunk]:
@@ -150,7 +150,8 @@ class HybridRetriever:
 
     # -- ranking ---------------------------------------------------------------------------------
     def dense_ranking(self, question: str, n: int) -> tuple[list[str], dict[str, float]]:
-        """Chunks by 0.5 x chunk similarity + 0.5 x best window similarity (both from Chroma queries).
+        """Chunks by (1 - window_weight) x chunk similarity + window_weight x best window similarity (both from
+        Chroma queries).
 
         A candidate seen in only one of the two result lists gets the lowest similarity of the other list
         for the missing part (a lower bound), so the fusion needs no extra lookups.

@@ -1,4 +1,8 @@
-"""One typed, nested settings tree for studybot, and the only place a threshold is set.
+"""One typed, nested settings tree for studybot: every tunable a user or deployment may change (each with its
+provenance), read from the environment. Constructors take these values (a settings section, or required
+arguments the caller passes from one) rather than repeating a default. Internal constants that are not for users to set
+(batch sizes, caps on prompt lengths, the tokenizer's rules) live beside their code as module constants, each with
+a comment saying where its value comes from (measured, a library's default, or a design choice not tuned).
 
 Groups: ``storage``, ``chroma``, ``ingest``, ``embed``, ``retrieval``, ``llm``, ``answer`` (the refusal and
 citation policy), ``quiz``, ``study`` (the review schedule), ``ui``, ``judge`` (evals). Every field can be set from the environment as

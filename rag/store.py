@@ -28,7 +28,10 @@ from rag.errors import HomeNotWritableError, IndexStateError
 from rag.settings import Settings, apply_offline_env
 from rag.types import Chunk
 
+# Records per Chroma add (adding chunks, copying records to a new version), and per page when reading a collection
+# back: design choices of the first index (not tuned); they bound memory per call, not results.
 _BATCH = 512
+_PAGE = 2000
 CURRENT_FILE = "CURRENT"
 DEFAULT_DIR = "chroma"
 
@@ -507,7 +510,7 @@ class Index:
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         offset = 0
         while True:
-            got = collection.get(where=where, include=include, limit=2000, offset=offset)
+            got = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
             ids = got.get("ids") or []
             if not ids:
                 return

@@ -16,9 +16,11 @@ from ingest.loaders import load_file
 from ingest.pipeline import ingest_corpus, ingest_paths, remove_sources
 from rag.errors import IngestError
 from rag.retrieval import HybridRetriever
-from rag.settings import Settings
+from rag.settings import IngestSettings, Settings
 from rag.store import Index
 from tests.fakes import HashEmbedder
+
+CHUNKING = (IngestSettings().chunk_size, IngestSettings().chunk_min)  # the settings' chunk size and minimum
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +50,7 @@ def test_pdf_pages_are_kept(tmp_path: Path) -> None:
                                             "Label smoothing softens one-hot targets."])
     doc = load_file(pdf)
     assert [p.number for p in doc.pages] == [1, 2]
-    chunks = chunk_document(doc)
+    chunks = chunk_document(doc, *CHUNKING)
     assert {c.page for c in chunks} == {1, 2}
     assert any("Label smoothing" in c.text and c.page == 2 for c in chunks)
 
@@ -110,7 +112,7 @@ def test_markdown_sections_code_and_qa(tmp_path: Path) -> None:
 
 def test_plain_text_numbered_headings(corpus_dir: Path) -> None:
     doc = load_file(corpus_dir / "ml-overview-notes.txt")
-    chunks = chunk_document(doc)
+    chunks = chunk_document(doc, *CHUNKING)
     ens = [c for c in chunks if c.section.endswith("4.5 Ensemble methods")]
     assert ens and "Bagging" in ens[0].text
     assert ens[0].section.startswith("4. Supervised learning algorithms")
@@ -124,7 +126,7 @@ def test_corpus_chunks_are_bounded_and_unique(corpus_dir: Path) -> None:
         assert len({c.id for c in chunks}) == len(chunks)
         assert all(c.section or c.ordinal == 0 for c in chunks)
         assert all(windows(c) for c in chunks)
-    toc = chunk_document(load_file(corpus_dir / "ds-ai-ml-interview-handbook.md"))
+    toc = chunk_document(load_file(corpus_dir / "ds-ai-ml-interview-handbook.md"), *CHUNKING)
     assert not any("Table of Contents" in c.section for c in toc)
 
 
@@ -185,6 +187,26 @@ def test_an_index_made_with_other_chunk_params_is_embedded_again_once(tmp_path: 
     upgraded = ingest_corpus(index, corpus)
     assert upgraded.chunks_embedded == upgraded.chunks_total == first.chunks_total > 0
     assert ingest_corpus(index, corpus).chunks_embedded == 0
+
+
+def test_the_embedding_step_can_be_swapped_through_the_public_hook(tmp_path: Path) -> None:
+    """ingest_paths/ingest_corpus(embed=...): what bench/ingest_variants.py compares engines through."""
+    from ingest.pipeline import embed_and_add
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(ROOT / "corpus" / "ml-overview-notes.txt", corpus / "ml-overview-notes.txt")
+    index = _index(tmp_path / "home", HashEmbedder())
+    seen: list[int] = []
+
+    def counting(ix: Index, collection: object, chunks: list, progress: object) -> None:
+        seen.append(len(chunks))
+        embed_and_add(ix, collection, chunks, None)
+
+    summary = ingest_corpus(index, corpus, embed=counting)
+    assert seen == [summary.chunks_embedded] and summary.chunks_embedded == summary.chunks_total > 0
+    assert HybridRetriever(index).n_chunks == summary.chunks_total
+    assert ingest_corpus(index, corpus, embed=counting).chunks_embedded == 0 and len(seen) == 1  # nothing new
 
 
 def test_incremental_ingest(tmp_path: Path) -> None:
@@ -313,10 +335,11 @@ def test_the_embedder_runs_in_bfloat16_only_where_the_cpu_computes_it_and_agrees
     import numpy as np
 
     from rag.embeddings import BF16_MIN_AGREEMENT, Embedder, native_bf16
+    from rag.settings import EmbedSettings
 
     texts = ["L1 regularization drives some weights to zero.", "What does a random forest average?"]
-    fp32 = Embedder(embedder.path, precision="float32")
-    auto = Embedder(embedder.path, precision="auto")
+    fp32 = Embedder(embedder.path, EmbedSettings(precision="float32"))
+    auto = Embedder(embedder.path, EmbedSettings(precision="auto"))
     a, b = np.asarray(fp32.embed(texts)), np.asarray(auto.embed(texts))
     assert fp32.precision == "float32"
     assert auto.precision == ("bfloat16" if native_bf16() else "float32")
@@ -328,10 +351,11 @@ def test_bfloat16_that_disagrees_with_float32_falls_back(embedder, monkeypatch) 
     import numpy as np
 
     import rag.embeddings as embeddings
+    from rag.settings import EmbedSettings
 
     monkeypatch.setattr(embeddings, "native_bf16", lambda: True)  # as if the CPU had it
     monkeypatch.setattr(embeddings, "BF16_MIN_AGREEMENT", 1.01)  # no bfloat16 vector can agree this well
-    auto = embeddings.Embedder(embedder.path, precision="auto")
+    auto = embeddings.Embedder(embedder.path, EmbedSettings(precision="auto"))
     (vec,) = auto.embed(["Dropout randomly disables units during training."])
     (ref,) = embedder.embed(["Dropout randomly disables units during training."])
     assert auto.precision == "float32" and float(np.dot(vec, ref)) > 0.9999

@@ -21,6 +21,8 @@ from rag.citations import CITATION
 from rag.events import AnswerEvent, Condensed, Finished
 from rag.text import clip
 
+# 300 characters of each earlier answer go into the condense prompt (its topic, not its text): a design choice of
+# the first chat (not tuned); with history_turns 4 the history stays under ~400 tokens.
 HISTORY_ANSWER_CHARS = 300
 _MARKER = re.compile(r"\s*" + CITATION.pattern, re.I)
 _QUOTED = re.compile(r"(?m)^>[ \t]?")

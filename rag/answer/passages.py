@@ -11,6 +11,8 @@ from dataclasses import replace
 from rag.text import norm
 from rag.types import Chunk, Passage
 
+# Two passages sharing this share of their words (Jaccard) are one passage shown twice (the same paragraph in two
+# handbooks, a chunk and its overlap): a design choice of the first answer path, not tuned on a labelled set.
 NEAR_DUPLICATE_JACCARD = 0.8
 
 # Things in untrusted passage text that could pose as our structure: passage/question tags, chat-template

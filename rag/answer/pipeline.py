@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from rag.retrieval import Retriever
 
 RefusalReason = Literal["evidence", "unknown_term", "no_answer"]
+# The condensed (standalone) question's token cap: a question of ~50 words; a design choice of the first chat,
+# not tuned (a longer rewrite is cut, then checked like any question).
 CONDENSE_MAX_TOKENS = 64
 
 

@@ -30,7 +30,8 @@ class Preempted(Exception):  # noqa: N818 - a signal, not an error the user sees
 class ModelGate:
     """Who may use the model now: interactive work at once, background work only when the app is idle."""
 
-    def __init__(self, idle_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, idle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """``idle_s``: how long the app must have been idle before background work runs (``quiz.bank_idle_s``)."""
         self.idle_s = idle_s
         self._clock = clock
         self._cond = threading.Condition()
