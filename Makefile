@@ -48,7 +48,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 
 clean-index:
 	rm -rf "$${STUDYBOT_HOME:-$$HOME/.local/share/studybot}/index"

@@ -3,10 +3,11 @@
 Usage::
 
     git worktree add /tmp/studybot-old <ref>          # the version to compare against (any commit)
-    python bench/answer.py --gold evals/gold.jsonl --arm new=. --arm old=/tmp/studybot-old --dump D.jsonl
-    python bench/answer.py --report D.jsonl --gold evals/gold.jsonl
+    python -m bench.answer --gold evals/gold.jsonl --arm new=. --arm old=/tmp/studybot-old --dump D.jsonl
+    python -m bench.answer --report D.jsonl --gold evals/gold.jsonl
 
-Each arm is a worker process running *its own tree's* code (``StudyService.ask_stream``, the public API every
+Each arm is a worker process running *its own tree's* code (this file run with ``python -P`` and
+``PYTHONPATH=<the arm's tree>``, so ``rag``, ``ingest`` and ``ui`` come from that tree) (``StudyService.ask_stream``, the public API every
 version has) on the same index and model; the arms take turns question by question, so no two model jobs run
 at once and a drift of the machine's speed hits both. A worker warms its model up before the first question.
 Per question and arm it records the answer's JSON, the passages and units it saw (when the version exposes
@@ -37,7 +38,7 @@ HERE = Path(__file__).resolve()
 
 # -- the worker: runs in an arm's own tree ----------------------------------------------------------------------
 def worker(root: str, max_tokens: int | None) -> int:
-    sys.path.insert(0, root)
+    """Answer the questions read from stdin with the code of the tree ``root`` (on PYTHONPATH, see :class:`Arm`)."""
     from rag.citations import markers_in_code
     from rag.settings import apply_offline_env
     from ui.service import StudyService
@@ -88,7 +89,8 @@ def worker(root: str, max_tokens: int | None) -> int:
 class Arm:
     def __init__(self, name: str, root: str, max_tokens: int | None) -> None:
         self.name = name
-        cmd = [sys.executable, str(HERE), "--worker", str(Path(root).resolve())]
+        # -P: this file's folder (bench/, with its own ingest.py) is not put first on sys.path; PYTHONPATH is the arm's
+        cmd = [sys.executable, "-P", str(HERE), "--worker", str(Path(root).resolve())]
         if max_tokens:
             cmd += ["--max-tokens", str(max_tokens)]
         env = {**os.environ, "PYTHONPATH": str(Path(root).resolve())}
@@ -116,7 +118,6 @@ class Arm:
 
 
 def run(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(HERE.parent.parent))
     from evals.gold import load_gold
 
     items = [i for path in args.gold for i in load_gold(Path(path))]
@@ -161,7 +162,6 @@ def shown_text(rec: dict[str, Any]) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(HERE.parent.parent))
     from evals.gold import load_gold, states
 
     items = {i.id: i for path in args.gold for i in load_gold(Path(path))}

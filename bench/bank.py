@@ -32,12 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rag.quiz import QuizSession, quizzable  # noqa: E402
-from rag.quiz.bank import BANK_TYPES  # noqa: E402
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-from ui.service import StudyService  # noqa: E402
+from rag.quiz import QuizSession, quizzable
+from rag.quiz.bank import BANK_TYPES
+from rag.settings import Settings, apply_offline_env
+from ui.service import StudyService
 
 ROOT = Path(__file__).resolve().parent.parent
 

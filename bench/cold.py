@@ -1,6 +1,6 @@
 """Where the seconds of a fresh `studybot ask` go: each step of a cold process, timed in a new process.
 
-Usage: python bench/cold.py [--question Q] [--runs N] [--json]
+Usage: python -m bench.cold [--question Q] [--runs N] [--json]
 
 Each run starts a new Python process that does what ``studybot ask`` does, one step at a time, and times it:
 imports, settings, the embedder, the index (Chroma), the retriever (keyword index), the first retrieval, the

@@ -1,17 +1,18 @@
 """Ingest throughput and retrieval latency, old engine vs new in one run, on the handbooks and on a synthetic
 corpus made from the handbooks' own sentences.
 
-    .venv/bin/python bench/ingest.py                                   # handbooks + 2,000 synthetic chunks
-    .venv/bin/python bench/ingest.py --synthetic-chunks 20000 --engines new --json
+    .venv/bin/python -m bench.ingest                                   # handbooks + 2,000 synthetic chunks
+    .venv/bin/python -m bench.ingest --synthetic-chunks 20000 --engines new --json
 
-For each engine (``bench/ingest_variants.py``: ``old`` = a model pass over every whole chunk and window, batch
-64, float32; ``new`` = the shipped default) and corpus: a cold ingest (empty index, embedder warm) in chunks/s,
+For each engine (``bench.common.ENGINES``, as in ``bench/ingest_variants.py``: ``old`` = a model pass over every
+whole chunk and window, batch 64, float32; ``new`` = the shipped default) and corpus: a cold ingest (empty index, embedder warm) in chunks/s,
 an unchanged re-ingest, and hybrid retrieval p50/p95 over the gold questions (query embedding included), with
 this process's RSS after it.
 
 The synthetic corpus is Markdown: one section per chunk, under the title and section name of a random real
 chunk, of 4-8 random handbook sentences each perturbed (about 1 word in 8 dropped, two neighbours swapped;
-``bench/scale.py``), so BM25 and dense retrieval are not trivially exact and the model embeds real text.
+``bench.common.perturb``, as ``bench/scale.py``), so BM25 and dense retrieval are not trivially exact and the
+model embeds real text.
 """
 
 from __future__ import annotations
@@ -26,14 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import ingest_variants  # noqa: E402  (bench/: the engines)
-from scale import handbook_chunks, handbook_sentences, perturb, rss_mb  # noqa: E402
-
-from evals.gold import load_gold  # noqa: E402
-from rag.retrieval import HybridRetriever  # noqa: E402
-from rag.settings import Settings, apply_offline_env  # noqa: E402
+from bench.common import cold_ingest, handbook_chunks, handbook_sentences, perturb, rss_mb
+from evals.gold import load_gold
+from rag.retrieval import HybridRetriever
+from rag.settings import Settings, apply_offline_env
 
 
 def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:
@@ -52,7 +49,7 @@ def synthetic_corpus(root: Path, chunks: int, seed: int = 0) -> None:
 
 
 def measure(engine: str, name: str, corpus: Path, questions: list[str], n_queries: int) -> dict[str, Any]:
-    with ingest_variants.cold_ingest(engine, corpus) as built:
+    with cold_ingest(engine, corpus) as built:
         summary, again, ingest_s, noop_s = built.summary, built.again, built.cold_s, built.unchanged_s
         retriever = HybridRetriever.from_settings(built.index)
         retriever.refresh()

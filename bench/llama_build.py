@@ -1,6 +1,6 @@
 """Prefill and decode speed of llama-cpp-python builds, on this machine, in one run (ratios, not absolutes).
 
-Usage: python bench/llama_build.py NAME=WHEEL [NAME=WHEEL ...] [--rounds 12] [--prefill 256] [--decode 32] [--json]
+Usage: python -m bench.llama_build NAME=WHEEL [NAME=WHEEL ...] [--rounds 12] [--prefill 256] [--decode 32] [--json]
 
 Each wheel is unpacked into a temp folder and loaded once in its own worker process; the workers then take
 turns, one measurement at a time (A B C, C B A, ...), while the others wait idle on a pipe, so the builds never
@@ -19,10 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rag.models import ensure_default_gguf  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.models import ensure_default_gguf
+from rag.settings import Settings
 
 WORKER = r"""
 import json, sys, time
@@ -62,7 +60,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--prefill", type=int, default=256)
     p.add_argument("--decode", type=int, default=32)
-    p.add_argument("--threads", type=int, default=Settings().threads)
+    p.add_argument("--threads", type=int, default=Settings().llm.threads)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     gguf = ensure_default_gguf(Settings(), show_progress=False)

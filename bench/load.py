@@ -1,6 +1,6 @@
 """Load test of the web app: concurrent ``gradio_client`` sessions asking gold questions through ``/ask_stream``.
 
-Usage: python bench/load.py [--users 1,4,8] [--per-session 1] [--backend local,server] [--slots 2]
+Usage: python -m bench.load [--users 1,4,8] [--per-session 1] [--backend local,server] [--slots 2]
                             [--max-tokens 96] [--timeout 900] [--home DIR | --url URL [--auth USER:PASSWORD]]
                             [--json]
 
@@ -44,8 +44,6 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.settings import Settings, apply_offline_env  # noqa: E402
 

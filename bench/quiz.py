@@ -1,10 +1,10 @@
 """Quiz generation on the real model: seconds per valid question and the share of generated items that pass
 validation, per type (mcq, short, flashcard), over a few topics.
 
-    .venv/bin/python bench/quiz.py                     # 2 items per topic and type, 3 topics (~10 min, 2 cores)
-    .venv/bin/python bench/quiz.py --n 1 --types mcq --dump /tmp/attempts.jsonl
-    .venv/bin/python bench/quiz.py --grading            # grading calibration only (no LLM)
-    .venv/bin/python bench/quiz.py --types mcq --n 4 --topics regularization,... --read /tmp/mcqs.md
+    .venv/bin/python -m bench.quiz                     # 2 items per topic and type, 3 topics (~10 min, 2 cores)
+    .venv/bin/python -m bench.quiz --n 1 --types mcq --dump /tmp/attempts.jsonl
+    .venv/bin/python -m bench.quiz --grading            # grading calibration only (no LLM)
+    .venv/bin/python -m bench.quiz --types mcq --n 4 --topics regularization,... --read /tmp/mcqs.md
 
 ``--read`` writes every valid item with its options, key and cited passage as a Markdown sheet, to judge by
 reading (does exactly one option answer the question by the passage? is any text cut off?).
@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rag.quiz import (  # noqa: E402
+from rag.quiz import (
     QUIZ_TYPES,
     QuizError,
     QuizItem,
@@ -36,8 +34,8 @@ from rag.quiz import (  # noqa: E402
     section_key,
     support_scores,
 )
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-from ui.service import StudyService  # noqa: E402
+from rag.settings import Settings, apply_offline_env
+from ui.service import StudyService
 
 TOPICS = ["regularization", "gradient descent", "random forests"]
 

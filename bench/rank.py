@@ -2,8 +2,8 @@
 
 Usage::
 
-    python bench/rank.py collect [--sets gold,holdout,holdout2,blind,blind2] [--n 12] [--out F] [--variant V]
-    python bench/rank.py report [--dump F] [--k 4,6,8,10,12] [--weights 0,0.1,0.2,0.4,1]
+    python -m bench.rank collect [--sets gold,holdout,holdout2,blind,blind2] [--n 12] [--out F] [--variant V]
+    python -m bench.rank report [--dump F] [--k 4,6,8,10,12] [--weights 0,0.1,0.2,0.4,1]
 
 ``collect`` retrieves ``top_k`` passages per question (answerable and not), cuts the candidate units
 (:class:`rag.answer.rank.Scorer`: every quotable unit, whole, scorer order), keeps the first ``n`` and asks
@@ -31,15 +31,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from evals.gold import load_gold, states  # noqa: E402
-from rag import prompts  # noqa: E402
-from rag.answer.passages import candidate_passages  # noqa: E402
-from rag.answer.rank import Scorer, rank  # noqa: E402
-from rag.answer.select import answers_logodds, choose, excerpts, quotes  # noqa: E402
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-from rag.units import is_heading  # noqa: E402
+from evals.gold import load_gold, states
+from rag import prompts
+from rag.answer.passages import candidate_passages
+from rag.answer.rank import Scorer, rank
+from rag.answer.select import answers_logodds, choose, excerpts, quotes
+from rag.settings import Settings, apply_offline_env
+from rag.units import is_heading
 
 EVALS = Path(__file__).resolve().parent.parent / "evals"
 CACHE_DIR = Path.home() / ".cache" / "studybot" / "bench"

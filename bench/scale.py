@@ -1,6 +1,6 @@
 """Retrieval at library scale: an N-chunk synthetic index, hybrid retrieval latency and memory.
 
-    .venv/bin/python bench/scale.py --chunks 100000 [--json] [--old] [--queries 50]
+    .venv/bin/python -m bench.scale --chunks 100000 [--json] [--old] [--queries 50]
 
 Builds, under a temporary STUDYBOT_HOME, a real Chroma collection and the real keyword index
 (rag/keyword.py) of N synthetic chunks, then opens it in a fresh process, as the app does, and times
@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -33,35 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-
-_SENT = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def handbook_chunks(settings: Settings) -> list[Any]:
-    from ingest.chunking import chunk_document
-    from ingest.loaders import discover, load_file
-
-    found = discover(settings.storage.corpus_dir, follow_links=False)
-    chunks = []
-    for source, path in found.files:
-        chunks.extend(chunk_document(load_file(path, source), settings.ingest.chunk_size, settings.ingest.chunk_min))
-    return chunks
-
-
-def handbook_sentences(chunks: list[Any]) -> list[str]:
-    """The distinct sentences of five words or more in ``chunks`` (what the synthetic corpora are made of)."""
-    return sorted({s.strip() for c in chunks for s in _SENT.split(c.text) if len(s.split()) >= 5})
+from bench.common import ROOT, handbook_chunks, handbook_sentences, perturb, rss_mb
+from rag.settings import Settings, apply_offline_env
 
 
 def sentence_vectors(sentences: list[str], settings: Settings, cache: Path) -> Any:
@@ -81,14 +53,6 @@ def sentence_vectors(sentences: list[str], settings: Settings, cache: Path) -> A
     print(f"embedded {len(sentences):,} handbook sentences once in {time.perf_counter() - t0:.0f} s -> {path}",
           file=sys.stderr)
     return vecs
-
-
-def perturb(sentence: str, rng: random.Random) -> str:
-    words = [w for w in sentence.split() if rng.random() > 0.125] or sentence.split()
-    if len(words) > 3:
-        j = rng.randrange(len(words) - 1)
-        words[j], words[j + 1] = words[j + 1], words[j]
-    return " ".join(words)
 
 
 def build(home: Path, n: int, cache: Path, seed: int = 0) -> dict[str, Any]:
@@ -163,7 +127,7 @@ def measure(home: Path, queries: int, engine: str) -> dict[str, Any]:
         lat.append((time.perf_counter() - t0) * 1000)
         assert len(got) == 5, (q, len(got))
     lat.sort()
-    return {"engine": engine, "chunks": len(retriever._keyword),
+    return {"engine": engine, "chunks": retriever.n_chunks,
             "retrieval_p50_ms": round(statistics.median(lat), 1),
             "retrieval_p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1),
             "rss_mb": round(rss_mb(), 0), "index_rss_mb": round(rss_mb() - base_rss, 0),
@@ -216,9 +180,9 @@ def main() -> None:
         built = build(Path(home), args.chunks, args.cache)
         rows = []
         for engine in ["new", "old"] if args.old else ["new"]:
-            out = subprocess.run([sys.executable, __file__, "--measure", home, "--engine", engine,
+            out = subprocess.run([sys.executable, "-m", "bench.scale", "--measure", home, "--engine", engine,
                                   "--queries", str(args.queries if engine == "new" else min(args.queries, 20))],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
             rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), **built})
     if args.json:
         print(json.dumps({**rows[0], **({"old": rows[1]} if len(rows) > 1 else {})}))

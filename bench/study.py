@@ -1,8 +1,8 @@
 """The study loop on the real model: seconds per study guide and per weak-spot question, on an idle machine;
 and the FSRS optimiser on a synthetic review history (no model).
 
-    .venv/bin/python bench/study.py [--topics regularization,"gradient descent"] [--weak 3] [--out DIR]
-    .venv/bin/python bench/study.py --fsrs-only [--cards 200] [--days 365] [--seed 7]
+    .venv/bin/python -m bench.study [--topics regularization,"gradient descent"] [--weak 3] [--out DIR]
+    .venv/bin/python -m bench.study --fsrs-only [--cards 200] [--days 365] [--seed 7]
 
 Guides: one per topic (kept / dropped lines, seconds), written to DIR as Markdown and as JSON with the
 cited passages' text, to judge by reading. Weak spots: a
@@ -27,15 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rag.quiz import QuizError, QuizItem, QuizSession  # noqa: E402
-from rag.settings import Settings, apply_offline_env  # noqa: E402
-from rag.study.schedule import DEFAULT_PARAMETERS, counted_reviews, log_loss, simulate_reviews  # noqa: E402
-from rag.study.store import StudyStore, top_section  # noqa: E402
-from rag.types import Citation  # noqa: E402
-from ui.render import guide_markdown  # noqa: E402
-from ui.service import StudyService  # noqa: E402
+from rag.quiz import QuizError, QuizItem, QuizSession
+from rag.settings import Settings, apply_offline_env
+from rag.study.schedule import DEFAULT_PARAMETERS, counted_reviews, log_loss, simulate_reviews
+from rag.study.store import StudyStore, top_section
+from rag.types import Citation
+from ui.render import guide_markdown
+from ui.service import StudyService
 
 TOPICS = ["regularization", "gradient descent", "random forests"]
 # The simulated student forgets faster than FSRS's defaults assume: smaller initial stabilities (w0-w3), a smaller

@@ -122,3 +122,85 @@ def test_text_rules_do_not_depend_on_retrieval() -> None:
                         and any(a.name == "tokenize" for a in node.names) and rel not in TOKENIZE_PENDING):
                     wrong.append(f"{rel}:{node.lineno} imports tokenize from {node.module} (use rag.text)")
     assert not wrong, "\n".join(wrong)
+
+
+BACKEND_CLASSES = {"LlamaCppLLM", "OpenAICompatLLM"}
+# rag/health.py's doctor still checks settings.llm.backend == "openai" itself (part 2: a check per registered backend).
+BACKEND_NAME_PENDING = {"rag/health.py"}
+
+
+def test_llms_are_built_by_the_registry_and_usage_is_per_response() -> None:
+    """Only rag/llm.py (the registry) constructs a backend class or matches the backend setting against a name;
+    no code reads or writes a shared ``last_usage`` (each call's usage is on its Response)."""
+    wrong = []
+    for pkg in (*PACKAGES, "bench"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+                        in BACKEND_CLASSES and rel != "rag/llm.py"):
+                    wrong.append(f"{rel}:{node.lineno} builds a backend itself (use rag.llm.get_llm / build_llm)")
+                if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute)
+                        and node.left.attr == "backend" and rel not in ("rag/llm.py", *BACKEND_NAME_PENDING)):
+                    wrong.append(f"{rel}:{node.lineno} matches the backend setting (ask the registry in rag.llm)")
+    for pkg in (*PACKAGES, "bench", "tests"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr == "last_usage":
+                    wrong.append(f"{rel}:{node.lineno} uses last_usage (read the call's Response.usage)")
+    assert not wrong, "\n".join(wrong)
+
+
+# bench/mcq_quality.py (in progress, its owner's) still puts the repository on sys.path; it runs as
+# `python -m bench.mcq_quality` once that line goes.
+SYS_PATH_PENDING = {"bench/mcq_quality.py"}
+
+
+def _bench_pokes(path: Path, rel: str) -> list[str]:
+    """What a bench (``rel``: its path in the repository) must not do: change sys.path, import a private name (or
+    another bench's module other than bench.common), or use a private attribute of anything but its own objects
+    (``self``, ``cls``)."""
+    found = []
+    # a bench imported by its bare name (what sys.path tricks allowed); "ingest" is the package's name too
+    benches = {p.stem for p in (ROOT / "bench").glob("*.py")} - {*PACKAGES, "__init__"}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr in ("insert", "append", "extend")
+                and isinstance(node.value, ast.Attribute) and node.value.attr == "path"
+                and getattr(node.value.value, "id", None) == "sys"):
+            if rel not in SYS_PATH_PENDING:
+                found.append(f"{rel}:{node.lineno} changes sys.path (run it as python -m bench.<name>)")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            top = module.split(".")[0]
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            if top in (*PACKAGES, "bench") and (private or any(p.startswith("_") for p in module.split("."))):
+                found.append(f"{rel}:{node.lineno} imports a private name ({module}: {private})")
+            if node.level or (top == "bench" and module != "bench.common") or top in benches:
+                found.append(f"{rel}:{node.lineno} imports another bench ({module}; share through bench.common)")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] in PACKAGES and any(p.startswith("_") for p in parts):
+                    found.append(f"{rel}:{node.lineno} imports a private module {alias.name}")
+                if (parts[0] == "bench" and alias.name != "bench.common") or parts[0] in benches:
+                    found.append(f"{rel}:{node.lineno} imports another bench ({alias.name})")
+        elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+              and getattr(node.value, "id", None) not in ("self", "cls")):
+            found.append(f"{rel}:{node.lineno} uses the private attribute .{node.attr} (add a public hook)")
+    return sorted(found, key=lambda w: int(w.split(":", 2)[1].split(" ")[0]))
+
+
+def test_benches_are_a_package_using_public_names_only(tmp_path: Path) -> None:
+    assert (ROOT / "bench" / "__init__.py").is_file()
+    wrong = [w for path in sorted((ROOT / "bench").glob("*.py"))
+             for w in _bench_pokes(path, path.relative_to(ROOT).as_posix())]
+    assert not wrong, "\n".join(wrong)
+    # the check sees each kind of poke (and not a bench's own private attributes or a dunder)
+    probe = tmp_path / "probe.py"
+    probe.write_text("import sys\nsys.path.insert(0, '.')\nimport ingest.pipeline as pipeline\n"
+                     "from rag.keyword import _EPSILON\nfrom bench.scale import perturb\nimport bench.rank\n"
+                     "from bench.common import rss_mb\npipeline._embed_and_add = None\nn = len(retriever._keyword)\n"
+                     "self._own = 1\nx.__doc__\nimport ingest_variants\nfrom scale import rss_mb\n")
+    found = _bench_pokes(probe, "bench/probe.py")
+    assert [w.split(" ", 1)[0] for w in found] == [f"bench/probe.py:{n}" for n in (2, 4, 5, 6, 8, 9, 12, 13)], found
