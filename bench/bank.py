@@ -1,7 +1,7 @@
 """The question bank and streamed quizzes on the real model (2 cores: run it alone, it takes ~20 min idle).
 
-    .venv/bin/python bench/bank.py                          # every part
-    .venv/bin/python bench/bank.py --parts fill --sample 6  # one part
+    .venv/bin/python -m bench.bank                          # every part
+    .venv/bin/python -m bench.bank --parts fill --sample 6  # one part
 
 Parts (the index of the default home; the bank and the study database in a temporary folder):
 

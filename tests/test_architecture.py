@@ -103,8 +103,6 @@ def test_exit_statuses_are_defined_once() -> None:
                                                                             errors.EXIT_ERROR) == (0, 1, 2)
 
 
-# rag/quiz/text.py still imports tokenize through rag.retrieval (its owners move it to rag.text).
-TOKENIZE_PENDING = {"rag/quiz/text.py"}
 
 
 def test_text_rules_do_not_depend_on_retrieval() -> None:
@@ -119,7 +117,7 @@ def test_text_rules_do_not_depend_on_retrieval() -> None:
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node in ast.walk(tree):
                 if (isinstance(node, ast.ImportFrom) and node.module in ("rag.keyword", "rag.retrieval")
-                        and any(a.name == "tokenize" for a in node.names) and rel not in TOKENIZE_PENDING):
+                        and any(a.name == "tokenize" for a in node.names)):
                     wrong.append(f"{rel}:{node.lineno} imports tokenize from {node.module} (use rag.text)")
     assert not wrong, "\n".join(wrong)
 

@@ -523,7 +523,7 @@ class BankFiller:
     in the app; any LLM from the CLI): one item per passage and type, each made on its own (a fresh session,
     no topic), validated like any quiz item."""
 
-    def __init__(self, bank: QuestionBank, maker: QuizMaker, attempts: int = 2) -> None:
+    def __init__(self, bank: QuestionBank, maker: QuizMaker, attempts: int) -> None:
         self.bank = bank
         self.maker = maker
         self.attempts = attempts

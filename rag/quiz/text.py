@@ -6,8 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.retrieval import tokenize
-from rag.text import norm
+from rag.text import norm, tokenize
 
 _ARTICLE = re.compile(r"^(?:the|a|an) ")
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
