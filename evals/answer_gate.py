@@ -33,9 +33,10 @@ from evals.sentences import answer_sentences, judge_answer
 GATE_IDS: tuple[str, ...] = ("g03", "g05", "g10", "g21", "g40", "g59", "g70", "u01", "u05", "u12")
 
 # The floor on the share of shown written sentences the default method reads as stated, over the gate. Provenance:
-# yesno's recall on stated claims is 0.69 on the claims' test half (evals/judge_accuracy.json, 2026-12-05); the
-# gate's answers read 3 of 5 (0.6) in CI on 2026-12-05 and again here on 2026-12-06; 0.4 leaves room for the
-# reader's misses and still fails an answer path whose explanations are mostly unstated.
+# the default method misses about a third of stated claims (recall on stated: yesno 0.69, focus 0.70 on the
+# claims' test half, evals/judge_accuracy.json); the gate's answers read 3 of 5 (0.6) with yesno in CI on
+# 2026-12-05 and here on 2026-12-06; 0.4 leaves room for the reader's misses and still fails an answer path
+# whose explanations are mostly unstated.
 MIN_STATED_SHARE = 0.4
 
 

@@ -191,7 +191,10 @@ def reader(answering: Sequence[str] = (), *, yes: float = 3.0, no: float = -3.0
             return holds(content.split("\n\nSentence:", 1)[1].rsplit("\n\nDoes this sentence", 1)[0])
         if content.rstrip().endswith("Do the excerpts answer this question?"):  # rag/prompts/answers.txt
             return holds(content.split("</excerpts>", 1)[0])
-        excerpts, claim = content.split("Check. Sentence:", 1)  # rag/prompts/check.txt
+        if content.startswith("Passage:") and "\n\nStatement:" in content:  # evals.judge_accuracy.NLI_PROMPT
+            excerpts, claim = content.split("\n\nStatement:", 1)
+        else:
+            excerpts, claim = content.split("Check. Sentence:", 1)  # rag/prompts/check.txt
         claim = re.sub(r"\[\d+\]", " ", claim.split("\n\n", 1)[0])
         have = _words(excerpts)
         return yes if all(w in have for w in _words(claim) if len(w) >= 4) else no

@@ -16,7 +16,7 @@ from evals import judge_accuracy as ja
 from evals.gold import GoldItem
 from evals.judge_accuracy import Claim, Method
 from evals.runs import RunSpec
-from evals.sentences import SENTENCE_METRIC, answer_sentences, judge_answer
+from evals.sentences import DEFAULT_METHOD, SENTENCE_METRIC, answer_sentences, judge_answer
 from evals.suite import Suite
 from rag.answer import AnswerPipeline
 from rag.settings import Settings
@@ -322,9 +322,10 @@ ITEMS = [
 
 @pytest.fixture
 def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """A judge-accuracy result of this test's own in place of evals/judge_accuracy.json: yesno tuned to 1.0."""
+    """A judge-accuracy result of this test's own in place of evals/judge_accuracy.json: the default method tuned
+    to 1.0."""
     data = {"claims": {"n": 40, "sha256": "x"}, "methods": {
-        "yesno": {"label": "yes/no", "threshold": 1.0, "tuned": True, "test": {"balanced_accuracy": 0.83, "n": 20}},
+        DEFAULT_METHOD: {"label": "yes/no", "threshold": 1.0, "tuned": True, "test": {"balanced_accuracy": 0.83, "n": 20}},
         "ragas": {"label": "Ragas", "tuned": True, "test": {"balanced_accuracy": 0.61, "n": 12}}}}
     path = tmp_path / "judge_accuracy.json"
     path.write_text(json.dumps(data))
@@ -339,10 +340,11 @@ def _run(tmp_path: Path, replies: list[str], run: str, sentence_check: dict[str,
 
     def judge(messages: list[dict[str, str]]) -> float:
         content = messages[-1]["content"]
-        if "Check. Sentence:" in content:
-            first = content.split("Check. Sentence:", 1)[1].split()[0]
-            if first in sentence_check:
-                return sentence_check[first]
+        for mark in ("Check. Sentence:", "\n\nStatement:"):  # the pipeline's check prompt; the eval's NLI prompt
+            if mark in content:
+                first = content.split(mark, 1)[1].split()[0]
+                if first in sentence_check:
+                    return sentence_check[first]
         return base(messages)
 
     settings = Settings(storage={"home": tmp_path / "home"})
@@ -375,7 +377,7 @@ def test_sentence_metric_and_report_drill_down(tmp_path: Path, measured: dict[st
     assert "**not stated** (reading 0.90)" in a2 and "> " + TEXTS[2] in a2
     assert "sentence_faithfulness 0.00 (0/1 stated" in a2
     # the figure carries its judge's accuracy
-    assert "| sentence_faithfulness | 0.500 | 2 | 0 | 0 | 0 | BA 0.83 (yesno) |" in report
+    assert f"| sentence_faithfulness | 0.500 | 2 | 0 | 0 | 0 | BA 0.83 ({DEFAULT_METHOD}) |" in report
     assert "judge balanced accuracy 0.83 on 20 held-out labelled claims (yes/no)" in report
     assert "threshold 1.00" in report
 
@@ -427,11 +429,11 @@ def test_report_prints_each_faithfulness_figure_with_its_judge_accuracy(tmp_path
 
     item = GoldItem("a1", "q?", True, "a.md", ["x"])
     rec = {"answer": {"answer": "x", "refused": False, "passages": []},
-           "scores": {SENTENCE_METRIC: {"value": 1.0, "method": "yesno", "threshold": 0.4, "written": 1, "stated": 1},
+           "scores": {SENTENCE_METRIC: {"value": 1.0, "method": DEFAULT_METHOD, "threshold": 0.4, "written": 1, "stated": 1},
                       "faithfulness": {"value": 0.5}}}
     results = aggregate([item], {"a1": rec}, {}, RunSpec([item], [SENTENCE_METRIC, "faithfulness"], tmp_path / "r"))
     table = report.metrics_table(results)
-    assert "| sentence_faithfulness | 1.000 |" in table and "BA 0.83 (yesno) |" in table
+    assert "| sentence_faithfulness | 1.000 |" in table and f"BA 0.83 ({DEFAULT_METHOD}) |" in table
     assert "BA 0.61 (ragas) |" in table
     summary = report.format_summary(results)
     assert "judge balanced accuracy 0.83 on 20 held-out labelled claims (yes/no)" in summary
@@ -494,7 +496,7 @@ def test_evals_tab_drills_down_a_question_and_shows_the_judge_accuracy(tmp_path:
     assert "**not stated** (reading 0.90)" in view and "> " + TEXTS[2] in view
     assert "No saved answer for zz" in tab_evals.question_view(run_dir, "zz")
     table = tab_evals.accuracy_table()
-    assert "| **yes/no** (`yesno`) | 0.83 |" in table and "Ragas" in table
+    assert f"| **yes/no** (`{DEFAULT_METHOD}`) | 0.83 |" in table and "Ragas" in table
     assert SENTENCE_METRIC in tab_evals.LLM_METRICS and tab_evals.DEFAULT_METRICS == [SENTENCE_METRIC]
 
 
