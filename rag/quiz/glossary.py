@@ -8,6 +8,11 @@ trustworthy, bench/quiz.py); a definition of another concept is wrong for this o
 checks in :mod:`rag.quiz.mcq` catch the cases where it is not (a broader term, a synonym, a sentence of the
 passage that says it of the key term).
 
+A definition says what the term is: one that says what it is for or how much it matters ("Chain rule:
+Critical for backpropagation", the issue's blind read) is replaced by the passage's own "<term> is ..."
+sentence when it has one, and dropped when not; so is a list of names ("REINFORCE, PPO, A2C/A3C"). Example
+asides ("Guarantees global minima (e.g., SVMs)") are cut: they set an option apart from the others.
+
 Glossaries are cached per chunk (chunk ids change with their text), so a later quiz on the same passages
 asks the model nothing.
 """
@@ -85,8 +90,9 @@ class GlossaryEntry:
     chunk: Chunk
     mark: str  # the term's rarest word (stemmed): a text with it names the term ("L1" for "L1 regularization")
     distinctive: frozenset[str] = frozenset()  # its words rare enough that two terms sharing one are one concept
-    context: str = ""  # for a list item the passage states, the line that introduces its list
+    context: str = ""  # for a term the passage lists, the line that introduces its list
     vector: list[float] = field(default_factory=list, repr=False)  # the definition's embedding
+    term_vector: list[float] = field(default_factory=list, repr=False)  # the term's embedding (its kind)
 
     @property
     def key(self) -> str:
@@ -131,12 +137,100 @@ def rarest_word(term: str, idf: Callable[[str], float]) -> str:
     return max(sorted(words_of(term)), key=idf, default="")
 
 
-def make_entry(term: str, definition: str, chunk: Chunk, idf: Callable[[str], float], context: str = ""
+def make_entry(term: str, definition: str, chunk: Chunk, idf: Callable[[str], float], context: str | None = None
                ) -> GlossaryEntry:
+    """An entry; ``context`` None: the introduction of the list that names the term in its passage, if any
+    (:func:`list_context`)."""
     words = words_of(term)
     mark = rarest_word(term, idf)
     distinctive = frozenset(w for w in words if idf(w) >= SHARED_WORD_MIN_IDF) | {mark}
+    if context is None:
+        context = list_context(chunk.text, mark)
     return GlossaryEntry(term, definition, chunk, mark, distinctive, context)
+
+
+# --- what a definition must be: what the term is, with no aside that sets it apart ---------------------------
+# An example in parentheses or after "e.g." names something the other options do not ("Guarantees global minima
+# (e.g., SVMs)" against Adam: the issue's blind read); the option says the same without it.
+_ASIDE = re.compile(r"\s*\((?:e\.g\.|eg\b|i\.e\.|ie\b|such as|like|for example|for instance|including|"
+                    r"especially|typically|often)[^()]*\)", re.I)
+_TRAILING_EXAMPLE = re.compile(r"\s*(?:[,;]\s*(?:e\.g\.|i\.e\.|such as|for example|for instance|like|including)|"
+                               r"\s(?:e\.g\.|i\.e\.),?)\s[^;]*$", re.I)
+# What a term is used for or how much it matters, not what it is: "Critical for backpropagation in neural
+# networks" (the chain rule, the issue's blind read), "Helps with the curse of dimensionality", "Used for
+# classification", "Ideal for models outputting probabilities".
+_USE_FRAGMENT = re.compile(
+    r"^(?:(?:is|are)\s+)?(?:(?:very|extremely|especially|particularly|often|commonly|widely|mostly|mainly|"
+    r"primarily|typically|usually|frequently|also)\s+)?(?:(?:critical|crucial|essential|important|vital|key|"
+    r"useful|helpful|necessary|needed|required|ideal|great|good|best|popular|suitable|used|applied|employed|"
+    r"leveraged|common)\s+(?:for|to|in|when|with|by|as|because|of|on)\b|helps?\b|useful$|used$)", re.I)
+# A list of names instead of a definition ("REINFORCE, PPO, A2C/A3C", "MLflow, Kubeflow, Sagemaker Model
+# Registry"): every part at most this many words, and most parts a name (capitalised, an acronym, a digit).
+_NAME_PART_MAX_WORDS = 3
+# "Term is/are/refers to ... ": the passage's own sentence of what a term is.
+_IS_A = r"(?:\s*\([^)]*\))?\s*(?:[:—–-]\s*|,\s*)?(?:is|are|refers to|means|denotes|describes)\s+(?P<d>[^.;!?]+)"
+
+
+def strip_asides(definition: str) -> str:
+    """``definition`` without example asides ("(e.g., SVMs)", ", such as ...", "e.g. ..."); what is left may be
+    too short for the entry checks ("Constrained optimization (e.g., SVMs with margins)")."""
+    out = _TRAILING_EXAMPLE.sub("", _ASIDE.sub("", definition))
+    return re.sub(r"\s{2,}", " ", out).strip(" ,;")
+
+
+def use_fragment(definition: str) -> bool:
+    """Whether a definition says what its term is used for or how important it is, not what it is."""
+    return bool(_USE_FRAGMENT.match(definition.strip(" *_-")))
+
+
+def names_list(definition: str) -> bool:
+    """Whether a definition is a list of names (examples) rather than a statement of what the term is."""
+    parts = [p.strip() for p in re.split(r"[,+]", definition) if p.strip()]
+    if len(parts) < 2 or any(len(p.split()) > _NAME_PART_MAX_WORDS for p in parts):
+        return False
+    # a name has a capital or a digit (the definition's first letter is a capital anyway)
+    named = [p for i, p in enumerate(parts) if re.search(r"[A-Z0-9]", p[1:] if i == 0 else p)]
+    return len(named) * 2 > len(parts)
+
+
+def not_a_definition(definition: str) -> str | None:
+    """Why a definition cannot be an option (None when it can): it says what the term is for, or lists names."""
+    if use_fragment(definition):
+        return "not a definition (it says what the term is for, not what it is)"
+    if names_list(definition):
+        return "not a definition (a list of names)"
+    return None
+
+
+def stated_definition(passage: str, term: str, idf: Callable[[str], float]) -> str | None:
+    """The passage's own sentence of what ``term`` is ("The chain rule is a formula for ..."): what follows
+    "is"/"are"/"refers to", to its last whole clause within :data:`DEFINITION_MAX_CHARS`, when it passes the
+    entry checks and is a definition; None when the passage has none."""
+    plain = re.sub(r"[*_`]+", "", passage)
+    name = re.escape(term.split("(")[0].strip())
+    if not name:
+        return None
+    for m in re.finditer(rf"(?<![\w-]){name}(?![\w-]){_IS_A}", plain, re.I):
+        found = strip_asides(" ".join(m.group("d").split()).rstrip(" ,"))
+        while len(found) > DEFINITION_MAX_CHARS - 4 and "," in found:
+            found = found[: found.rfind(",")].rstrip()
+        found = found[:1].upper() + found[1:]
+        if (len(found) <= DEFINITION_MAX_CHARS - 4 and not cut_off(found, DEFINITION_MAX_CHARS)
+                and not_a_definition(found) is None and entry_rejection(term, found, passage, idf) is None):
+            return found
+    return None
+
+
+def definition_or_why(term: str, definition: str, passage: str, idf: Callable[[str], float]) -> tuple[str, str | None]:
+    """(the definition to use, why the entry is unusable or None): a definition that is not one ("Critical for
+    backpropagation") is replaced by the passage's own sentence of what the term is when it states one
+    (:func:`stated_definition`), and rejected when it does not."""
+    definition = strip_asides(definition)
+    reason = entry_rejection(term, definition, passage, idf)
+    if reason is None and (why := not_a_definition(definition)):
+        better = stated_definition(passage, term, idf)
+        return (better, None) if better else (definition, why)
+    return definition, reason
 
 
 def terms_messages(chunk: Chunk) -> list[dict[str, str]]:
@@ -196,8 +290,8 @@ def parse_entries(raw: str, chunk: Chunk, idf: Callable[[str], float]) -> tuple[
         if not isinstance(e, dict):
             continue
         term = clean_field(e.get("term")).strip(" .:*`\"'")
-        definition = whole_clauses(clean_field(e.get("definition")).rstrip(" ."))
-        reason = entry_rejection(term, definition, chunk.text, idf)
+        definition, reason = definition_or_why(term, whole_clauses(clean_field(e.get("definition")).rstrip(" .")),
+                                               chunk.text, idf)
         if reason is None and any(x.key == normalize(term) for x in entries):
             reason = "a repeated term"
         others = [clean_field(x.get("term")) for x in data["terms"] if isinstance(x, dict) and x is not e]
@@ -229,8 +323,9 @@ class Glossary:
     def _keep(self, cache: OrderedDict[str, list[GlossaryEntry]], chunk_id: str, entries: list[GlossaryEntry]
               ) -> None:
         if entries:
-            for entry, vec in zip(entries, self.embedder.embed([e.definition for e in entries]), strict=True):
-                entry.vector = vec
+            vectors = self.embedder.embed([e.definition for e in entries] + [e.term for e in entries])
+            for entry, vec, term_vec in zip(entries, vectors[: len(entries)], vectors[len(entries):], strict=True):
+                entry.vector, entry.term_vector = vec, term_vec
         with self._lock:
             cache[chunk_id] = entries
             while len(cache) > self.max_chunks:
@@ -319,6 +414,15 @@ def list_introduction(text: str, pos: int) -> str:
     return ""
 
 
+def list_context(text: str, mark: str) -> str:
+    """The introduction of the list whose item first names a term (has its rarest word ``mark``); "" when no
+    list item names it ("Adam" in "Optimizers:\n- SGD: ...\n- Adam: ..." -> "Optimizers:")."""
+    for unit in split_units(text):
+        if mark in words_of(unit.text):
+            return list_introduction(text, unit.start) if unit.kind == "item" else ""
+    return ""
+
+
 def stated_entries(chunk: Chunk, idf: Callable[[str], float]) -> list[GlossaryEntry]:
     """The "Term: definition" lines of the passage as entries, verbatim (the first sentence of each
     definition), with the same checks as the model's (:func:`entry_rejection`) plus: not a label of the
@@ -331,6 +435,8 @@ def stated_entries(chunk: Chunk, idf: Callable[[str], float]) -> list[GlossaryEn
         label = " ".join(term.lower().split())
         if label in _LABELS or label.removesuffix("s") in _LABELS or _NUMBERED_LABEL.match(label) or len(term.split()) > 5:
             continue
+        if ". " in term or ">" in term:  # the end of a sentence or a breadcrumb caught before the colon
+            continue
         definition = _FIRST_SENTENCE.split(m.group("definition").replace("**", "").replace("`", "").strip())[0]
         definition = definition.strip(" *_").rstrip(" .")
         if not definition or definition[0] in "([{$" or any(c in definition for c in "?→$|=^"):
@@ -339,6 +445,7 @@ def stated_entries(chunk: Chunk, idf: Callable[[str], float]) -> list[GlossaryEn
             continue
         if len(definition) > DEFINITION_MAX_CHARS or any(e.key == normalize(term) for e in out):
             continue
-        if entry_rejection(term, definition, chunk.text, idf) is None:
+        definition, reason = definition_or_why(term, definition, chunk.text, idf)
+        if reason is None:
             out.append(make_entry(term, definition, chunk, idf, list_introduction(chunk.text, m.start())))
     return out
