@@ -13,13 +13,14 @@ COPY ingest ingest
 COPY rag rag
 COPY ui ui
 COPY evals evals
+COPY tools tools
 # llama-cpp-python with the portable x86-64-v3 flags (AVX2/FMA/F16C, no -march=native, no AMX): the image runs
-# on CPUs other than the one that built it (rag/llama_build.py; `python -m rag.llama_build args` prints them).
+# on CPUs other than the one that built it (tools/llama_build.py; `python -m tools.llama_build args` prints them).
 ENV STUDYBOT_LLAMA_CPU=portable
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip \
     && /opt/venv/bin/pip install "torch==2.13.0" \
-    && /opt/venv/bin/python -m rag.llama_build install --python /opt/venv/bin/python \
+    && /opt/venv/bin/python -m tools.llama_build install --python /opt/venv/bin/python \
     && /opt/venv/bin/pip install .
 
 FROM python:3.11-slim

@@ -10,24 +10,24 @@ export RAGAS_DO_NOT_TRACK := true
 
 .PHONY: install run test lint bench clean-index browsers rebuild-llama
 
-$(STAMP): pyproject.toml rag/llama_build.py
+$(STAMP): pyproject.toml tools/llama_build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU build (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install "torch==2.13.0"
 	# llama-cpp-python next, compiled without -march=native and never with AMX (it crashed one of our CPUs),
-	# one wheel per flag set in ~/.cache/studybot/llama-wheels: see rag/llama_build.py
-	$(BIN)/python -m rag.llama_build install
+	# one wheel per flag set in ~/.cache/studybot/llama-wheels: see tools/llama_build.py
+	$(BIN)/python -m tools.llama_build install
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
 # The llama step again on every install: a no-op unless the build flags changed (another CPU, or
 # STUDYBOT_LLAMA_CPU / STUDYBOT_LLAMA_CMAKE_EXTRA set), in which case it builds and installs the new wheel.
 install: $(STAMP)
-	@$(BIN)/python -m rag.llama_build install
+	@$(BIN)/python -m tools.llama_build install
 
 rebuild-llama: $(STAMP)
-	$(BIN)/python -m rag.llama_build install --force
+	$(BIN)/python -m tools.llama_build install --force
 
 # Debian's Chromium for the Playwright browser tests (skipped quietly where apt is not usable).
 browsers:

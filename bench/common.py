@@ -17,9 +17,9 @@ from typing import Any
 from ingest.chunking import chunk_document, windows
 from ingest.loaders import discover, load_file
 from ingest.pipeline import INGEST_BATCH, EmbedFn, IngestSummary, embed_and_add, ingest_corpus
-from rag.embeddings import Embedder
+from rag.backends.embeddings import Embedder
+from rag.backends.store import Index
 from rag.settings import Settings
-from rag.store import Index
 from rag.types import Chunk, Progress
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rag.models import ensure_default_gguf
+from rag.backends.models import ensure_default_gguf
 from rag.settings import Settings
 
 WORKER = r"""

@@ -8,7 +8,7 @@ Without ``--url`` the real app (``ui.app.launch``) is started in this process on
 a real :class:`StudyService` (the corpus is ingested into the home first if needed), once per backend:
 
 * ``local``: the in-process llama.cpp model, one request at a time (the app's queue, concurrency 1);
-* ``server``: llama.cpp's ``llama-server`` (built by ``python -m rag.llama_build server`` from the same
+* ``server``: llama.cpp's ``llama-server`` (built by ``python -m tools.llama_build server`` from the same
   pinned llama.cpp with the same flags), started here on 127.0.0.1 with ``--slots`` parallel slots and
   continuous batching, the app on the OpenAI-compatible backend with concurrency ``--slots``: how a team
   scales past one model instance.
@@ -243,13 +243,13 @@ def run_sessions(url: str, questions: list[GoldItem], sessions: int, per_session
 
 # --- the in-process app and the model server ------------------------------------------------------------
 def start_llama_server(gguf: Path, slots: int, n_ctx: int, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    """llama.cpp's ``llama-server`` (``python -m rag.llama_build server`` builds it) on a free loopback port
+    """llama.cpp's ``llama-server`` (``python -m tools.llama_build server`` builds it) on a free loopback port
     with ``slots`` parallel slots (continuous batching), each with the app's context size."""
-    from rag.llama_build import selected_args, server_path
+    from tools.llama_build import selected_args, server_path
 
     binary = Path(os.environ.get("STUDYBOT_LLAMA_SERVER") or server_path(selected_args()))
     if not binary.is_file():
-        raise SystemExit(f"{binary} is missing: build it with `.venv/bin/python -m rag.llama_build server`")
+        raise SystemExit(f"{binary} is missing: build it with `.venv/bin/python -m tools.llama_build server`")
     port = free_port()
     cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--parallel", str(slots),
            "-c", str(n_ctx * slots), "--threads", str(threads), "--no-webui", "--alias", "studybot"]
@@ -377,7 +377,7 @@ def main() -> int:
             if args.url:
                 url, setup = args.url, {"url": args.url}
             elif backend == "server":
-                from rag import models
+                from rag.backends import models
 
                 base = Settings()
                 gguf = Path(base.llm.model) if base.llm.model else models.default_gguf_status(base).path

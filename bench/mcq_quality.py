@@ -433,7 +433,7 @@ def main() -> int:
         p.error("--baseline measures a revision without the model; run --model on a checkout of that revision")
     apply_offline_env()
     settings = Settings()
-    from rag.embeddings import shared_embedder
+    from rag.backends.embeddings import shared_embedder
 
     embedder = CachingEmbedder(shared_embedder(settings))
     svc = StudyService(settings, embedder=embedder)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.scale --chunks 100000 [--json] [--old] [--queries 50]
 
 Builds, under a temporary STUDYBOT_HOME, a real Chroma collection and the real keyword index
-(rag/keyword.py) of N synthetic chunks, then opens it in a fresh process, as the app does, and times
+(rag/backends/keyword.py) of N synthetic chunks, then opens it in a fresh process, as the app does, and times
 ``HybridRetriever.retrieve(question, 5)`` over the gold questions (query embedding included). Prints
 ``{"chunks", "retrieval_p50_ms", "retrieval_p95_ms", "rss_mb", "build_s"}`` and a few more figures.
 
@@ -39,7 +39,7 @@ from rag.settings import Settings, apply_offline_env
 def sentence_vectors(sentences: list[str], settings: Settings, cache: Path) -> Any:
     import numpy as np
 
-    from rag.embeddings import Embedder
+    from rag.backends.embeddings import Embedder
 
     embedder = Embedder.from_settings(settings)
     key = hashlib.sha256(("\n".join(sentences) + embedder.name).encode()).hexdigest()[:16]
@@ -59,10 +59,10 @@ def build(home: Path, n: int, cache: Path, seed: int = 0) -> dict[str, Any]:
     """Write an n-chunk index (Chroma collection + keyword index + manifest) under ``home``."""
     import numpy as np
 
-    from rag.embeddings import Embedder
-    from rag.keyword import folder_for
+    from rag.backends.embeddings import Embedder
+    from rag.backends.keyword import folder_for
+    from rag.backends.store import FileRecord, Index, Manifest
     from rag.retrieval import build_keyword
-    from rag.store import FileRecord, Index, Manifest
     from rag.types import Chunk
 
     settings = Settings(storage={"home": home})
@@ -107,9 +107,9 @@ def build(home: Path, n: int, cache: Path, seed: int = 0) -> dict[str, Any]:
 def measure(home: Path, queries: int, engine: str) -> dict[str, Any]:
     """Open the index as the app does and time hybrid retrieval (run in a fresh process)."""
     from evals.gold import load_gold
-    from rag.embeddings import Embedder
+    from rag.backends.embeddings import Embedder
+    from rag.backends.store import Index
     from rag.retrieval import HybridRetriever
-    from rag.store import Index
 
     settings = Settings(storage={"home": home})
     index = Index(settings, Embedder.from_settings(settings))

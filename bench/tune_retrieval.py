@@ -14,10 +14,10 @@ from pathlib import Path
 from evals.gold import load_gold
 from evals.retrieval import evaluate_retrieval
 from ingest.pipeline import ingest_corpus
-from rag.embeddings import Embedder
+from rag.backends.embeddings import Embedder
+from rag.backends.store import Index
 from rag.retrieval import HybridRetriever
 from rag.settings import RetrievalSettings, Settings
-from rag.store import Index
 
 
 class CachingEmbedder(Embedder):

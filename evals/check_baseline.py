@@ -78,10 +78,10 @@ def measure(modes: Sequence[str] = ("dense", "bm25", "hybrid")) -> dict[str, Any
     """Retrieval metrics on the full gold set with the index under the current settings."""
     from evals.gold import load_gold
     from evals.retrieval import evaluate_retrieval
-    from rag.embeddings import shared_embedder
+    from rag.backends.embeddings import shared_embedder
+    from rag.backends.store import Index
     from rag.retrieval import HybridRetriever
     from rag.settings import Settings, apply_offline_env
-    from rag.store import Index
 
     apply_offline_env()
     settings = Settings()

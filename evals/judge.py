@@ -5,7 +5,7 @@ Why not ``ragas.llms.llm_factory``: it wraps the client with instructor in ``Mod
 ``response_format={"type": "json_object"}`` - llama_cpp.server then constrains the reply to *any* JSON, not to
 the metric's schema, and a 1.5B judge often returns objects with the wrong keys (instructor retries hide
 this). :class:`RagasJudgeLLM` instead sends the pydantic output model's JSON schema (tightened: 0/1 verdicts
-become ``enum: [0, 1]``) through :class:`rag.llm_openai.OpenAICompatLLM` (built by :func:`rag.llm.build_llm`),
+become ``enum: [0, 1]``) through :class:`rag.backends.openai_server.OpenAICompatLLM` (built by :func:`rag.llm.build_llm`),
 which uses the OpenAI ``json_schema`` response format or llama_cpp.server's ``{"type": "json_object", "schema":
 ...}`` - so llama.cpp decodes with a grammar built from the schema. Every reply that still fails to validate is counted per metric
 (:class:`JudgeStats`); none is silently dropped.
@@ -242,7 +242,7 @@ class RagasJudgeLLM(InstructorBaseRagasLLM):
 
 
 class RagasEmbeddings(BaseRagasEmbedding):
-    """Ragas 0.4 (modern) embeddings over studybot's local :class:`rag.embeddings.Embedder`."""
+    """Ragas 0.4 (modern) embeddings over studybot's local :class:`rag.backends.embeddings.Embedder`."""
 
     def __init__(self, embedder: Any) -> None:
         super().__init__(cache=None)
@@ -418,7 +418,7 @@ def judge_gguf(settings: Settings) -> Path:
         if not path.is_file():
             raise BackendError(f"No judge model at {path}: fix STUDYBOT_JUDGE_GGUF or unset it.")
         return path
-    from rag.models import resolve_gguf
+    from rag.backends.models import resolve_gguf
 
     return resolve_gguf(settings, show_progress=False)
 

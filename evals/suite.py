@@ -42,9 +42,9 @@ from rag.types import Progress
 
 if TYPE_CHECKING:
     from rag.answer import Answer
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
+    from rag.backends.store import Index
     from rag.retrieval import Retriever
-    from rag.store import Index
 
 
 class System(Protocol):

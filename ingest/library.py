@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ingest.loaders import SUPPORTED_SUFFIXES, Discovery, discover, file_sha256
 from ingest.pipeline import IngestSummary, PlanFn, ingest_paths, remove_sources
+from rag.backends.store import Index
 from rag.errors import IngestError, StudybotError
-from rag.store import Index
 from rag.types import Progress
 
 UPLOAD_PREFIX = "uploads/"

@@ -12,10 +12,10 @@ from typing import Any
 
 from ingest.chunking import chunk_document, windows
 from ingest.loaders import LoadedDocument, discover, file_sha256, load_file
-from rag import keyword
+from rag.backends import keyword
+from rag.backends.store import FileRecord, Index, Manifest
 from rag.errors import IngestError
 from rag.retrieval import write_keyword
-from rag.store import FileRecord, Index, Manifest
 from rag.types import Chunk, Progress
 
 

@@ -1,6 +1,6 @@
 """The LLM layer: one small protocol, the one streaming loop every backend shares (:class:`Response`), and the
 registry of backends (:data:`BACKENDS`) that ``settings.llm.backend`` chooses from; the backends live in
-:mod:`rag.llm_llama_cpp` (in process) and :mod:`rag.llm_openai` (an OpenAI-compatible server).
+:mod:`rag.backends.llama_cpp` (in process) and :mod:`rag.backends.openai_server` (an OpenAI-compatible server).
 
 Everything above this module (answers, quizzes, evals, UI) talks to :class:`LLM` only::
 
@@ -34,13 +34,13 @@ while a stream is open, so an abandoned-but-referenced response blocks the next 
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from rag.errors import BackendError, QueryError
 from rag.settings import Settings
@@ -251,27 +251,61 @@ def check_fits(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
+class BackendModule(Protocol):
+    """What a backend's module (in ``rag/backends/``) defines for the registry."""
+
+    def build(self, settings: Settings) -> LLM:
+        """A new instance from the settings (section ``llm``; ``storage`` for where models live)."""
+
+    def check(self, settings: Settings, *, runtime: bool) -> list[tuple[str, bool, str]]:
+        """`studybot doctor`'s lines for this backend: (name, ok, what was found or the fix); ``runtime``: also
+        the checks that load the model (slow)."""
+
+    def prepare(self, settings: Settings) -> None:
+        """Before serving (`serve --prepare`): what must pass before the first call, raising its one-sentence
+        error when it does not (or nothing)."""
+
+
 @dataclass(frozen=True)
 class Backend:
-    """An LLM backend as the settings name it: ``build(settings)`` makes one from the settings section ``llm``
-    (with ``storage`` for where models live); ``key``: the settings (``"group.field"``) that make a different
-    instance (:func:`get_llm` keeps one per distinct configuration, so the local model is loaded once); ``local``:
-    it runs a GGUF in this process (the verified default one unless ``llm.model`` names another)."""
+    """An LLM backend as the settings name it: ``module`` (``rag.backends.<name>``) defines :class:`BackendModule`'s
+    ``build``, ``check`` and ``prepare`` and is imported on first use; ``key``: the settings (``"group.field"``)
+    that make a different instance (:func:`get_llm` keeps one per distinct configuration, so the local model is
+    loaded once); ``local``: it runs a GGUF in this process (the verified default one unless ``llm.model`` names
+    another)."""
 
     name: str
-    build: Callable[[Settings], LLM]
+    module: str
     key: tuple[str, ...]
-    section: str = "llm"
     local: bool = False
+
+    def load(self) -> BackendModule:
+        return cast(BackendModule, importlib.import_module(self.module))
+
+    def build(self, settings: Settings) -> LLM:
+        return self.load().build(settings)
+
+    def check(self, settings: Settings, *, runtime: bool) -> list[tuple[str, bool, str]]:
+        return self.load().check(settings, runtime=runtime)
+
+    def prepare(self, settings: Settings) -> None:
+        self.load().prepare(settings)
 
 
 BACKENDS: dict[str, Backend] = {}
 
 
 def register(backend: Backend) -> Backend:
-    """Add a backend (a new one: a module with an :class:`LLM` subclass and a ``build`` function, registered here)."""
+    """Add a backend (a new one: a module in ``rag/backends/`` with an :class:`LLM` subclass and the functions of
+    :class:`BackendModule`, registered just below)."""
     BACKENDS[backend.name] = backend
     return backend
+
+
+register(Backend("llama_cpp", "rag.backends.llama_cpp",
+                 key=("llm.model", "storage.models_dir", "llm.n_ctx", "llm.threads", "llm.n_gpu_layers"), local=True))
+register(Backend("openai", "rag.backends.openai_server",
+                 key=("llm.base_url", "llm.api_model", "llm.api_key", "llm.n_ctx", "llm.timeout")))
 
 
 def known_backends() -> str:
@@ -320,41 +354,6 @@ def get_llm(settings: Settings) -> LLM:
 def build_llm(settings: Settings) -> LLM:
     """A new instance of the LLM the settings describe (not cached: the evals judge, a bench's own model)."""
     return backend_for(settings.llm.backend).build(settings)
-
-
-def _build_llama_cpp(settings: Settings) -> LLM:
-    from rag.llm_llama_cpp import LlamaCppLLM
-    from rag.models import resolve_gguf
-
-    preflight = None
-    if settings.llm.runtime_check:
-        from rag.runtime_check import ensure_runtime
-
-        def preflight(path: Path) -> object:
-            return ensure_runtime(path, settings.storage.models_dir, n_threads=settings.llm.threads,
-                                  n_gpu_layers=settings.llm.n_gpu_layers)
-
-    llm = settings.llm
-    return LlamaCppLLM(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.threads, n_gpu_layers=llm.n_gpu_layers,
-                       preflight=preflight, prefix_dir=settings.storage.models_dir / "prefixes")
-
-
-def _build_openai(settings: Settings) -> LLM:
-    llm = settings.llm
-    if not llm.base_url:
-        raise BackendError(
-            "STUDYBOT_LLM_BACKEND=openai needs STUDYBOT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1); "
-            "set it or use STUDYBOT_LLM_BACKEND=llama_cpp."
-        )
-    from rag.llm_openai import OpenAICompatLLM
-
-    return OpenAICompatLLM(llm.base_url, model=llm.api_model, api_key=llm.api_key, timeout=llm.timeout, n_ctx=llm.n_ctx)
-
-
-register(Backend("llama_cpp", _build_llama_cpp,
-                 key=("llm.model", "storage.models_dir", "llm.n_ctx", "llm.threads", "llm.n_gpu_layers"), local=True))
-register(Backend("openai", _build_openai, key=("llm.base_url", "llm.api_model", "llm.api_key", "llm.n_ctx",
-                                                 "llm.timeout")))
 
 
 def clear_llm_cache() -> None:

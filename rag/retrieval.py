@@ -11,10 +11,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
+from rag.backends.keyword import KeywordIndex, folder_for
+from rag.backends.store import Index
 from rag.errors import IndexStateError, QueryError
-from rag.keyword import KeywordIndex, folder_for
 from rag.settings import RetrievalSettings
-from rag.store import Index
 from rag.terms import Vocabulary
 from rag.text import strip_controls, tokenize
 from rag.types import Chunk, Passage

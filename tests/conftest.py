@@ -19,9 +19,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """The llama.cpp runtime check before any test (cached per build and model after it passes once): a build
     that crashes on this CPU stops the run here with its one-sentence cause and fix, instead of killing pytest
     half-way through with "Fatal Python error: Illegal instruction"."""
+    from rag.backends.models import ensure_default_gguf
+    from rag.backends.runtime_check import check_runtime
     from rag.errors import StudybotError
-    from rag.models import ensure_default_gguf
-    from rag.runtime_check import check_runtime
 
     settings = Settings(storage={"models_cache": MODELS_CACHE}, llm={"model": None})
     try:
@@ -51,7 +51,7 @@ def corpus_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embeddings import Embedder
+    from rag.backends.embeddings import Embedder
 
     return Embedder.from_settings(Settings())
 
@@ -60,7 +60,7 @@ def embedder():
 def corpus_home(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, embedder) -> Path:
     """A home with the real corpus ingested once per test session (tests must not modify it)."""
     from ingest.pipeline import ingest_corpus
-    from rag.store import Index
+    from rag.backends.store import Index
 
     home = tmp_path_factory.mktemp("corpus-home")
     settings = Settings(storage={"home": home, "models_cache": MODELS_CACHE})

@@ -22,7 +22,7 @@ from rag.types import Chunk, Passage
 
 
 class HashEmbedder:
-    """A deterministic, model-free :class:`rag.embeddings.TextEmbedder`: each word (lower-cased, a-z0-9) is
+    """A deterministic, model-free :class:`rag.backends.embeddings.TextEmbedder`: each word (lower-cased, a-z0-9) is
     hashed to a few of ``dim`` dimensions and the sum is normalised, so texts that share words are close and
     texts that share none are orthogonal. Milliseconds instead of a sentence-transformers model, for tests of
     logic that do not depend on what the real embedder knows."""

@@ -147,7 +147,7 @@ def test_an_instruction_inside_a_document_is_not_followed(corpus_settings: Setti
 
 @pytest.fixture(scope="module")
 def llama_server(real_service: StudyService, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from rag.models import resolve_gguf
+    from rag.backends.models import resolve_gguf
 
     gguf = resolve_gguf(real_service.settings, show_progress=False)
     port = free_port()

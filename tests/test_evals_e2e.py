@@ -21,11 +21,11 @@ GOLD_ID = "g03"  # a short question with a short, well-supported answer
 
 
 def _gguf() -> Path:
-    from rag.models import DEFAULT_GGUF_NAME
+    from rag.backends.models import DEFAULT_GGUF_NAME
 
     path = MODELS_CACHE / DEFAULT_GGUF_NAME
     if not path.is_file():
-        from rag.models import ensure_default_gguf
+        from rag.backends.models import ensure_default_gguf
         from rag.settings import Settings
 
         ensure_default_gguf(Settings(storage={"models_cache": MODELS_CACHE}), show_progress=False)

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from rag.backends.store import Index, permission_message, running_user
 from rag.settings import Settings
-from rag.store import Index, permission_message, running_user
 from ui.cli import main
 from ui.service import StudyService
 

@@ -14,10 +14,10 @@ import pytest
 from ingest.chunking import chunk_document, parse_markdown, windows
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_corpus, ingest_paths, remove_sources
+from rag.backends.store import Index
 from rag.errors import IngestError
 from rag.retrieval import HybridRetriever
 from rag.settings import IngestSettings, Settings
-from rag.store import Index
 from tests.fakes import HashEmbedder
 
 CHUNKING = (IngestSettings().chunk_size, IngestSettings().chunk_min)  # the settings' chunk size and minimum
@@ -278,8 +278,8 @@ import sys
 from pathlib import Path
 from rag.settings import Settings
 from tests.fakes import HashEmbedder
-from rag.embeddings import Embedder
-from rag.store import Index
+from rag.backends.embeddings import Embedder
+from rag.backends.store import Index
 from ingest.pipeline import ingest_corpus
 s = Settings(storage={"home": Path(sys.argv[1])})
 idx = Index(s, Embedder.from_settings(s))
@@ -334,7 +334,7 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, embedder) ->
 def test_the_embedder_runs_in_bfloat16_only_where_the_cpu_computes_it_and_agrees(embedder) -> None:
     import numpy as np
 
-    from rag.embeddings import BF16_MIN_AGREEMENT, Embedder, native_bf16
+    from rag.backends.embeddings import BF16_MIN_AGREEMENT, Embedder, native_bf16
     from rag.settings import EmbedSettings
 
     texts = ["L1 regularization drives some weights to zero.", "What does a random forest average?"]
@@ -350,7 +350,7 @@ def test_the_embedder_runs_in_bfloat16_only_where_the_cpu_computes_it_and_agrees
 def test_bfloat16_that_disagrees_with_float32_falls_back(embedder, monkeypatch) -> None:
     import numpy as np
 
-    import rag.embeddings as embeddings
+    import rag.backends.embeddings as embeddings
     from rag.settings import EmbedSettings
 
     monkeypatch.setattr(embeddings, "native_bf16", lambda: True)  # as if the CPU had it

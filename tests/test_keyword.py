@@ -1,4 +1,4 @@
-"""The persisted keyword index (rag/keyword.py): BM25 as before, written beside each index version and
+"""The persisted keyword index (rag/backends/keyword.py): BM25 as before, written beside each index version and
 switched with it, loaded without rebuilding, rebuilt only when missing or broken."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest_corpus
-from rag import keyword
-from rag.keyword import KeywordIndex, folder_for
+from rag.backends import keyword
+from rag.backends.keyword import KeywordIndex, folder_for
+from rag.backends.store import Index
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
-from rag.store import Index
 from rag.text import tokenize
 from tests.fakes import HashEmbedder
 

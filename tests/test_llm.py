@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.backends.llama_cpp import LlamaCppLLM
+from rag.backends.models import resolve_gguf
+from rag.backends.openai_server import OpenAICompatLLM
 from rag.errors import BackendError, ModelError, QueryError, SettingsError
 from rag.llm import BACKENDS, LLM, Piece, Response, build_llm, clear_llm_cache, get_llm, uses_default_model
-from rag.llm_llama_cpp import LlamaCppLLM
-from rag.llm_openai import OpenAICompatLLM
-from rag.models import resolve_gguf
 from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
 from tests.helpers import MODELS_CACHE, free_port

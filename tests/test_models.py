@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import rag.models as models
-from rag.errors import ModelError
-from rag.models import (
+import rag.backends.models as models
+from rag.backends.models import (
     DEFAULT_GGUF_NAME,
     assemble_gguf,
     default_gguf_status,
@@ -19,6 +18,7 @@ from rag.models import (
     part_paths,
     resolve_gguf,
 )
+from rag.errors import ModelError
 from rag.settings import Settings
 from tests.helpers import MODELS_CACHE
 

@@ -14,10 +14,10 @@ import pytest
 from evals.gold import load_gold
 from evals.retrieval import evaluate_retrieval
 from ingest.pipeline import ingest_corpus
+from rag.backends.store import Index
 from rag.errors import IndexStateError, QueryError
 from rag.retrieval import HybridRetriever, as_langchain, rrf
 from rag.settings import Settings
-from rag.store import Index
 from rag.text import tokenize
 from tests.helpers import free_port
 from ui import cli

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rag import llama_build
-from rag.runtime_check import check_runtime, crash_message
+from rag.backends.runtime_check import check_runtime, crash_message
 from rag.settings import Settings
+from tools import llama_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def test_the_dockerfile_builds_portably_and_is_not_open_by_default() -> None:
     docker = "\n".join(line for line in (ROOT / "Dockerfile").read_text().splitlines()
                        if not line.lstrip().startswith("#"))
     assert "march=native" not in docker and "GGML_NATIVE=ON" not in docker
-    assert "STUDYBOT_LLAMA_CPU=portable" in docker and "rag.llama_build install" in docker
+    assert "STUDYBOT_LLAMA_CPU=portable" in docker and "tools.llama_build install" in docker
     cmd = next(line for line in docker.splitlines() if line.startswith("CMD"))
     assert "--no-auth" not in cmd and "0.0.0.0" in cmd
 
@@ -133,8 +133,8 @@ def test_a_file_that_is_not_a_model_fails_the_real_load(tmp_path: Path) -> None:
 
 @pytest.mark.llm
 def test_a_healthy_runtime_passes_and_its_verdict_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag import runtime_check
-    from rag.models import ensure_default_gguf
+    from rag.backends import runtime_check
+    from rag.backends.models import ensure_default_gguf
     from tests.helpers import MODELS_CACHE
 
     gguf = ensure_default_gguf(Settings(storage={"models_cache": MODELS_CACHE}), show_progress=False)

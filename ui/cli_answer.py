@@ -77,9 +77,9 @@ def warm_in_background(svc: StudyService) -> threading.Thread | None:
 
     llama.cpp's loader points file descriptors 1 and 2 at /dev/null while it loads (llama-cpp-python's
     ``suppress_stdout_stderr``), for every thread: join the returned thread before printing anything."""
+    from rag.backends.models import default_gguf_status
+    from rag.backends.store import CURRENT_FILE
     from rag.llm import uses_default_model
-    from rag.models import default_gguf_status
-    from rag.store import CURRENT_FILE
 
     s = svc.settings
     if not uses_default_model(s) or not default_gguf_status(s).verified:

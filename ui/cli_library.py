@@ -169,7 +169,7 @@ def prepare(svc: StudyService) -> bool:
     s = svc.settings
     ok = True
     if uses_default_model(s):
-        from rag.models import ensure_default_gguf
+        from rag.backends.models import ensure_default_gguf
 
         try:
             ensure_default_gguf(s, show_progress=sys.stderr.isatty())

@@ -3,8 +3,8 @@
 It builds the parts from the settings (embedder -> index -> library, retriever -> answer pipeline, quiz maker,
 LLM), each lazily on first use, and takes any of them ready-made instead: tests pass fakes through the
 constructor (``StudyService(settings, embedder=HashEmbedder(), llm=ScriptedLLM([...]))``), never by setting
-attributes. Nothing here touches Chroma or llama.cpp: those live behind :mod:`rag.store` and
-:mod:`rag.llm_llama_cpp`.
+attributes. Nothing here touches Chroma or llama.cpp: those live behind :mod:`rag.backends.store` and
+:mod:`rag.backends.llama_cpp`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary, PlanFn
     from rag.answer import Answer, AnswerPipeline
     from rag.answer.chat import ChatSession
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
+    from rag.backends.store import Index
     from rag.events import AnswerEvent
     from rag.health import Check
     from rag.llm import LLM
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from rag.quiz.generation import QuizMaker
     from rag.quiz.glossary import Glossary
     from rag.retrieval import Mode, Retriever
-    from rag.store import Index
     from rag.study.guide import StudyGuide
     from rag.study.store import CardInfo, StudyStore
     from rag.types import Chunk, Passage, Progress
@@ -85,7 +85,7 @@ class StudyService:
         if self._embedder is None:
             with self._lock:  # the first question and the page's first load may arrive together
                 if self._embedder is None:
-                    from rag.embeddings import shared_embedder
+                    from rag.backends.embeddings import shared_embedder
 
                     self._embedder = shared_embedder(self.settings)
         return self._embedder
@@ -95,7 +95,7 @@ class StudyService:
         if self._index is None:
             with self._lock:  # two threads opening one index at once failed with a KeyError inside Chroma
                 if self._index is None:
-                    from rag.store import Index
+                    from rag.backends.store import Index
 
                     self._index = Index(self.settings, self.embedder)
         return self._index
@@ -509,14 +509,21 @@ class StudyService:
 
     # -- health --------------------------------------------------------------------------------------
     def doctor(self, runtime: bool = True) -> list[Check]:
-        """What is installed, verified and indexed (:func:`rag.health.doctor`)."""
-        from rag.health import doctor
+        """What is installed, verified and indexed (:func:`rag.health.doctor`), then the study database and the
+        question bank."""
+        from rag.health import Check, doctor
+        from rag.quiz.bank import bank_check
+        from rag.study.backup import study_check
 
-        return doctor(self.settings, self.index, runtime=runtime)
+        s = self.settings
+        return [*doctor(s, self.index, runtime=runtime),
+                Check("study database", *study_check(s.storage.study_path, s.storage.backups_dir)),
+                Check("question bank", *bank_check(s, self.index))]
 
     def check_runtime(self) -> None:
-        """Before serving: the llama.cpp runtime check for this build and model (cached after it passes once);
-        :class:`rag.runtime_check.RuntimeCheckError` with the cause and the fix when it fails."""
+        """Before serving: what the configured backend checks first (:func:`rag.health.ensure_runtime_for`; llama.cpp:
+        the runtime check for this build and model, cached after it passes once;
+        :class:`rag.backends.runtime_check.RuntimeCheckError` with the cause and the fix when it fails)."""
         from rag.health import ensure_runtime_for
 
         ensure_runtime_for(self.settings)

@@ -46,7 +46,7 @@ from rag.terms import named_terms
 from rag.types import Citation, Passage
 
 if TYPE_CHECKING:
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
     from rag.llm import LLM
     from rag.retrieval import Retriever
 

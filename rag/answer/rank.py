@@ -33,7 +33,7 @@ from rag.types import Passage
 from rag.units import Unit, quotable, split_units, whole
 
 if TYPE_CHECKING:
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
     from rag.llm import LLM
     from rag.settings import AnswerSettings
 

@@ -41,10 +41,10 @@ from rag.quiz.types import FAST_FIRST as FAST_FIRST  # ui.service reads it from 
 from rag.types import Chunk, Citation, Progress
 
 if TYPE_CHECKING:
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
+    from rag.backends.store import Index
     from rag.quiz.generation import QuizMaker
     from rag.settings import QuizSettings, Settings
-    from rag.store import Index
 
 log = logging.getLogger(__name__)
 

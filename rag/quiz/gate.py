@@ -239,7 +239,7 @@ class LlamaAbort:
         if set_abort is not None:
             set_abort(None)
         if self.aborted:
-            # The aborted call's evaluation steps were never recorded (rag.llm_llama_cpp evaluates every prompt
+            # The aborted call's evaluation steps were never recorded (rag.backends.llama_cpp evaluates every prompt
             # in its own steps): let the next call re-use no cached position from an older call's steps.
             forget = getattr(inner, "forget_steps", None)
             if forget is not None:

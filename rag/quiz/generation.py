@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag import prompts
-from rag.embeddings import TextEmbedder
+from rag.backends.embeddings import TextEmbedder
 from rag.errors import QueryError
 from rag.llm import LLM
 from rag.quiz.glossary import Glossary, GlossaryEntry

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag import prompts
-from rag.embeddings import TextEmbedder
+from rag.backends.embeddings import TextEmbedder
 from rag.llm import LLM
 from rag.quiz.models import ANSWER_MAX_CHARS, string_schema
 from rag.quiz.text import clean_field, key_terms, normalize, term_overlap

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from rag.embeddings import TextEmbedder
+from rag.backends.embeddings import TextEmbedder
 from rag.quiz.models import GradeResult, QuizItem, Verdict
 from rag.quiz.text import best_quote, cos, normalize, term_overlap
 from rag.quiz.types import type_of

@@ -22,7 +22,7 @@ from rag import prompts
 from rag.quiz.models import QuizError, QuizItem
 
 if TYPE_CHECKING:
-    from rag.embeddings import TextEmbedder
+    from rag.backends.embeddings import TextEmbedder
     from rag.quiz.generation import Attempt, QuizMaker
     from rag.quiz.models import QuizSession, Verdict
     from rag.settings import QuizSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.embeddings import TextEmbedder
+from rag.backends.embeddings import TextEmbedder
 from rag.quiz.models import QuizItem
 from rag.quiz.text import cos, normalize, term_overlap
 from rag.quiz.types import type_of

@@ -221,3 +221,20 @@ def restore(db_path: Path, folder: Path, now: datetime) -> Restored:
         raise StudyDatabaseError(f"The study database {db_path} could not be restored from {good.path} ({exc}): "
                                  "check that you may write to its folder.") from exc
     return Restored(good, aside, damaged, backup_reviews)
+
+
+def study_check(path: Path, folder: Path) -> tuple[bool, str]:
+    """`studybot doctor`'s "study database" line for the database at ``path`` with its backups in ``folder``:
+    (ok, what was found or the fix). It passes ``PRAGMA quick_check``; how many backups there are and the newest
+    one's time."""
+    found = backups(folder, path.stem)
+    kept = (f"{len(found)} backup{'s' if len(found) != 1 else ''} in {folder}, newest {found[-1].when}" if found
+            else f"no backup in {folder} yet")
+    if not path.exists():
+        return True, f"none yet at {path} ({kept})"
+    problem = quick_check(path)
+    if problem is None:
+        return True, f"{path} (quick_check ok; {kept})"
+    fix = ("run `studybot doctor --fix` to restore the newest good backup" if found else
+           "there is no backup to restore: move it aside to start afresh, or copy back a copy you keep")
+    return False, f"{path} is damaged ({problem}; {kept}): {fix}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.embeddings import TextEmbedder
+from rag.backends.embeddings import TextEmbedder
 from rag.errors import HomeNotWritableError, IndexStateError
 from rag.settings import Settings, apply_offline_env
 from rag.types import Chunk

@@ -21,7 +21,10 @@ pip's wheel cache does not key on ``CMAKE_ARGS``, so the wheel is built with ``-
 folder of our own named by a hash of (version, flags, CPU for native builds): a changed flag builds a new
 wheel, the same flags reuse the old one. The installed build is recorded in ``<venv>/.llama-build.json``.
 
-Standard library only: the Makefile runs ``python -m rag.llama_build`` before anything else is installed.
+Standard library only, and outside the ``rag`` package (which never imports it): the Makefile runs
+``python -m tools.llama_build`` before anything else is installed. The fix the runtime check names,
+``make rebuild-llama`` (or ``python -m tools.llama_build install --force``), is spelled in
+``rag/backends/runtime_check.py``.
 """
 
 from __future__ import annotations
@@ -100,11 +103,6 @@ def selected_args() -> list[str]:
     """The arguments for this machine and the environment (``STUDYBOT_LLAMA_CPU``, ``STUDYBOT_LLAMA_CMAKE_EXTRA``)."""
     return cmake_args(os.environ.get("STUDYBOT_LLAMA_CPU", "auto"),
                       extra=os.environ.get("STUDYBOT_LLAMA_CMAKE_EXTRA", ""))
-
-
-def rebuild_command() -> str:
-    """What a user runs to rebuild llama-cpp-python portably (the fix named by the runtime check)."""
-    return "make rebuild-llama (or: .venv/bin/python -m rag.llama_build install --force)"
 
 
 def installed_record(python: Path) -> dict[str, object] | None:
@@ -190,7 +188,7 @@ def build_server(python: Path, args: list[str], force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rag.llama_build", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.llama_build", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("args", help="print the CMake arguments for this machine")
     sub.add_parser("key", help="print the build key (hash of version + arguments)")

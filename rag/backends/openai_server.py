@@ -1,5 +1,6 @@
 """The OpenAI-compatible server backend (llama_cpp.server, llama.cpp's llama-server, vLLM, Ollama, LM Studio):
-streamed chat completions, JSON schemas sent as the server accepts them."""
+streamed chat completions, JSON schemas sent as the server accepts them, and the registry's entry points
+(:func:`build`, :func:`check`, :func:`prepare`; see :class:`rag.llm.BackendModule`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from rag.errors import BackendError, BackendUnreachableError
 from rag.llm import LLM, NO_WORDS, YES_WORDS, Piece, Request, Response, too_long
+from rag.settings import Settings
 
 # 3.5: characters per token of the approximate count (the API has no tokenizer endpoint); ordinary English is
 # about 4 characters a token, so a budget built on 3.5 over-counts and stays on the safe side.
@@ -41,7 +43,7 @@ class OpenAICompatLLM(LLM):
     """
 
     def __init__(self, base_url: str, *, model: str, api_key: str, timeout: float, n_ctx: int) -> None:
-        from rag.models import load_module
+        from rag.backends.models import load_module
 
         openai = load_module("openai", "run `pip install 'openai>=1.40'` (or `make run`).")
         self.base_url = base_url.rstrip("/")
@@ -193,3 +195,25 @@ def _rejects_response_format(exc: Any) -> bool:
 def _is_context_error(exc: Exception) -> bool:
     text = _api_message(exc).lower()
     return "context" in text and any(w in text for w in ("exceed", "too long", "length", "window", "maximum"))
+
+
+# --- the registry's entry points (rag.llm.BACKENDS["openai"]) ---------------------------------------------
+def build(settings: Settings) -> OpenAICompatLLM:
+    """A client of the server at ``llm.base_url`` (required: one sentence with the fix without it)."""
+    llm = settings.llm
+    if not llm.base_url:
+        raise BackendError(
+            "STUDYBOT_LLM_BACKEND=openai needs STUDYBOT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1); "
+            "set it or use STUDYBOT_LLM_BACKEND=llama_cpp."
+        )
+    return OpenAICompatLLM(llm.base_url, model=llm.api_model, api_key=llm.api_key, timeout=llm.timeout, n_ctx=llm.n_ctx)
+
+
+def check(settings: Settings, *, runtime: bool) -> list[tuple[str, bool, str]]:
+    """`studybot doctor`'s line: the server's address (set or not; the server is not called)."""
+    url = settings.llm.base_url
+    return [("llm", bool(url), f"OpenAI-compatible server at {url}" if url else "set STUDYBOT_LLM_BASE_URL")]
+
+
+def prepare(settings: Settings) -> None:
+    """Nothing before serving: the server is reached on the first call."""

@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rag.errors import ModelError
-from rag.llama_build import rebuild_command
 
 CACHE_FILE = "runtime-checks.json"
+# What a user runs to rebuild llama-cpp-python portably (the fix a failed check names); the build script is
+# tools/llama_build.py, outside this package (rag never imports tools).
+REBUILD_COMMAND = "make rebuild-llama (or: .venv/bin/python -m tools.llama_build install --force)"
 # 320 tokens: long enough that llama.cpp runs its batched matrix kernels (the AMX crash came on any prompt
 # over a few dozen tokens), short enough that the check takes a few seconds at our slowest 41 tok/s prefill.
 PREFILL_TOKENS = 320
@@ -112,16 +114,16 @@ def crash_message(signum: int, model: Path) -> str:
     if signum == signal.SIGILL:
         return (f"The llama.cpp runtime crashed with an illegal instruction (SIGILL) on a {PREFILL_TOKENS}-token "
                 "prefill: llama-cpp-python was compiled for CPU features this machine cannot run; rebuild it "
-                f"portably with `{rebuild_command()}`.")
+                f"portably with `{REBUILD_COMMAND}`.")
     if signum == signal.SIGKILL:
         return (f"The llama.cpp runtime was killed (SIGKILL) while loading {model.name}, most likely for lack of "
                 "memory: close other programs or use a smaller model (STUDYBOT_LLM_MODEL).")
     return (f"The llama.cpp runtime crashed ({name}) while loading {model.name} and running a {PREFILL_TOKENS}-token "
-            f"prefill: rebuild llama-cpp-python with `{rebuild_command()}`, or check the model with `studybot doctor`.")
+            f"prefill: rebuild llama-cpp-python with `{REBUILD_COMMAND}`, or check the model with `studybot doctor`.")
 
 
 def child_command(model: Path, n_threads: int, n_gpu_layers: int) -> list[str]:
-    return [sys.executable, "-m", "rag.runtime_check", "--model", str(model), "--threads", str(n_threads),
+    return [sys.executable, "-m", "rag.backends.runtime_check", "--model", str(model), "--threads", str(n_threads),
             "--gpu-layers", str(n_gpu_layers)]
 
 
@@ -149,7 +151,7 @@ def check_runtime(
                                   int(str(hit.get("prefill_tokens", 0))),
                                   float(str(hit["prefill_tok_s"])) if hit.get("prefill_tok_s") else None)
     cmd = command or child_command(model, n_threads, n_gpu_layers)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds rag/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     try:
@@ -171,7 +173,7 @@ def check_runtime(
         if not detail:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
             detail = (f"The llama.cpp runtime check failed (exit {proc.returncode}: {tail}); rebuild "
-                      f"llama-cpp-python with `{rebuild_command()}`.")
+                      f"llama-cpp-python with `{REBUILD_COMMAND}`.")
         return RuntimeVerdict(False, detail, seconds)
     n = int(str(report.get("prefill_tokens", 0)))
     rate = float(str(report["prefill_tok_s"])) if report.get("prefill_tok_s") else None
@@ -191,14 +193,14 @@ def ensure_runtime(model: Path, cache_dir: Path, *, n_threads: int = 2, n_gpu_la
     return verdict
 
 
-# --- the child (its llama.cpp work is rag.llm_llama_cpp.smoke) -------------------------------------
+# --- the child (its llama.cpp work is rag.backends.llama_cpp.smoke) -------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="(internal) the child process of the llama.cpp runtime check")
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--gpu-layers", type=int, default=0)
     ns = p.parse_args(argv)
-    from rag.llm_llama_cpp import smoke
+    from rag.backends.llama_cpp import smoke
 
     report = smoke(ns.model, ns.threads, ns.gpu_layers, PREFILL_TOKENS, _TEXT)
     print(json.dumps(report), flush=True)

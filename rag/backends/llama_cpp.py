@@ -1,5 +1,6 @@
 """The llama.cpp backend: a GGUF model run in process by llama-cpp-python (the only module that imports
-``llama_cpp``), its JSON-schema grammars, and the runtime check's child work (:func:`smoke`)."""
+``llama_cpp``), its JSON-schema grammars, the runtime check's child work (:func:`smoke`), and the registry's
+entry points (:func:`build`, :func:`check`, :func:`prepare`; see :class:`rag.llm.BackendModule`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import BackendError, ModelError, QueryError
+from rag.errors import BackendError, ModelError, QueryError, StudybotError
 from rag.llm import LLM, NO_WORDS, YES_WORDS, Piece, Request, Response, check_fits, too_long
+from rag.settings import Settings
 
 # Tokens llama.cpp evaluates per batch: llama-cpp-python's own default (512), kept; the prompt-evaluation steps
 # (LlamaCppLLM._evaluate) and continuation_logprob's limit follow from it.
@@ -501,3 +503,71 @@ def smoke(model: str, n_threads: int, n_gpu_layers: int, prefill_tokens: int, te
     token = llama.sample(temp=0.0)
     llama.eval([token])
     return {"ok": True, "prefill_tokens": len(tokens), "prefill_tok_s": round(len(tokens) / prefill_s, 1)}
+
+
+# --- the registry's entry points (rag.llm.BACKENDS["llama_cpp"]) ------------------------------------------
+def build(settings: Settings) -> LlamaCppLLM:
+    """The in-process model the settings describe: ``llm.model`` or the verified default GGUF, behind the runtime
+    check (``llm.runtime_check``) before it is loaded."""
+    from rag.backends.models import resolve_gguf
+
+    preflight = None
+    if settings.llm.runtime_check:
+        from rag.backends.runtime_check import ensure_runtime
+
+        def preflight(path: Path) -> object:
+            return ensure_runtime(path, settings.storage.models_dir, n_threads=settings.llm.threads,
+                                  n_gpu_layers=settings.llm.n_gpu_layers)
+
+    llm = settings.llm
+    return LlamaCppLLM(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.threads, n_gpu_layers=llm.n_gpu_layers,
+                       preflight=preflight, prefix_dir=settings.storage.models_dir / "prefixes")
+
+
+def check(settings: Settings, *, runtime: bool) -> list[tuple[str, bool, str]]:
+    """`studybot doctor`'s lines: the GGUF (``llm.model``: its header; else the model packages and the assembled,
+    verified default) and, with ``runtime``, a fresh runtime check of it in a child process."""
+    from rag.backends import models
+    from rag.backends.runtime_check import check_runtime
+
+    s = settings
+    lines: list[tuple[str, bool, str]] = []
+    gguf: Path | None = None
+    if s.llm.model:
+        try:
+            models.check_gguf_header(Path(s.llm.model).expanduser())
+            gguf = Path(s.llm.model).expanduser()
+            lines.append(("llm", True, f"{gguf} (GGUF header ok)"))
+        except StudybotError as exc:
+            lines.append(("llm", False, str(exc)))
+    else:
+        try:
+            models.part_paths()
+            lines.append(("model packages", True, f"{models.N_PARTS} parts installed"))
+        except StudybotError as exc:
+            lines.append(("model packages", False, str(exc)))
+        st = models.default_gguf_status(s)
+        lines.append(("default model", st.verified,
+                      f"{st.path} ({st.detail})" + ("" if st.verified else "; run `studybot doctor --fix`")))
+        gguf = st.path if st.verified else None
+    if runtime and gguf is not None:
+        try:
+            verdict = check_runtime(gguf, s.storage.models_dir, n_threads=s.llm.threads,
+                                    n_gpu_layers=s.llm.n_gpu_layers, force=True)
+            lines.append(("llama.cpp runtime", verdict.ok, verdict.message))
+        except StudybotError as exc:
+            lines.append(("llama.cpp runtime", False, str(exc)))
+    return lines
+
+
+def prepare(settings: Settings) -> None:
+    """Before serving: the runtime check for the configured GGUF (cached after it passes once; assembles the
+    default model first if needed), raising :class:`rag.backends.runtime_check.RuntimeCheckError` with the cause
+    and the fix when it fails. Nothing with ``llm.runtime_check`` off."""
+    if not settings.llm.runtime_check:
+        return
+    from rag.backends.models import resolve_gguf
+    from rag.backends.runtime_check import ensure_runtime
+
+    ensure_runtime(resolve_gguf(settings, show_progress=True), settings.storage.models_dir,
+                   n_threads=settings.llm.threads, n_gpu_layers=settings.llm.n_gpu_layers)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.models import embedder_path
+from rag.backends.models import embedder_path
 from rag.settings import EmbedSettings, Precision, Settings, apply_offline_env
 
 
