@@ -1,1 +1,2 @@
-"""studybot core: settings, models, retrieval, prompts, LLM, citations, answers and quizzes."""
+"""studybot core: the shared nouns and text rules at this level, then backends/ (one module per library),
+answer/, quiz/ and study/ by role (README, Architecture)."""

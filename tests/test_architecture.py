@@ -75,13 +75,14 @@ def test_no_cycle_between_packages() -> None:
     assert not cycles, f"packages on an import cycle: {cycles} ({graph})"
 
 
-# Inside rag, what each part may not import, from the bottom up: the shared nouns and text rules (rag/*.py:
-# types, events, errors, text, terms, citations, units, prompts, settings), the backends (rag/backends/: one module
-# per library) and the modules that combine them (rag/retrieval.py, rag/health.py, rag/llm.py's registry), then
-# the answer path and the quizzes (neither uses the other), then study (cards and guides: uses both).
+# Inside rag, what each part may not import, from the bottom up: the shared nouns and text rules (rag/*.py: types,
+# events, errors, text, terms, citations, units, prompts, settings, the LLM interface), the backends (rag/backends/:
+# one module per library), the modules that combine them (rag/retrieval.py, rag/health.py), then the answer path
+# and the quizzes (neither uses the other), then study (cards and guides: uses both).
 RAG_PARTS = ("rag/backends", "rag/answer", "rag/quiz", "rag/study")
 NOUNS = ("rag/types.py", "rag/events.py", "rag/errors.py", "rag/text.py", "rag/terms.py", "rag/citations.py",
-         "rag/units.py", "rag/prompts.py", "rag/settings.py")
+         "rag/units.py", "rag/prompts.py", "rag/settings.py", "rag/llm.py")  # llm: the interface backends implement
+# (its registry names each backend's module as a string, imported when that backend is chosen)
 SUBPACKAGES = ("rag.answer", "rag.quiz", "rag.study")
 RAG_FORBIDDEN = {
     "rag": SUBPACKAGES,  # a module at rag/ level
