@@ -18,7 +18,7 @@ from rag.study.store import StudyStore, top_section
 from rag.types import Chunk, Citation
 from tests.fakes import PassageLLM
 from ui import tab_review
-from ui.quiz_state import QuizSessions, check_answer, start_quiz
+from ui.quiz_state import check_answer, quiz_sessions, start_quiz
 from ui.render import guide_markdown
 from ui.tab_progress import progress_data, summary_html
 
@@ -114,7 +114,7 @@ def test_cli_quiz_weak_records_new_cards(quiz_svc: Any, capsys: pytest.CaptureFi
 # --- the Quiz tab records cards and reviews; the Review and Progress tabs ---------------------------------
 def test_quiz_answers_become_reviews_and_the_review_tab_grades_due_cards(quiz_svc: Any) -> None:
     svc = quiz_svc()
-    st = start_quiz(svc, QuizSessions(), "regularization", "mcq", 2, user="ann")
+    st = start_quiz(svc, quiz_sessions(), "regularization", "mcq", 2, user="ann")
     assert st.error == "" and len(st.card_ids) == 2
     assert len(svc.study.due("ann")) == 2  # new cards are due at once
     st = check_answer(svc, st, st.items[0].answer)  # right: rated good, no longer due
@@ -145,10 +145,10 @@ def test_quiz_answers_become_reviews_and_the_review_tab_grades_due_cards(quiz_sv
 
 # --- saved conversations ------------------------------------------------------------------------------------
 def test_saved_conversations_round_trip_through_the_chat_tab(quiz_svc: Any) -> None:
-    from ui.tab_chat import Sessions, reopen, save_turns, saved_choices
+    from ui.tab_chat import chat_sessions, reopen, save_turns, saved_choices
 
     svc = quiz_svc()
-    sessions = Sessions(svc)
+    sessions = chat_sessions(svc)
     source = {"n": 1, "chunk_id": "x", "source": "a.md", "title": "A", "section": "S", "page": None,
               "text": "L1 zeroes weights.", "cited": True}
     state = {"id": "conv-1", "turns": [
@@ -157,10 +157,10 @@ def test_saved_conversations_round_trip_through_the_chat_tab(quiz_svc: Any) -> N
     save_turns(svc, "ann", state)  # the pending turn is not saved
     [(label, cid)] = saved_choices(svc, "ann")
     assert cid == "conv-1" and label.startswith("What does L1 do?")
-    assert saved_choices(svc, "bob") == [] and reopen(sessions, "bob", "conv-1") is None
-    st = reopen(sessions, "ann", "conv-1")
+    assert saved_choices(svc, "bob") == [] and reopen(svc, sessions, "bob", "conv-1") is None
+    st = reopen(svc, sessions, "ann", "conv-1")
     assert st is not None and st["turns"][0]["sources"][0]["text"] == "L1 zeroes weights."
-    chat = sessions.get("conv-1")
+    chat = sessions.get_or_create("conv-1").chat
     assert [t.question for t in chat.history] == ["What does L1 do?"]  # follow-ups read against it
     assert svc.study.delete_conversation("ann", "conv-1") and saved_choices(svc, "ann") == []
 

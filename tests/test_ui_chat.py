@@ -12,19 +12,23 @@ from typing import Any
 from rag.settings import Settings
 from tests.fakes import FakeRetriever, HashEmbedder, ScriptedLLM, reader
 from ui import render, tab_chat
+from ui.sessions import SessionStore
 
 L1 = "L1 drives some weights to zero [1]."
 DROPOUT = "Dropout disables units during training [3]."
 STAGE_LINES = {f"_{text}_" for text in render.STAGE_TEXT.values()}
 
 
-def _sessions(tmp_path: Path, replies: list[str], similarity: float = 0.6) -> tuple[tab_chat.Sessions, ScriptedLLM]:
+Store = SessionStore[tab_chat.Conversation]
+
+
+def _sessions(tmp_path: Path, replies: list[str], similarity: float = 0.6) -> tuple[Any, Store, ScriptedLLM]:
     from ui.service import StudyService
 
     llm = ScriptedLLM(replies, judge=reader(("drives some weights", "Dropout")))
     settings = Settings(storage={"home": tmp_path / "home"}, answer={"max_quotes": 3, "quote_margin": 10.0})
     svc = StudyService(settings, llm=llm, retriever=FakeRetriever(similarity), embedder=HashEmbedder())
-    return tab_chat.Sessions(svc), llm
+    return svc, tab_chat.chat_sessions(svc), llm
 
 
 def _answers(messages: list[dict[str, Any]]) -> list[str]:
@@ -36,16 +40,16 @@ def _shown(content: str) -> str:
     return "\n\n".join(p for p in content.split("\n\n") if p not in STAGE_LINES)
 
 
-def _drain(sessions: tab_chat.Sessions, state: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return list(tab_chat.answer_next(sessions, state))
+def _drain(svc: Any, sessions: Store, state: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return list(tab_chat.answer_next(svc, sessions, state))
 
 
 def test_a_question_sent_while_another_is_answered_waits_and_is_answered_next(tmp_path: Path) -> None:
-    sessions, llm = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
+    svc, sessions, llm = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
     sent = tab_chat.enqueue(sessions, "What does L1 do to the weights?", {})
     state = sent[2]
     assert _answers(sent[0]) == [f"_{render.STAGE_TEXT['queued']}_"] and sent[3] == ""  # shown at once, box empty
-    first = tab_chat.answer_next(sessions, state)
+    first = tab_chat.answer_next(svc, sessions, state)
     next(first)  # the first answer is under way...
     again = tab_chat.enqueue(sessions, "and what about dropout?", state)  # ...when the second is sent
     assert [m["content"] for m in again[0] if m["role"] == "user"] == ["What does L1 do to the weights?",
@@ -54,16 +58,16 @@ def test_a_question_sent_while_another_is_answered_waits_and_is_answered_next(tm
     outs = [out for out in first if isinstance(out[0], list)]
     assert _answers(outs[0][0])[1] == f"_{render.STAGE_TEXT['waiting']}_"  # shown waiting while the first is answered
     assert _answers(outs[-1][0])[1] == f"_{render.STAGE_TEXT['queued']}_"  # then next in line for the model
-    outs = _drain(sessions, state)
+    outs = _drain(svc, sessions, state)
     answers = _answers(outs[-1][0])
     assert "L1 drives some weights to zero" in answers[0] and "Dropout disables units" in answers[1]
     assert [t["question"] for t in state["turns"]] == ["What does L1 do to the weights?", "and what about dropout?"]
     assert "What does L1 do" in llm.calls[1]["messages"][-1]["content"]  # the follow-up read against the first
-    assert _drain(sessions, state)[0] == (tab_chat.gr.skip(),) * 3  # nothing left to answer
+    assert _drain(svc, sessions, state)[0] == (tab_chat.gr.skip(),) * 3  # nothing left to answer
 
 
 def test_questions_that_reach_the_server_out_of_order_are_put_back_in_the_order_sent(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [])
+    svc, sessions, _ = _sessions(tmp_path, [])
     state = tab_chat.enqueue(sessions, "second", {}, sent_at=2_000_000_000_500)[2]
     tab_chat.enqueue(sessions, "first", state, sent_at=2_000_000_000_000)
     tab_chat.enqueue(sessions, "first", state, sent_at=2_000_000_000_300)  # a double click: asked once
@@ -71,11 +75,11 @@ def test_questions_that_reach_the_server_out_of_order_are_put_back_in_the_order_
 
 
 def test_what_an_answer_shows_only_grows_and_each_turn_keeps_its_own_sources(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
+    svc, sessions, _ = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
     state = tab_chat.enqueue(sessions, "What does L1 do to the weights?", {})[2]
     tab_chat.enqueue(sessions, "and dropout?", state)
     seen: list[list[str]] = []
-    for out in _drain(sessions, state) + _drain(sessions, state):
+    for out in _drain(svc, sessions, state) + _drain(svc, sessions, state):
         if isinstance(out[0], list):
             seen.append(_answers(out[0]))
     stages = [a[0] for a in seen if a[0] in STAGE_LINES]
@@ -93,18 +97,18 @@ def test_what_an_answer_shows_only_grows_and_each_turn_keeps_its_own_sources(tmp
 
 
 def test_the_follow_up_says_it_is_being_read_against_the_conversation(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
+    svc, sessions, _ = _sessions(tmp_path, [L1, "What does dropout do during training?", DROPOUT])
     state = tab_chat.enqueue(sessions, "What does L1 do to the weights?", {})[2]
-    _drain(sessions, state)
+    _drain(svc, sessions, state)
     tab_chat.enqueue(sessions, "and dropout?", state)
-    first = next(tab_chat.answer_next(sessions, state))
+    first = next(tab_chat.answer_next(svc, sessions, state))
     assert _answers(first[0])[1] == f"_{render.STAGE_TEXT['reading']}_"
 
 
 def test_a_refusal_is_one_sentence_and_the_panel_agrees(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [], similarity=0.05)  # nothing close: refused on retrieval alone
+    svc, sessions, _ = _sessions(tmp_path, [], similarity=0.05)  # nothing close: refused on retrieval alone
     state = tab_chat.enqueue(sessions, "What is the weather on Mars today?", {})[2]
-    outs = _drain(sessions, state)
+    outs = _drain(svc, sessions, state)
     answer = _answers(outs[-1][0])[0]
     assert answer == render.REFUSED_NOTE
     assert "can't find" not in answer  # the model's refusal sentence is not said again
@@ -114,30 +118,29 @@ def test_a_refusal_is_one_sentence_and_the_panel_agrees(tmp_path: Path) -> None:
 
 
 def test_the_time_shown_is_the_time_the_student_waited(tmp_path: Path, monkeypatch: Any) -> None:
-    sessions, _ = _sessions(tmp_path, [L1])
+    svc, sessions, _ = _sessions(tmp_path, [L1])
     clock = [1_000.0]
     monkeypatch.setattr(tab_chat.time, "time", lambda: clock[0])
     state = tab_chat.enqueue(sessions, "What does L1 do to the weights?", {}, sent_at=999_000.0)  # 1 s on the way
     state = state[2]
     clock[0] += 12.0  # waiting behind another student's question, then answered
-    outs = _drain(sessions, state)
+    outs = _drain(svc, sessions, state)
     assert state["turns"][0]["waited_s"] == 13.0
     assert re.search(r"You waited 13\.0 s\.", outs[-1][1])
 
 
 def test_clearing_the_conversation_stops_its_answer(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [L1])
+    svc, sessions, _ = _sessions(tmp_path, [L1])
     state = tab_chat.enqueue(sessions, "What does L1 do to the weights?", {})[2]
-    answering = tab_chat.answer_next(sessions, state)
+    answering = tab_chat.answer_next(svc, sessions, state)
     next(answering)
-    sessions.drop(state["id"])  # "New conversation"
+    tab_chat.drop(sessions, state["id"])  # "New conversation"
     assert list(answering) == []  # nothing more is shown of it
-    assert sessions.conversation({})["id"] != state["id"]
+    assert tab_chat.conversation(sessions, {})["id"] != state["id"]
 
 
 def test_saved_titles_are_cut_at_a_word_to_fit(tmp_path: Path) -> None:
-    sessions, _ = _sessions(tmp_path, [])
-    svc = sessions.service
+    svc, sessions, _ = _sessions(tmp_path, [])
     long = "How do I choose between bagging and boosting when my dataset is small, noisy and imbalanced?"
     svc.study.save_conversation("ann", "c1", [{"question": long, "answer": "", "sources": []}])
     [(label, cid)] = tab_chat.saved_choices(svc, "ann")

@@ -25,12 +25,14 @@ from tests.fakes import PassageLLM, glossary_of, good
 from tests.helpers import served_app
 from ui.quiz_state import (
     EXPORT_FORMATS,
-    QuizSessions,
     QuizState,
     check_answer,
+    drop,
     export_quiz,
     more_questions,
     next_question,
+    quiz_sessions,
+    session_of,
     start_quiz,
 )
 from ui.tab_quiz import view
@@ -52,7 +54,7 @@ def _text(html_text: str) -> str:
 # --- the flow --------------------------------------------------------------------------------------------
 def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     progress: list[tuple[str, int, int]] = []
     st = start_quiz(svc, sessions, "  regularization ", "mcq", 3, progress=lambda *a: progress.append(a))
     assert st.error == "" and len(st.items) == 3 and st.topic == "regularization"
@@ -112,9 +114,9 @@ def test_start_check_next_and_score(quiz_svc: Callable[..., Any]) -> None:
 
 def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = start_quiz(svc, sessions, "regularization", "mcq", 2)
-    session = sessions.get(st.id)
+    session = session_of(sessions, st.id)
     for _ in range(2):
         st = check_answer(svc, st, _item(st).answer)
         st = next_question(st) if view(st).can_next else st
@@ -123,7 +125,7 @@ def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[
 
     st = more_questions(svc, sessions, st)
     assert len(st.items) == 4 and st.round_start == 2 and st.index == 2 and st.rounds == 2
-    assert sessions.get(st.id) is session and len(session.items) == 4  # the same QuizSession
+    assert session_of(sessions, st.id) is session and len(session.items) == 4  # the same QuizSession
     new_chunks = {i.citation.chunk_id for i in st.items[2:]}
     assert not new_chunks & first_chunks  # unused passages of the topic first
     questions = [normalize(i.question) for i in st.items]
@@ -140,9 +142,9 @@ def test_more_questions_continue_the_session_without_repeats(quiz_svc: Callable[
 
 def test_more_questions_after_the_session_was_lost(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()
-    sessions = QuizSessions(capacity=1)
+    sessions = quiz_sessions(capacity=1)
     st = start_quiz(svc, sessions, "regularization", "mcq", 1)
-    sessions.drop(st.id)  # evicted, or the server restarted: rebuilt from the items in the state
+    drop(sessions, st.id)  # evicted, or the server restarted: rebuilt from the items in the state
     st = more_questions(svc, sessions, st)
     assert len(st.items) == 2 and st.error == ""
     assert st.items[0].citation.chunk_id != st.items[1].citation.chunk_id
@@ -150,7 +152,7 @@ def test_more_questions_after_the_session_was_lost(quiz_svc: Callable[..., Any])
 
 def test_short_answer_and_flashcard(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(good("short"))
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = start_quiz(svc, sessions, "gradient descent", "short", 1)
     v = view(st)
     assert v.show_answer_box and not v.show_options and v.options == []
@@ -269,7 +271,7 @@ def test_the_ready_line_is_for_students_and_drops_go_to_the_log(caplog: pytest.L
 
 def test_start_quiz_says_ready_without_internal_counts(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()
-    st = start_quiz(svc, QuizSessions(), "regularization", "mcq", 2)
+    st = start_quiz(svc, quiz_sessions(), "regularization", "mcq", 2)
     assert st.message == "2 questions ready." and "validation" not in view(st).status_html
 
 
@@ -310,7 +312,7 @@ def test_a_background_job_reports_its_steps_and_its_result() -> None:
 # --- export ------------------------------------------------------------------------------------------------
 def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -> None:
     svc = quiz_svc()
-    st = start_quiz(svc, QuizSessions(), "L1/L2 regularization", "mcq", 2)
+    st = start_quiz(svc, quiz_sessions(), "L1/L2 regularization", "mcq", 2)
     assert st.error == "", st.error
     items = list(st.items)
 
@@ -344,7 +346,7 @@ def test_export_files_parse_back(quiz_svc: Callable[..., Any], tmp_path: Path) -
 
 def test_export_default_dir_is_private(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc(good("flashcard"))
-    st = start_quiz(svc, QuizSessions(), "regularization", "flashcard", 1)
+    st = start_quiz(svc, quiz_sessions(), "regularization", "flashcard", 1)
     path = Path(export_quiz(st, "CSV") or "")
     assert path.is_file() and path.parent.name.startswith("studybot-quiz-")
 
@@ -352,7 +354,7 @@ def test_export_default_dir_is_private(quiz_svc: Callable[..., Any]) -> None:
 # --- errors and escaping -----------------------------------------------------------------------------------
 def test_unknown_topic_shows_one_sentence(quiz_svc: Callable[..., Any]) -> None:
     svc = quiz_svc()  # no replies: any model call fails the test
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = start_quiz(svc, sessions, "medieval French <i>poetry</i>", "mcq", 3)
     assert st.items == () and st.error.startswith("The handbooks have nothing on")
     v = view(st)
@@ -393,7 +395,7 @@ def test_document_text_is_escaped_in_question_and_feedback(corpus_settings: Sett
     svc = StudyService(corpus_settings, llm=llm, embedder=embedder)
     llm.read([c.text for c in svc.retriever.chunks.values()])
     assert [r.ok for r in svc.add_documents([doc])] == [True]
-    st = start_quiz(svc, QuizSessions(), "zebra boosting striped learners", "mcq", 1)
+    st = start_quiz(svc, quiz_sessions(), "zebra boosting striped learners", "mcq", 1)
     assert st.error == "", st.error
     item = _item(st)
     assert item.citation.source == "uploads/zebra.md" and "<script>" in item.citation.text

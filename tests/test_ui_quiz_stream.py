@@ -23,11 +23,12 @@ from rag.settings import Settings
 from tests.fakes import PassageLLM, good
 from tests.helpers import MODELS_CACHE
 from ui.quiz_state import (
-    QuizSessions,
     check_answer,
+    live_round,
     more_questions,
     next_question,
     open_quiz,
+    quiz_sessions,
     shown,
     start_quiz,
     sync,
@@ -90,13 +91,13 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> No
 # --- streaming ------------------------------------------------------------------------------------------------
 def test_the_first_question_is_answered_while_the_rest_are_made(held_svc: Callable[..., Any]) -> None:
     svc, llm = held_svc(flashcards(), free=1)
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = open_quiz(svc, sessions, "regularization", "flashcard", 3, user="ann")
     assert st.pending and st.items == () and st.error == ""
     st = shown(sessions, sync(sessions, st, wait=60))
     assert len(st.items) == 1 and st.pending and st.message == ""  # the progress display says the rest
     assert llm.held.wait(60)  # question 2 is being made (held)
-    live = sessions.live(st.id)
+    live = live_round(sessions, st.id)
     assert live is not None and not live.done
 
     v = view(st)
@@ -139,7 +140,7 @@ def test_a_round_with_every_question_made_is_shown_as_ready(quiz_svc: Callable[.
         if message == "done":  # the round's end, held a moment after its only question is made
             assert ending.wait(30)
 
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = open_quiz(svc, sessions, "regularization", "flashcard", 1, progress=progress)
     until(lambda: last[-1:] == ["done"], "the only question made")
     threading.Timer(0.3, ending.set).start()
@@ -152,26 +153,26 @@ def test_a_round_with_every_question_made_is_shown_as_ready(quiz_svc: Callable[.
 def test_an_mcq_quiz_with_nothing_banked_starts_with_a_flashcard_unless_it_has_one_question(
         quiz_svc: Callable[..., StudyService]) -> None:
     svc = quiz_svc(good("flashcard"))
-    st = start_quiz(svc, QuizSessions(), "regularization", "mcq", 2, fast_start=True)
+    st = start_quiz(svc, quiz_sessions(), "regularization", "mcq", 2, fast_start=True)
     assert st.error == "" and [i.type for i in st.items] == ["flashcard", "mcq"]
     assert "Card 1 of 2" in view(st).question_html and view(st).show_answer_box
 
     svc = quiz_svc()  # no reply scripted: a flashcard would fail the test (MCQs are written by rule)
-    one = start_quiz(svc, QuizSessions(), "regularization", "mcq", 1, fast_start=True)
+    one = start_quiz(svc, quiz_sessions(), "regularization", "mcq", 1, fast_start=True)
     assert one.error == "" and [i.type for i in one.items] == ["mcq"] and len(one.items[0].options) == 4
 
 
 def test_a_banked_topic_is_all_there_at_once_without_a_model_call(quiz_svc: Callable[..., StudyService]) -> None:
     assert quiz_svc(*flashcards()).fill_bank("regularization", ["flashcard"], limit=4).made == 4
     svc = quiz_svc()  # no reply scripted: any model call fails the test
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = open_quiz(svc, sessions, "regularization", "flashcard", 3, fast_start=True)
     st = shown(sessions, sync(sessions, st, wait=60))
     if st.pending:  # the bank's items come at once; the round ends right after them
         st = shown(sessions, sync(sessions, st, wait=None))
     assert len(st.items) == 3 and not st.pending and st.message == "3 questions ready."
     assert svc.llm.calls == []  # type: ignore[attr-defined]
-    assert making_html(sessions.live(st.id)) == ""
+    assert making_html(live_round(sessions, st.id)) == ""
 
     line, table = bank_view(svc)
     assert "Questions ready in advance: 4 (flashcards 4); " in line and "% of passages covered." in line
@@ -183,10 +184,10 @@ def test_a_banked_topic_is_all_there_at_once_without_a_model_call(quiz_svc: Call
 
 def test_a_failure_half_way_keeps_the_questions_made_and_says_why(quiz_svc: Callable[..., StudyService]) -> None:
     svc = quiz_svc(good("flashcard"), BackendError(SENTENCE))
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = sync(sessions, open_quiz(svc, sessions, "regularization", "flashcard", 3), wait=None)
     assert len(st.items) == 1 and not st.pending and st.error == SENTENCE
-    live = sessions.live(st.id)
+    live = live_round(sessions, st.id)
     assert making_html(live, with_error=True).count(SENTENCE) == 1
     assert making_html(live) == ""  # the status line says it there: once
     v = view(st)
@@ -206,7 +207,7 @@ def test_a_weak_spot_quiz_streams_from_the_weak_sections_only(quiz_svc: Callable
     from rag.types import Citation
 
     svc = quiz_svc(*flashcards())
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     none = shown(sessions, sync(sessions, open_quiz(svc, sessions, None, "flashcard", 2, user="bob", weak=True),
                                 wait=None))
     assert none.items == () and none.error.startswith("No weak spots for bob yet") and svc.llm.calls == []  # type: ignore[attr-defined]
@@ -230,7 +231,7 @@ def test_a_weak_spot_quiz_streams_from_the_weak_sections_only(quiz_svc: Callable
 
 def test_a_failed_round_of_more_questions_keeps_the_quiz_as_it_was(quiz_svc: Callable[..., StudyService]) -> None:
     svc = quiz_svc(good("flashcard"), BackendError(SENTENCE))
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     st = start_quiz(svc, sessions, "regularization", "flashcard", 1)
     st = check_answer(svc, st, st.items[0].answer)
     more = more_questions(svc, sessions, st)
@@ -241,14 +242,14 @@ def test_a_failed_round_of_more_questions_keeps_the_quiz_as_it_was(quiz_svc: Cal
 
 def test_a_new_quiz_stops_the_making_of_the_one_it_replaces(held_svc: Callable[..., Any]) -> None:
     svc, llm = held_svc(flashcards(), free=1)
-    sessions = QuizSessions()
+    sessions = quiz_sessions()
     first = sync(sessions, open_quiz(svc, sessions, "regularization", "flashcard", 3, user="ann"), wait=60)
     assert len(first.items) == 1 and llm.held.wait(60)
-    old = sessions.live(first.id)
+    old = live_round(sessions, first.id)
     assert old is not None
 
     second = open_quiz(svc, sessions, "dropout", "flashcard", 1, first, user="ann")
-    assert first.id not in sessions and sessions.live(first.id) is None
+    assert first.id not in sessions and live_round(sessions, first.id) is None
     assert not sync(sessions, first).pending  # the old state knows it gets nothing more
     llm.allow()
     second = sync(sessions, second, wait=None)

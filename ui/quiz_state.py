@@ -12,8 +12,8 @@
 * :func:`export_quiz` - all questions so far as .csv / Anki .txt / Anki .apkg in a server-side export folder.
 
 The browser's ``gr.State`` holds the QuizState (the questions it has been given so far); the QuizSession and the
-round being made (:class:`LiveQuiz`) stay on the server in :class:`QuizSessions`, a small bounded dict keyed by
-the state's id.
+round being made (:class:`LiveQuiz`) stay on the server as a :class:`HeldQuiz` in a bounded
+:class:`ui.sessions.SessionStore` keyed by the state's id (:func:`quiz_sessions`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -36,6 +35,7 @@ from rag.quiz.types import DEFAULT_TYPE, spoken_choices
 from rag.study.store import LOCAL_USER, VERDICT_RATING
 from rag.types import Progress
 from ui.quiz_export import export_items
+from ui.sessions import CAPACITY, SessionStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,69 +58,52 @@ ROUND_END_S = 5.0  # the longest a round with every question made is waited for 
 
 
 # --- server-side quiz sessions ------------------------------------------------------------------------
-class QuizSessions:
-    """QuizSession objects by state id (the browser holds only the id and the items), with the round each one is
-    making (:class:`LiveQuiz`); oldest dropped first (its round stops making questions)."""
+@dataclass
+class HeldQuiz:
+    """What the server holds for one quiz (the browser holds only its id and items): the QuizSession and the round
+    it is making, or made last (:class:`LiveQuiz`)."""
 
-    def __init__(self, capacity: int = 256) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, QuizSession] = OrderedDict()
-        self._live: dict[str, LiveQuiz] = {}
-        self._lock = threading.Lock()
+    session: QuizSession = field(default_factory=QuizSession)
+    live: LiveQuiz | None = None
 
-    def __len__(self) -> int:
-        return len(self._items)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
+def _stop(held: HeldQuiz) -> None:
+    if held.live is not None:
+        held.live.close()
 
-    def new(self, key: str) -> QuizSession:
-        session = QuizSession()
-        gone: list[LiveQuiz] = []
-        with self._lock:
-            self._items[key] = session
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                old, _ = self._items.popitem(last=False)
-                gone += [self._live.pop(old)] if old in self._live else []
-        for live in gone:
-            live.close()
-        return session
 
-    def get(self, key: str, items: list[QuizItem] | None = None) -> QuizSession:
-        """The session of ``key``; a lost one (evicted, server restarted) is rebuilt from the items so far
-        (their passages count as used and their questions are avoided for the same passage)."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        session = self.new(key)
-        for item in items or []:
-            session.items.append(item)
-            if item.citation.chunk_id:
-                session.used_chunks.add(item.citation.chunk_id)
-        return session
+def quiz_sessions(capacity: int = CAPACITY) -> SessionStore[HeldQuiz]:
+    """Quizzes by state id (:class:`ui.sessions.SessionStore`); the least recently used dropped first (its round
+    stops making questions)."""
+    return SessionStore(HeldQuiz, capacity, on_evict=_stop)
 
-    def drop(self, key: str | None) -> None:
-        """Forget a quiz; the round it was making stops (after the question in progress)."""
-        with self._lock:
-            self._items.pop(key or "", None)
-            live = self._live.pop(key or "", None)
-        if live is not None:
-            live.close()
 
-    def set_live(self, key: str, live: LiveQuiz) -> None:
-        """``live`` is the round quiz ``key`` is making now (an earlier round's making stops)."""
-        with self._lock:
-            old = self._live.get(key)
-            self._live[key] = live
-        if old is not None and old is not live:
-            old.close()
+def session_of(sessions: SessionStore[HeldQuiz], key: str, items: list[QuizItem] | None = None) -> QuizSession:
+    """The session of quiz ``key``; a lost one (evicted, server restarted) is rebuilt from the items so far
+    (their passages count as used and their questions are avoided for the same passage) and held again."""
+    held = sessions.get(key)
+    if held is not None:
+        return held.session
+    session = QuizSession()
+    for item in items or []:
+        session.items.append(item)
+        if item.citation.chunk_id:
+            session.used_chunks.add(item.citation.chunk_id)
+    sessions.put(key, HeldQuiz(session))
+    return session
 
-    def live(self, key: str | None) -> LiveQuiz | None:
-        """The round quiz ``key`` is making (or made last); None when there is none (or it was dropped)."""
-        with self._lock:
-            return self._live.get(key or "")
+
+def live_round(sessions: SessionStore[HeldQuiz], key: str | None) -> LiveQuiz | None:
+    """The round quiz ``key`` is making (or made last); None when there is none (or it was dropped)."""
+    held = sessions.get(key)
+    return held.live if held is not None else None
+
+
+def drop(sessions: SessionStore[HeldQuiz], key: str | None) -> None:
+    """Forget a quiz; the round it was making stops (after the question in progress)."""
+    held = sessions.pop(key)
+    if held is not None:
+        _stop(held)
 
 
 # --- a round whose questions come as they are made -------------------------------------------------------
@@ -340,7 +323,7 @@ def _opener(service: StudyService, st: QuizState, session: QuizSession, fast_sta
     return open_stream
 
 
-def open_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
+def open_quiz(service: StudyService, sessions: SessionStore[HeldQuiz], topic: Any, qtype: Any, count: Any,
               state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
               weak: bool = False, fast_start: bool = False) -> QuizState:
     """A new quiz with a fresh QuizSession (``weak``: from the user's weak spots, ignoring ``topic``), its
@@ -351,34 +334,35 @@ def open_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: 
     answered (a one-question quiz is of the type asked for). A bad count or type: the state's ``error`` holds
     the one-sentence reason (other errors come with the round's end)."""
     if state is not None:
-        sessions.drop(state.id)
+        drop(sessions, state.id)
     text = None if weak else re.sub(r"\s+", " ", str(topic or "")).strip()[:MAX_TOPIC_CHARS] or None
     st = QuizState(topic=text, user=user, weak=weak)
     try:
         st = replace(st, type=_type(qtype), n=_count(count))
     except StudybotError as exc:
         return replace(st, error=str(exc))
-    session = sessions.new(st.id)
-    return _open_round(service, sessions, replace(st, rounds=1, pending=True), session, progress,
+    return _open_round(service, sessions, replace(st, rounds=1, pending=True), QuizSession(), progress,
                        fast_start and st.n > 1)
 
 
-def _open_round(service: StudyService, sessions: QuizSessions, st: QuizState, session: QuizSession,
+def _open_round(service: StudyService, sessions: SessionStore[HeldQuiz], st: QuizState, session: QuizSession,
                 progress: Progress | None, fast_start: bool) -> QuizState:
     user = st.user
     live = LiveQuiz(_opener(service, st, session, fast_start), lambda items: service.record_quiz(user, items), st.n,
                     progress=progress)
-    sessions.set_live(st.id, live)
+    old = sessions.put(st.id, HeldQuiz(session, live))  # an earlier round's making stops
+    if old is not None and old.live is not None and old.live is not live:
+        old.live.close()
     return st
 
 
-def sync(sessions: QuizSessions, state: QuizState, wait: float | None = 0.0) -> QuizState:
+def sync(sessions: SessionStore[HeldQuiz], state: QuizState, wait: float | None = 0.0) -> QuizState:
     """The state with the current round's questions made so far (each a study card already), waiting for one
     more than it has, or the round's end, at most ``wait`` seconds (None: until the round ends). Once the round
     ended, ``pending`` is off and a failure's sentence is in ``error``."""
     if not state.pending:
         return state
-    live = sessions.live(state.id)
+    live = live_round(sessions, state.id)
     if live is None:  # dropped (another quiz started) or lost (server restarted): what the state has is all
         return replace(state, pending=False)
     have = len(state.items) - state.round_start
@@ -400,7 +384,7 @@ def sync(sessions: QuizSessions, state: QuizState, wait: float | None = 0.0) -> 
     return st
 
 
-def shown(sessions: QuizSessions, state: QuizState, before: QuizState | None = None) -> QuizState:
+def shown(sessions: SessionStore[HeldQuiz], state: QuizState, before: QuizState | None = None) -> QuizState:
     """The state as a round's first question is shown (or as the round ended without one): the ready line when
     every question is made, none while the rest are being made (the progress display says so). A round that
     gave nothing leaves ``before`` (the quiz as it was before "More questions") with the reason in ``error``;
@@ -410,12 +394,12 @@ def shown(sessions: QuizSessions, state: QuizState, before: QuizState | None = N
         reason = state.error or "No question could be made: try another topic or question type."
         if before is not None and before.items:
             return replace(before, error=reason, message="")
-        sessions.drop(state.id)
+        drop(sessions, state.id)
         return replace(state, pending=False, error=reason, message="")
     return replace(state, message="" if state.pending else _generated_note(have, state.n, 0))
 
 
-def start_quiz(service: StudyService, sessions: QuizSessions, topic: Any, qtype: Any, count: Any,
+def start_quiz(service: StudyService, sessions: SessionStore[HeldQuiz], topic: Any, qtype: Any, count: Any,
                state: QuizState | None = None, progress: Progress | None = None, *, user: str = LOCAL_USER,
                weak: bool = False, fast_start: bool = False) -> QuizState:
     """A new quiz (:func:`open_quiz`), returned once every question is made. On a :class:`StudybotError`
@@ -479,20 +463,20 @@ def next_question(state: QuizState) -> QuizState:
     return replace(st, index=i + 1, message="")
 
 
-def open_more(service: StudyService, sessions: QuizSessions, state: QuizState, progress: Progress | None = None,
+def open_more(service: StudyService, sessions: SessionStore[HeldQuiz], state: QuizState, progress: Progress | None = None,
               *, fast_start: bool = False) -> QuizState:
     """A new round on the same topic and type, made with the same QuizSession (no repeats) as a
     :class:`LiveQuiz`: the state's current question is the round's first, once :func:`sync` has it."""
     st = replace(state, error="", message="")
     if not st.items:
         return replace(st, message="Start a quiz first.")
-    session = sessions.get(st.id, list(st.items))
+    session = session_of(sessions, st.id, list(st.items))
     start = len(st.items)
     st = replace(st, round_start=start, index=start, rounds=st.rounds + 1, pending=True)
     return _open_round(service, sessions, st, session, progress, fast_start and st.n > 1)
 
 
-def more_questions(service: StudyService, sessions: QuizSessions, state: QuizState,
+def more_questions(service: StudyService, sessions: SessionStore[HeldQuiz], state: QuizState,
                    progress: Progress | None = None) -> QuizState:
     """A new round (:func:`open_more`), returned once every question is made; on an error the quiz as it was,
     with the sentence in ``error``."""

@@ -15,8 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.study.store import LOCAL_USER
 from rag.text import clip
 from ui import render
+from ui.sessions import CAPACITY, SessionStore
 from ui.user import user_of
 
 LLM_QUEUE = "llm"  # concurrency_id shared by every event that runs the (single) model
@@ -59,61 +59,49 @@ def new_session(service: Any) -> Any:
 
 
 @dataclass
-class _Entry:
-    chat: Any = None  # the model's follow-up history (rag.answer.chat.ChatSession)
+class Conversation:
+    """A conversation as the server holds it (the browser's gr.State holds the same ``state`` dict): the chat
+    session the model reads follow-ups against (made on first use), the turns, and a lock so a conversation's
+    questions are answered one after another, in order."""
+
+    new_chat: Callable[[], Any]  # makes the chat session (StudyService.chat_session)
     state: dict[str, Any] | None = None  # the conversation the browser shows: {"id", "turns"}
     lock: threading.Lock = field(default_factory=threading.Lock)  # one answer at a time per conversation
+    _chat: Any = None  # the model's follow-up history (rag.answer.chat.ChatSession)
+
+    @property
+    def chat(self) -> Any:
+        if self._chat is None:
+            self._chat = self.new_chat()
+        return self._chat
 
 
-class Sessions:
-    """Conversations by id, held here (the browser's gr.State holds the same dict): the chat session the
-    model reads follow-ups against, the turns, and a lock so a conversation's questions are answered one
-    after another, in order. Oldest dropped first."""
+_STATE_LOCK = threading.Lock()  # a browser's state registered as its conversation's in one step
 
-    def __init__(self, service: Any, capacity: int = 256) -> None:
-        self.service = service
-        self.capacity = capacity
-        self._items: OrderedDict[str, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def _entry(self, key: str) -> _Entry:
-        with self._lock:
-            entry = self._items.get(key)
-            if entry is None:
-                entry = self._items[key] = _Entry()
-                while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
-            self._items.move_to_end(key)
-            return entry
+def chat_sessions(service: Any, capacity: int = CAPACITY) -> SessionStore[Conversation]:
+    """Conversations by id, the least recently used dropped first (:class:`ui.sessions.SessionStore`)."""
+    return SessionStore(lambda: Conversation(lambda: new_session(service)), capacity)
 
-    def get(self, key: str) -> Any:
-        """The chat session of conversation ``key`` (created on first use)."""
-        entry = self._entry(key)
-        if entry.chat is None:
-            entry.chat = new_session(self.service)
-        return entry.chat
 
-    def conversation(self, state: dict[str, Any] | None) -> dict[str, Any]:
-        """The conversation dict for a browser's state: the one held here under its id (so every event of
-        the conversation sees the same turns), or ``state`` itself, given an id and registered."""
-        state = state if state is not None else {}
-        state.setdefault("id", uuid.uuid4().hex)
-        state.setdefault("turns", [])
-        entry = self._entry(state["id"])
-        with self._lock:
-            if entry.state is None or entry.state.get("closed"):
-                entry.state = state
-            return entry.state
+def conversation(sessions: SessionStore[Conversation], state: dict[str, Any] | None) -> dict[str, Any]:
+    """The conversation dict for a browser's state: the one held under its id (so every event of the
+    conversation sees the same turns), or ``state`` itself, given an id and registered."""
+    state = state if state is not None else {}
+    state.setdefault("id", uuid.uuid4().hex)
+    state.setdefault("turns", [])
+    entry = sessions.get_or_create(state["id"])
+    with _STATE_LOCK:
+        if entry.state is None or entry.state.get("closed"):
+            entry.state = state
+        return entry.state
 
-    def lock(self, key: str) -> threading.Lock:
-        return self._entry(key).lock
 
-    def drop(self, key: str | None) -> None:
-        """Forget conversation ``key``; an answer under way for it stops and shows nothing more."""
-        with self._lock:
-            entry = self._items.pop(key or "", None)
-        if entry is not None and entry.state is not None:
-            entry.state["closed"] = True
+def drop(sessions: SessionStore[Conversation], key: str | None) -> None:
+    """Forget conversation ``key``; an answer under way for it stops and shows nothing more."""
+    entry = sessions.pop(key)
+    if entry is not None and entry.state is not None:
+        entry.state["closed"] = True
 
 
 def stream_answer(session: Any, question: str) -> Iterator[Any]:
@@ -263,25 +251,26 @@ def saved_choices(service: Any, user: str) -> list[tuple[str, str]]:
              c["id"]) for c in saved]
 
 
-def reopen(sessions: Sessions, user: str, conv_id: str | None) -> dict[str, Any] | None:
+def reopen(service: Any, sessions: SessionStore[Conversation], user: str, conv_id: str | None
+           ) -> dict[str, Any] | None:
     """The chat state of a saved conversation (None if it is not the user's), with the model's follow-up
     history restored, so the next question reads against it."""
-    turns = sessions.service.study.conversation(user, conv_id or "")
+    turns = service.study.conversation(user, conv_id or "")
     if turns is None:
         return None
-    sessions.drop(conv_id)
-    sessions.get(str(conv_id)).restore(turns)
-    return sessions.conversation({"id": conv_id, "turns": turns})
+    drop(sessions, conv_id)
+    sessions.get_or_create(str(conv_id)).chat.restore(turns)
+    return conversation(sessions, {"id": conv_id, "turns": turns})
 
 
-def enqueue(sessions: Sessions, question: str, state: dict[str, Any] | None, sent_at: float | None = None
+def enqueue(sessions: SessionStore[Conversation], question: str, state: dict[str, Any] | None, sent_at: float | None = None
             ) -> tuple[Any, ...]:
     """A question sent: shown in the conversation at once, waiting for its answer (:func:`answer_next`);
     behind the student's previous question when that one is still being answered. ``sent_at``: when the
     browser sent it (ms since the epoch): two questions sent close together can reach the server in either
     order, and are put back in the order they were sent. Returns (messages, sources panel, state, textbox,
     note)."""
-    state = sessions.conversation(state)
+    state = conversation(sessions, state)
     turns: list[dict[str, Any]] = state["turns"]
     question = (question or "").strip()
     now = time.time()
@@ -298,19 +287,20 @@ def enqueue(sessions: Sessions, question: str, state: dict[str, Any] | None, sen
     return (_turn_messages(turns), gr.skip() if busy else sources_panel(turns, state["id"]), state, "", "")
 
 
-def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LOCAL_USER
-                ) -> Iterator[tuple[Any, ...]]:
+def answer_next(service: Any, sessions: SessionStore[Conversation], state: dict[str, Any] | None,
+                user: str = LOCAL_USER) -> Iterator[tuple[Any, ...]]:
     """Answer the conversation's oldest waiting question (one per sent question, so each is answered once,
     in order): yields (messages, sources panel, export file) as the answer streams; the finished turn is
     saved in ``user``'s conversations."""
-    state = sessions.conversation(state)
-    with sessions.lock(state["id"]):
+    state = conversation(sessions, state)
+    held = sessions.get_or_create(state["id"])
+    with held.lock:
         turns: list[dict[str, Any]] = state["turns"]
         turn = next((t for t in turns if t.get("waiting")), None)
         if turn is None or state.get("closed"):
             yield (gr.skip(), gr.skip(), gr.skip())
             return
-        chat = sessions.get(state["id"])
+        chat = held.chat
         turn.pop("waiting", None)
         turn.update(pending=True, stage="reading" if getattr(chat, "history", None) else "retrieving")
         yield (_turn_messages(turns), sources_panel(turns, state["id"]), gr.skip())
@@ -349,7 +339,7 @@ def answer_next(sessions: Sessions, state: dict[str, Any] | None, user: str = LO
         if state.get("closed"):
             return
         try:
-            save_turns(sessions.service, user, state)
+            save_turns(service, user, state)
         except StudybotError as exc:  # the answer is still shown; saving it is what failed
             turn["error"] = turn.get("error") or str(exc)
         yield (_turn_messages(turns), sources_panel(turns, state["id"]), _export(turns))
@@ -460,7 +450,7 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                 sources = gr.HTML(render.sources_html([]), elem_id="sb-sources")
 
     outputs = [chatbot, sources, state, question, export_btn, saved, note]
-    sessions = Sessions(service)
+    sessions = chat_sessions(service)
 
     def on_send(q: str, st: dict[str, Any] | None, sent_at: float | None) -> tuple[Any, ...]:
         return enqueue(sessions, q, st, sent_at)
@@ -468,27 +458,27 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
     def on_answer(st: dict[str, Any] | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         user = user_of(request)
         last: tuple[Any, ...] = ()
-        for out in answer_next(sessions, st, user):
+        for out in answer_next(service, sessions, st, user):
             if last:
                 yield (*last, gr.skip())
             last = out
         if last:  # the answer is saved: the saved list shows it, selected
-            conv = sessions.conversation(st)
+            conv = conversation(sessions, st)
             done = _finished(conv["turns"]) and not conv.get("closed")
             yield (*last, gr.update(choices=saved_choices(service, user), value=conv["id"]) if done else gr.skip())
 
     def on_export(st: dict[str, Any] | None) -> str:
-        done = _finished(sessions.conversation(st)["turns"]) if st else []
+        done = _finished(conversation(sessions, st)["turns"]) if st else []
         return "" if done else f'<p class="sb-note">{render.esc(NOTHING_TO_EXPORT)}</p>'
 
     def on_clear(st: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
-        sessions.drop((st or {}).get("id"))
+        drop(sessions, (st or {}).get("id"))
         return ([], render.sources_html([]), {}, "", None,
                 gr.update(choices=saved_choices(service, user_of(request)), value=None), "")
 
     def on_open(conv_id: str | None, request: gr.Request) -> tuple[Any, ...]:
         try:
-            st = reopen(sessions, user_of(request), conv_id)
+            st = reopen(service, sessions, user_of(request), conv_id)
         except StudybotError as exc:
             return (gr.skip(), render.sources_html([], status=str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
                     gr.skip())
@@ -508,7 +498,7 @@ def build_chat_tab(service: Any) -> dict[str, Any]:
                         gr.skip(), gr.skip())
         choices = gr.update(choices=saved_choices(service, user), value=None)
         if conv_id and (st or {}).get("id") == conv_id:  # the open conversation was deleted: start afresh
-            sessions.drop(conv_id)
+            drop(sessions, conv_id)
             return [], render.sources_html([]), {}, "", None, choices, ""
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, gr.skip()
 

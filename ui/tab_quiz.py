@@ -295,7 +295,7 @@ POLL_S = 0.5  # how often a running job's progress display is redrawn
 
 def build_quiz_tab(service: StudyService) -> dict[str, Any]:
     """Build the Quiz tab inside the current ``gr.Blocks``; returns its components."""
-    sessions = flow.QuizSessions()
+    sessions = flow.quiz_sessions()
 
     with gr.Tab("Quiz", id="quiz") as tab:
         state = gr.State(QuizState())
@@ -368,7 +368,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
             export_update,
             gr.update(interactive=True),
             gr.update(interactive=True),
-            making_html(sessions.live(st.id)),
+            making_html(flow.live_round(sessions, st.id)),
         )
 
     def working(progress_html: str) -> tuple[Any, ...]:
@@ -393,7 +393,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         if not st.pending:  # refused at once: a bad count or type, or no quiz to add to
             yield updates(st, fmt, export=True)
             return
-        live = sessions.live(st.id)
+        live = flow.live_round(sessions, st.id)
         shown = ""
         while True:
             if live is not None:
@@ -431,10 +431,10 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         """After a round's first question is shown: redraw the progress display while the rest are made (never
         the state: the student answers meanwhile), then the question bank's figures."""
         st = st or QuizState()
-        live = sessions.live(st.id)
+        live = flow.live_round(sessions, st.id)
         if live is not None and st.pending:
             version, shown = -1, None
-            while sessions.live(st.id) is live:
+            while flow.live_round(sessions, st.id) is live:
                 html = making_html(live, with_error=True)
                 if html != shown:
                     shown = html
@@ -442,7 +442,7 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
                 if live.done:
                     break
                 version = live.wait_change(version, POLL_S)
-            if sessions.live(st.id) is not live:  # another quiz or round took over: its display is its own
+            if flow.live_round(sessions, st.id) is not live:  # another quiz or round took over: its display is its own
                 yield skip(), skip(), skip()
                 return
         yield (skip(), *bank_view(service))
@@ -491,11 +491,11 @@ def build_quiz_tab(service: StudyService) -> dict[str, Any]:
         st = flow.sync(sessions, st)
         cur = st.current
         if cur is not None and st.results[cur[0]] is not None and cur[0] + 1 >= len(st.items) and st.pending:
-            live = sessions.live(st.id)
+            live = flow.live_round(sessions, st.id)
             yield waiting(st)
             while True:
                 st = flow.sync(sessions, st, wait=POLL_S)
-                if sessions.live(st.id) is not live:  # another quiz started meanwhile: this one is gone
+                if flow.live_round(sessions, st.id) is not live:  # another quiz started meanwhile: this one is gone
                     return
                 if cur[0] + 1 < len(st.items) or not st.pending:
                     break
