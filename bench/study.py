@@ -43,7 +43,8 @@ TRUE_PARAMETERS = [0.1, 0.4, 0.9, 3.0, *DEFAULT_PARAMETERS[4:8], 1.2, *DEFAULT_P
 
 def bench_optimizer(out: Path, cards: int, days: int, seed: int) -> dict[str, object]:
     """The FSRS optimiser on a seeded synthetic history, through the study database (see the docstring)."""
-    history = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed)
+    retention = Settings().study.desired_retention  # the app's scheduler, as a user who set none has it
+    history = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed, retention=retention)
     path = out / "optimizer.sqlite3"
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         stale.unlink(missing_ok=True)  # a rerun into the same folder starts from an empty history
@@ -58,7 +59,7 @@ def bench_optimizer(out: Path, cards: int, days: int, seed: int) -> dict[str, ob
     result = store.optimize(user)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     run = result["optimization"]
-    unseen = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed + 1)
+    unseen = simulate_reviews(TRUE_PARAMETERS, cards=cards, days=days, seed=seed + 1, retention=retention)
     row: dict[str, object] = {
         "cards": cards, "days": days, "seed": seed, "reviews": len(history), "counted": counted_reviews(history),
         "log_loss_defaults": run["log_loss_before"], "log_loss_fitted": run["log_loss_after"],

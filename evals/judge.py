@@ -182,7 +182,7 @@ class RagasJudgeLLM(InstructorBaseRagasLLM):
     the metric set by :func:`metric_scope`.
     """
 
-    def __init__(self, llm: Any, *, max_tokens: int = 640, retries: int = 1, stats: JudgeStats | None = None,
+    def __init__(self, llm: Any, *, max_tokens: int, retries: int, stats: JudgeStats | None = None,
                  temperature: float = 0.0) -> None:
         self.llm = llm
         self.max_tokens = max_tokens
@@ -262,8 +262,9 @@ class RagasEmbeddings(BaseRagasEmbedding):
 
 
 def build_metrics(llm: RagasJudgeLLM, embeddings: BaseRagasEmbedding | None, names: Sequence[str],
-                  strictness: int = 2) -> dict[str, Any]:
-    """The Ragas ``metrics.collections`` objects for ``names`` (a subset of :data:`LLM_METRICS`)."""
+                  strictness: int | None = None) -> dict[str, Any]:
+    """The Ragas ``metrics.collections`` objects for ``names`` (a subset of :data:`LLM_METRICS`); answer
+    relevancy needs ``embeddings`` and ``strictness`` (``settings.judge.relevancy_strictness``)."""
     from ragas.metrics.collections import AnswerRelevancy, ContextPrecision, ContextRecall, Faithfulness
 
     out: dict[str, Any] = {}
@@ -271,8 +272,8 @@ def build_metrics(llm: RagasJudgeLLM, embeddings: BaseRagasEmbedding | None, nam
         if name == "faithfulness":
             out[name] = Faithfulness(llm=llm)
         elif name == "answer_relevancy":
-            if embeddings is None:
-                raise ValueError("answer_relevancy needs embeddings")
+            if embeddings is None or strictness is None:
+                raise ValueError("answer_relevancy needs embeddings and a strictness")
             out[name] = AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=max(1, strictness))
         elif name == "context_precision":
             out[name] = ContextPrecision(llm=llm)
@@ -306,7 +307,7 @@ class JudgeServer:
     """``python -m llama_cpp.server`` on 127.0.0.1 and a free port, for the length of a run."""
 
     def __init__(self, gguf: Path, *, model_alias: str, n_ctx: int, threads: int, log_path: Path,
-                 start_timeout: float = 180, port: int | None = None) -> None:
+                 start_timeout: float, port: int | None = None) -> None:
         self.gguf = Path(gguf)
         self.model_alias = model_alias
         self.n_ctx = n_ctx

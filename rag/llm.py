@@ -5,7 +5,7 @@ registry of backends (:data:`BACKENDS`) that ``settings.llm.backend`` chooses fr
 Everything above this module (answers, quizzes, evals, UI) talks to :class:`LLM` only::
 
     llm = get_llm(settings)
-    response = llm.stream(messages, max_tokens=320)
+    response = llm.stream(messages, max_tokens=320, temperature=0.0)
     for piece in response:           # the reply's text, piece by piece, as it is generated
         ...
     response.usage                   # this call's prompt/completion tokens, time to first token, total time,
@@ -66,7 +66,7 @@ class Request:
     reply never depends on what its KV cache held before)."""
 
     max_tokens: int
-    temperature: float = 0.1
+    temperature: float
     stop: tuple[str, ...] = ()
     json_schema: dict | None = None
     suppress: tuple[str, ...] = ()
@@ -185,7 +185,7 @@ class LLM(ABC):
     n_ctx: int
     supports_suppress: bool = False
 
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.1,
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
                stop: list[str] | None = None, json_schema: dict | None = None,
                suppress: list[str] | None = None, shared: str = "") -> Response:
         """The reply, streamed: iterate it for its text pieces; its ``usage`` is this call's (see

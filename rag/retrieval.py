@@ -33,7 +33,7 @@ def rrf(rankings: Sequence[tuple[Sequence[str], float]], k: int) -> dict[str, fl
 class Retriever(Protocol):
     """What answers, quizzes and evals need of retrieval (the hybrid retriever, or a test's fake)."""
 
-    def retrieve(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Passage]: ...
+    def retrieve(self, question: str, k: int, mode: Mode = "hybrid") -> list[Passage]: ...
 
     def check_question(self, question: str) -> str:
         """The question without control characters or terminal escape sequences (rag.text.strip_controls),
@@ -183,7 +183,7 @@ class HybridRetriever:
     def bm25_ranking(self, question: str, n: int) -> list[str]:
         return self._keyword.top(tokenize(question), n)
 
-    def retrieve(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Passage]:
+    def retrieve(self, question: str, k: int, mode: Mode = "hybrid") -> list[Passage]:
         question = self.check_question(question)
         if self._version is None:
             self.refresh()
@@ -247,8 +247,9 @@ def build_keyword(collection: Any) -> KeywordIndex:
     return KeywordIndex.build(ids, texts, vocab)
 
 
-def as_langchain(retriever: HybridRetriever, k: int = 5) -> Any:
-    """The hybrid retriever as a LangChain ``BaseRetriever`` (documents carry the passage metadata)."""
+def as_langchain(retriever: HybridRetriever, k: int) -> Any:
+    """The hybrid retriever as a LangChain ``BaseRetriever`` giving ``k`` documents (the answer path's number
+    is ``settings.retrieval.top_k``) that carry the passage metadata."""
     from langchain_core.callbacks import CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
@@ -257,7 +258,7 @@ def as_langchain(retriever: HybridRetriever, k: int = 5) -> Any:
     class StudybotRetriever(BaseRetriever):
         model_config = ConfigDict(arbitrary_types_allowed=True)
         inner: Any
-        k: int = 5
+        k: int
 
         def _get_relevant_documents(
             self, query: str, *, run_manager: CallbackManagerForRetrieverRun

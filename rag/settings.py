@@ -168,7 +168,10 @@ class LLMSettings(_Group):
     n_gpu_layers: int = Field(0, ge=-1, description="0 = CPU only; -1 = all layers on the GPU (CUDA/Metal build).")
     n_threads: int | None = Field(None, ge=1, description="Default: number of cores.")
     max_tokens: int = Field(320, ge=1)
-    temperature: float = Field(0.1, ge=0)
+    # 0.1: the value since the first commit (then the answers' temperature), not tuned; answers, checks and
+    # judgements have since been greedy (0, rag.answer.explain and yes_no), quizzes use quiz.temperature.
+    temperature: float = Field(0.1, ge=0, description="Sampling temperature of the model's free writing: the "
+                               "study guides (rag.study.guide).")
     # 120 s: the OpenAI backend's constructor default since it was written, moved here unchanged (not tuned); the
     # evals judge uses judge.timeout instead.
     timeout: float = Field(120, gt=0, description="Seconds for one request to the OpenAI-compatible server.")

@@ -85,7 +85,7 @@ class FakeRetriever:
     def chunks(self) -> dict[str, Chunk]:
         return {p.chunk.id: p.chunk for p in self.retrieve("", len(self.texts))}
 
-    def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+    def retrieve(self, question: str, k: int, mode: str = "hybrid") -> list[Passage]:
         self.queries.append(question)
         return [
             Passage(

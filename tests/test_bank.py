@@ -255,19 +255,20 @@ def test_gate_views() -> None:
     gate = ModelGate(idle_s=0)
     inner = ScriptedLLM(["one two three", "four", "five"])
     fore, back = InteractiveLLM(inner, gate), BackgroundLLM(inner, gate)
-    stream = fore.stream([{"role": "user", "content": "q"}], max_tokens=8)
+    q = [{"role": "user", "content": "q"}]
+    stream = fore.stream(q, max_tokens=8, temperature=0.0)
     assert gate.busy
     assert not gate.wait_idle(timeout=0.05)
     with pytest.raises(Preempted):  # interactive work is running: the background call stops at once
         back._watch(iter(["x"])).__next__()  # noqa: SLF001
     assert "".join(stream) == "one two three" and not gate.busy
-    fore.stream([{"role": "user", "content": "q"}], max_tokens=8).close()  # type: ignore[attr-defined]
+    fore.stream(q, max_tokens=8, temperature=0.0).close()  # type: ignore[attr-defined]
     assert not gate.busy
-    assert back.complete([{"role": "user", "content": "q"}], max_tokens=8) == "five" and back.calls == 1
+    assert back.complete(q, max_tokens=8, temperature=0.0) == "five" and back.calls == 1
     stop = threading.Event()
     stop.set()
     with gate.interactive(), pytest.raises(Preempted):
-        BackgroundLLM(inner, gate, stop).complete([{"role": "user", "content": "q"}], max_tokens=8)
+        BackgroundLLM(inner, gate, stop).complete(q, max_tokens=8, temperature=0.0)
 
 
 # --- the CLI and doctor ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ EST = timezone(timedelta(hours=-5))
 # A student who forgets faster than FSRS's defaults assume (smaller initial stabilities, a smaller stability
 # increase after a success, a steeper forgetting curve); all within fsrs's bounds.
 TRUE_PARAMETERS = [0.1, 0.4, 0.9, 3.0, *DEFAULT_PARAMETERS[4:8], 1.2, *DEFAULT_PARAMETERS[9:20], 0.35]
+RETENTION = Settings().study.desired_retention  # a user who set none
 
 
 def item(q: str, section: str = "Regularization", kind: str = "flashcard") -> QuizItem:
@@ -163,7 +164,7 @@ def test_optimising_is_refused_below_the_minimum_of_reviews(tmp_path: Path) -> N
 
 
 def test_optimised_parameters_are_stored_and_used_by_the_scheduler(tmp_path: Path) -> None:
-    history = simulate_reviews(TRUE_PARAMETERS, cards=60, days=200, seed=1)
+    history = simulate_reviews(TRUE_PARAMETERS, cards=60, days=200, seed=1, retention=RETENTION)
     assert counted_reviews(history) >= 512
     store = StudyStore(tmp_path / "study.sqlite3")
     ids = store.add_items("ann", [item(f"Card {n}?") for n in range(60)], now=history[0].at - timedelta(days=1))
@@ -311,7 +312,7 @@ def test_a_database_of_the_previous_schema_is_upgraded_and_keeps_working(tmp_pat
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
         card = Card.from_dict(json.loads(db.execute("SELECT fsrs FROM cards WHERE item_id = ?", (a,)).fetchone()[0]))
         for when, rating in ((T0, 4), (T0 + timedelta(days=8), 3), (T0 + timedelta(days=47), 1)):
-            card, _ = make_scheduler().review_card(card, Rating(rating), review_datetime=when)
+            card, _ = make_scheduler(None, RETENTION).review_card(card, Rating(rating), review_datetime=when)
             db.execute("INSERT INTO reviews (user, item_id, rating, correct, answer, reviewed_at) VALUES (?, ?, ?, ?, ?, ?)",
                        ("ann", a, rating, None, "", when.isoformat()))
         db.execute("UPDATE cards SET due = ?, fsrs = ? WHERE item_id = ?",

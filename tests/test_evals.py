@@ -171,7 +171,7 @@ class FakeIndex:
 
 
 class FakeRetriever:
-    def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+    def retrieve(self, question: str, k: int, mode: str = "hybrid") -> list[Passage]:
         if "learning rate" in question:
             order = [CHUNKS[2], CHUNKS[1], CHUNKS[0]]
         else:

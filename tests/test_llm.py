@@ -26,6 +26,8 @@ from rag.settings import Settings, apply_offline_env
 from tests.fakes import ScriptedLLM
 from tests.helpers import MODELS_CACHE, free_port
 
+TEMPERATURE = Settings().llm.temperature  # the real model's calls here sample as free writing does
+
 SHORT = [
     {"role": "system", "content": "You are a concise assistant."},
     {"role": "user", "content": "Name three colours."},
@@ -52,7 +54,7 @@ def local_llm(default_gguf: Path) -> LlamaCppLLM:
 @pytest.mark.llm
 def test_stream_yields_several_pieces_and_fills_usage(local_llm: LlamaCppLLM) -> None:
     assert local_llm.load_seconds is not None
-    response = local_llm.stream(SHORT, max_tokens=16)
+    response = local_llm.stream(SHORT, max_tokens=16, temperature=TEMPERATURE)
     pieces = list(response)
 
     assert len(pieces) > 1
@@ -94,7 +96,8 @@ def test_a_prompt_longer_than_the_context_raises_query_error_at_call_time(local_
     long_question = "Explain gradient boosting in detail. " * 400  # ~2,800 tokens > n_ctx 2048
 
     with pytest.raises(QueryError, match="too long for the model") as info:
-        local_llm.stream([{"role": "user", "content": long_question}], max_tokens=16)  # not even iterated
+        local_llm.stream([{"role": "user", "content": long_question}], max_tokens=16,
+                         temperature=TEMPERATURE)  # not even iterated
 
     assert "\n" not in str(info.value)
 
@@ -118,9 +121,9 @@ def test_a_shared_prompt_prefix_is_not_evaluated_twice(local_llm: LlamaCppLLM) -
     second = [{"role": "system", "content": system}, {"role": "user", "content": "What is variance?"}]
     assert local_llm.count_prompt_tokens(first) > 500
 
-    first_call = local_llm.stream(first, max_tokens=2)
+    first_call = local_llm.stream(first, max_tokens=2, temperature=TEMPERATURE)
     first_call.text()
-    second_call = local_llm.stream(second, max_tokens=2)
+    second_call = local_llm.stream(second, max_tokens=2, temperature=TEMPERATURE)
     second_call.text()
     cold, warm = first_call.usage.ttft_s, second_call.usage.ttft_s
 
@@ -148,7 +151,7 @@ def test_yes_no_reads_the_models_choice_from_one_forward_pass(local_llm: LlamaCp
     unrelated = local_llm.yes_no(_claim(TEXT, "The Eiffel Tower is in Berlin."))
     assert stated > 0 > unrelated and stated > reversed_, (stated, reversed_, unrelated)
     # the same prompt gives the same log-odds whatever the KV cache held before (prefix reuse is exact)
-    local_llm.complete(SHORT, max_tokens=2)
+    local_llm.complete(SHORT, max_tokens=2, temperature=TEMPERATURE)
     assert local_llm.yes_no(_claim(TEXT, "L1 regularization can set some weights to zero.")) == pytest.approx(
         stated, abs=1e-3)
 
@@ -163,7 +166,7 @@ def test_a_kept_prefix_survives_other_prompts_and_the_next_process(default_gguf:
     assert n > 300 and len(list(tmp_path.glob("*.kv"))) == 1  # saved for the next process
     ask = [*prefix, {"role": "user", "content": f"Text: {TEXT}\nClaim: L1 zeroes some weights. Yes or no?"}]
     first = llm.yes_no(ask)
-    llm.complete(SHORT, max_tokens=2)  # another prompt takes the KV cache
+    llm.complete(SHORT, max_tokens=2, temperature=TEMPERATURE)  # another prompt takes the KV cache
     t = time.perf_counter()
     again = llm.yes_no(ask)
     restored_s = time.perf_counter() - t
@@ -229,7 +232,7 @@ def test_an_unreachable_server_raises_backend_error_with_the_fix() -> None:
     llm = OpenAICompatLLM(url, model="studybot", api_key="not-needed", timeout=5, n_ctx=4096)
 
     with pytest.raises(BackendError) as info:
-        llm.complete(SHORT, max_tokens=4)
+        llm.complete(SHORT, max_tokens=4, temperature=TEMPERATURE)
 
     message = str(info.value)
     assert message.startswith(f"Cannot reach the model server at {url}")
@@ -281,7 +284,7 @@ def test_openai_client_streams_through_llama_cpp_server(default_gguf: Path, tmp_
             time.sleep(0.5)
 
         llm = OpenAICompatLLM(base_url, model="studybot", api_key="not-needed", timeout=60, n_ctx=2048)
-        response = llm.stream(SHORT, max_tokens=16)
+        response = llm.stream(SHORT, max_tokens=16, temperature=TEMPERATURE)
         pieces = list(response)
 
         assert len(pieces) > 1
@@ -370,9 +373,9 @@ def test_backends_are_registered_once_and_chosen_by_settings(tmp_path: Path, mon
 
 def test_each_call_keeps_its_own_usage_whatever_runs_after_it() -> None:
     fake = ScriptedLLM(["one two three four five six", "yes"], piece_size=4)
-    first = fake.stream(SHORT, max_tokens=16)
+    first = fake.stream(SHORT, max_tokens=16, temperature=0.0)
     assert next(first) == "one "
-    second = fake.stream([{"role": "user", "content": "Is it?"}], max_tokens=2)
+    second = fake.stream([{"role": "user", "content": "Is it?"}], max_tokens=2, temperature=0.0)
     assert second.text() == "yes" and second.usage.completion_tokens == 1
     assert first.text() == "one two three four five six"  # the pieces read already, then the rest
     assert (first.usage.completion_tokens, first.usage.finish_reason) == (7, "stop")
@@ -456,17 +459,18 @@ def test_scripted_llm_plays_back_replies_and_records_calls() -> None:
     fake = ScriptedLLM(["Hello there, student.", '{"ok": true}'])
     assert isinstance(fake, LLM)
 
-    response = fake.stream(SHORT, max_tokens=8)
+    response = fake.stream(SHORT, max_tokens=8, temperature=0.0)
     pieces = list(response)
     assert len(pieces) > 1 and "".join(pieces) == "Hello there, student."
     assert response.usage.completion_tokens == len(pieces) and response.usage.finish_reason == "stop"
-    assert fake.complete(SHORT, max_tokens=8, json_schema={"type": "object"}) == '{"ok": true}'
+    assert fake.complete(SHORT, max_tokens=8, temperature=0.0,
+                         json_schema={"type": "object"}) == '{"ok": true}'
 
     assert fake.messages == [SHORT, SHORT]
     assert fake.calls[1]["json_schema"] == {"type": "object"}
     assert fake.count_tokens("abcdefgh") == 3
     with pytest.raises(AssertionError, match="no reply queued"):
-        fake.complete(SHORT, max_tokens=8)
+        fake.complete(SHORT, max_tokens=8, temperature=0.0)
 
 
 def test_json_schema_grammar_keeps_the_schemas_property_order(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_empty_and_huge_questions(corpus_service) -> None:
 def test_empty_index_is_a_clear_error(tmp_path: Path, embedder) -> None:
     r = HybridRetriever(Index(Settings(storage={"home": tmp_path / "empty"}), embedder))
     with pytest.raises(IndexStateError, match="studybot ingest"):
-        r.retrieve("what is bagging?")
+        r.retrieve("what is bagging?", Settings().retrieval.top_k)
 
 
 def test_cli_retrieve_json(corpus_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:

@@ -329,7 +329,7 @@ def test_optimising_shows_the_log_loss_before_and_after_and_where_the_parameters
         svc: StudyService) -> None:
     """A simulated student (fsrs itself, seeded) who forgets faster than FSRS's defaults assume."""
     true = [0.1, 0.4, 0.9, 3.0, *DEFAULT_PARAMETERS[4:8], 1.2, *DEFAULT_PARAMETERS[9:20], 0.35]
-    history = simulate_reviews(true, cards=60, days=200, seed=1)
+    history = simulate_reviews(true, cards=60, days=200, seed=1, retention=Settings().study.desired_retention)
     assert counted_reviews(history) >= 512
     ids = svc.study.add_items(USER, [item(f"Card {n}?") for n in range(60)], now=history[0].at - timedelta(days=1))
     for r in sorted(history, key=lambda r: r.at):

@@ -225,7 +225,8 @@ class StudyService:
         return self.study.review_calendar(user, months, tz=tz)
 
     def true_retention(self, user: str, days: int | None = None) -> dict[str, Any]:
-        """The share of review-state reviews passed: ``young``, ``mature`` (interval >= 21 days), ``total``."""
+        """The share of review-state reviews passed: ``young``, ``mature`` (an interval of ``study.mature_days`` or
+        more), ``total``."""
         return self.study.true_retention(user, days)
 
     def due_forecast(self, user: str, days: int = 30, tz: tzinfo | None = None) -> list[dict[str, Any]]:
@@ -498,7 +499,8 @@ class StudyService:
         """A one-page study guide on a topic or section, every line cited and validated like an answer."""
         from rag.study.guide import GuideMaker
 
-        maker = GuideMaker(self.model, self.retriever, self.answers.verifier, self.settings.quiz)
+        maker = GuideMaker(self.model, self.retriever, self.answers.verifier, self.settings.quiz,
+                           self.settings.llm.temperature)
         return maker.make(topic)
 
     def grade(self, item: QuizItem, answer: str) -> GradeResult:

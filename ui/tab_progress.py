@@ -241,7 +241,7 @@ def retention_html(recent: dict[str, Any], alltime: dict[str, Any], desired: flo
     """True retention (:meth:`StudyService.true_retention`, the last :data:`RECENT_DAYS` days and all time):
     the mature cards' share of reviews passed in a sentence with its counts, young / mature / all in a small
     table, and what "mature" means; before any review that counts, a sentence instead."""
-    mature_days = int(alltime.get("mature_days") or 21)
+    mature_days = int(alltime["mature_days"])  # study.mature_days, as true_retention reports it
     meaning = (f"True retention is the share of reviews passed (any grade but Again), counting only reviews of "
                f"cards past their learning steps; a card is mature when it was scheduled {mature_days} days or "
                "more after its previous review (Anki's definition), young below that.")

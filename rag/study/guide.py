@@ -104,13 +104,16 @@ def _clean(value: Any) -> str:
 
 
 class GuideMaker:
-    """Writes :class:`StudyGuide` objects; each line is checked by the answer path's verifier."""
+    """Writes :class:`StudyGuide` objects; each line is checked by the answer path's verifier. ``temperature``:
+    the model's sampling temperature for the guide (``settings.llm.temperature``)."""
 
-    def __init__(self, llm: LLM, retriever: Retriever, verifier: Verifier, quiz_settings: QuizSettings) -> None:
+    def __init__(self, llm: LLM, retriever: Retriever, verifier: Verifier, quiz_settings: QuizSettings,
+                 temperature: float) -> None:
         self.llm = llm
         self.retriever = retriever
         self.verifier = verifier
         self.quiz_settings = quiz_settings
+        self.temperature = temperature
 
     def passages(self, topic: str) -> list[Passage]:
         topic = (topic or "").strip()
@@ -121,7 +124,8 @@ class GuideMaker:
     def make(self, topic: str) -> StudyGuide:
         start = time.perf_counter()
         passages = self.passages(topic)
-        raw = self.llm.complete(guide_messages(topic, passages), max_tokens=MAX_TOKENS, temperature=0.1,
+        raw = self.llm.complete(guide_messages(topic, passages), max_tokens=MAX_TOKENS,
+                                temperature=self.temperature,
                                 json_schema=schema(len(passages)))
         try:
             data = json.loads(raw)

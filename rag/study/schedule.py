@@ -38,11 +38,14 @@ class Review:
     at: datetime
 
 
-def make_scheduler(parameters: Sequence[float] | None = None, retention: float = 0.9) -> Scheduler:
-    """The ``fsrs`` scheduler for a user: their parameters (None: FSRS's defaults) and desired retention; no
-    fuzzing, so the same review gives the same interval."""
-    return Scheduler(parameters=tuple(parameters) if parameters else DEFAULT_PARAMETERS,
-                     desired_retention=retention, enable_fuzzing=False)
+def make_scheduler(parameters: Sequence[float] | None, retention: float | None) -> Scheduler:
+    """The ``fsrs`` scheduler for a user: their parameters (None: FSRS's defaults) and desired retention (None:
+    ``fsrs``'s own, for a replay that reads only how likely a card is recalled, which the desired retention
+    does not change: it moves when a card is due); no fuzzing, so the same review gives the same interval."""
+    weights = tuple(parameters) if parameters else DEFAULT_PARAMETERS
+    if retention is None:
+        return Scheduler(parameters=weights, enable_fuzzing=False)
+    return Scheduler(parameters=weights, desired_retention=retention, enable_fuzzing=False)
 
 
 def _by_card(reviews: Iterable[Review]) -> dict[int, list[Review]]:
@@ -65,7 +68,7 @@ def counted_reviews(reviews: Iterable[Review]) -> int:
 def log_loss(reviews: Iterable[Review], parameters: Sequence[float] | None = None) -> float | None:
     """The mean binary cross-entropy of FSRS's predicted recall with ``parameters`` (None: the defaults) on the
     counted reviews (see the module's docstring); None when no review counts."""
-    scheduler = make_scheduler(parameters)
+    scheduler = make_scheduler(parameters, None)
     total, n = 0.0, 0
     for card_id, history in _by_card(reviews).items():
         card = Card(card_id=card_id, due=history[0].at)
@@ -88,7 +91,7 @@ def fit(reviews: Iterable[Review]) -> list[float]:
     return [float(w) for w in Optimizer(logs).compute_optimal_parameters()]
 
 
-def workload_factor(retention: float, parameters: Sequence[float] | None = None, base: float = 0.9) -> float:
+def workload_factor(retention: float, parameters: Sequence[float] | None, *, base: float) -> float:
     """How many times as often a card comes back at ``retention`` as at ``base``: FSRS's interval is
     proportional to ``retention ** (1 / decay) - 1`` (``Scheduler._next_interval``)."""
     decay = -float((parameters or DEFAULT_PARAMETERS)[20])
@@ -97,7 +100,7 @@ def workload_factor(retention: float, parameters: Sequence[float] | None = None,
 
 def simulate_reviews(true_parameters: Sequence[float], *, cards: int, days: int, seed: int,
                      start: datetime = datetime(2026, 1, 1, 9, 0, tzinfo=UTC),
-                     app_parameters: Sequence[float] | None = None, retention: float = 0.9) -> list[Review]:
+                     app_parameters: Sequence[float] | None = None, retention: float) -> list[Review]:
     """A seeded review history of ``cards`` cards over ``days`` days, simulated with ``fsrs`` itself.
 
     The student's memory follows ``true_parameters``: at each review the chance of recalling the card is its
@@ -107,7 +110,7 @@ def simulate_reviews(true_parameters: Sequence[float], *, cards: int, days: int,
     easy with chances 0.2 / 0.1 / 0.6 / 0.1; later, not recalled is again, recalled is hard / good / easy with
     chances 0.15 / 0.75 / 0.10."""
     rng = random.Random(seed)
-    truth = make_scheduler(true_parameters)
+    truth = make_scheduler(true_parameters, None)  # the student's memory: only its recall chances are read
     app = make_scheduler(app_parameters, retention)
     end = start + timedelta(days=days)
     out: list[Review] = []

@@ -541,9 +541,10 @@ class StudyStore:
 
         if retention <= self.settings.retention_warning:
             return None
-        factor = workload_factor(retention, parameters)
+        base = self.settings.desired_retention
+        factor = workload_factor(retention, parameters, base=base)
         return (f"A desired retention of {retention:.2f} is above {self.settings.retention_warning:.2f}: each card "
-                f"comes back about {factor:.1f} times as often as at 0.90, so your reviews a day grow steeply.")
+                f"comes back about {factor:.1f} times as often as at {base:.2f}, so your reviews a day grow steeply.")
 
     @_guarded
     def schedule(self, user: str) -> dict[str, Any]:
