@@ -90,7 +90,7 @@ def run_gate(service: Any, ids: Sequence[str] = GATE_IDS) -> dict[str, Any]:
 
     gold = {g.id: g for g in load_gold()}
     method = ModelReaders(service.settings, service.llm).methods()[DEFAULT_METHOD]
-    threshold = method_threshold(method)
+    threshold = method_threshold(method, service.settings.answer.verify_min_logodds)
     failures: list[str] = []
     rows = []
     t_all = time.perf_counter()

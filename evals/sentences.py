@@ -27,9 +27,6 @@ SENTENCE_METRIC = "sentence_faithfulness"
 # one forward pass) 0.75 on tune, ahead of "yesno" 0.72 and "rules_yesno" 0.71; on the held-out half it reads
 # 0.77 (yesno 0.70). README, Evals.
 DEFAULT_METHOD = "focus"
-# Used when evals/judge_accuracy.json holds no tuned threshold for the method: the answer path's own
-# verify_min_logodds (0.75, read on the gold/holdout explanation sentences; rag.settings).
-FALLBACK_THRESHOLD = 0.75
 
 
 def _passages(answer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -133,9 +130,10 @@ def judge_answer(question: str, answer: dict[str, Any], method: Method, threshol
     return out
 
 
-def method_threshold(method: Method, result: dict[str, Any] | None = None) -> float:
+def method_threshold(method: Method, fallback: float, result: dict[str, Any] | None = None) -> float:
     """The threshold the metric judges with: the method's fixed one, else the one chosen on the claims' tune
-    half (``evals/judge_accuracy.json``), else :data:`FALLBACK_THRESHOLD`."""
+    half (``evals/judge_accuracy.json``), else ``fallback``: the answer path's own ``answer.verify_min_logodds``
+    (read on the gold/holdout explanation sentences; rag.settings)."""
     if method.threshold is not None:
         return method.threshold
     from evals.judge_accuracy import load_result
@@ -143,4 +141,4 @@ def method_threshold(method: Method, result: dict[str, Any] | None = None) -> fl
     data = result if result is not None else load_result()
     fig = ((data or {}).get("methods") or {}).get(method.name) or {}
     t = fig.get("threshold")
-    return float(t) if isinstance(t, int | float) and fig.get("tuned") else FALLBACK_THRESHOLD
+    return float(t) if isinstance(t, int | float) and fig.get("tuned") else fallback

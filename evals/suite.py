@@ -140,7 +140,7 @@ class Suite:
 
                 llm = self.service.llm  # type: ignore[attr-defined]  # StudyService has it; fakes pass a method
                 method = ModelReaders(self.service.settings, llm).methods()[DEFAULT_METHOD]
-            self._sentence = (method, method_threshold(method))
+            self._sentence = (method, method_threshold(method, self.service.settings.answer.verify_min_logodds))
         return self._sentence
 
     # -- run -------------------------------------------------------------------------------------------
