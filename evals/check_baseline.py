@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 BASELINE_PATH = Path(__file__).resolve().parent / "baseline.json"
+# How far hybrid hit@5 or MRR@5 may drop below the baseline (the baseline's own "tolerance" wins): set by hand with
+# the first eval code (2026-11-25). On the gold set's 80 answerable questions one question leaving the top 5
+# moves hit@5 by 0.0125: the gate lets one such loss pass and fails on two.
 DEFAULT_TOLERANCE = 0.02
 GATED_MODE = "hybrid"
 GATED_METRICS = ("hit@5", "mrr@5")

@@ -54,7 +54,7 @@ SPLIT_RULE = f"sha256('{SPLIT_SALT}:' + question_id), first byte even: tune, odd
 # A reading for "failed the rules, the model was not asked" / "too short to be a claim, passed": beyond any
 # log-odds the model gives (|log-odds| stays below 30 on a 1.5B model's yes/no).
 RULES_FAIL = -100.0
-SHORT_PASS = 100.0
+SHORT_PASS = 100.0  # the other reading named above
 
 
 # ------------------------------------------------------------------------------------------------------

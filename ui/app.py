@@ -152,7 +152,8 @@ def use_upload_cache(settings: Settings) -> Path:
 
 
 # Uploaded files are deleted from the cache once the Library tab has handled them; one chosen but never added
-# goes after a day (checked hourly), and all of them when the server stops.
+# goes after a day (checked hourly), and all of them when the server stops. Gradio's delete_cache (how often,
+# how old, in seconds): set by hand with the ingest faults work (2026-12-05), not tuned.
 DELETE_CACHE = (3600, 86400)
 
 

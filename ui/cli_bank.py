@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from rag.quiz.bank import BankStats, FillReport
     from ui.service import StudyService
 
-LINE_EVERY_S = 10.0  # not a terminal: one progress line this often (and at the end)
+# Not a terminal (a log, CI): one progress line this often, and at the end. Set by hand, not measured: a line
+# every few seconds would fill a log; a valid item takes 6-33 s to make on 2 cores (README), so most lines
+# report one.
+LINE_EVERY_S = 10.0
 
 
 def add_parsers(sub: Any) -> None:

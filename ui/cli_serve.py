@@ -23,6 +23,9 @@ from ui.commands import EXIT_OK, command
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # bind-all address -> where to reach it here
+# How long serve waits for the web app to accept connections before saying it did not (naming the port). Set by
+# hand, not measured: the app does not wait for the model (its warm-up runs in a thread beside it), so a minute is
+# room for a slow machine; past it another program most likely holds the port.
 READY_TIMEOUT_S = 60.0
 log = logging.getLogger(__name__)
 

@@ -49,12 +49,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The Quiz tab's question count: 1 to 10, 5 to start with. Set by hand with the Quiz tab (2026-11-25), not tuned:
+# 10 glossary MCQs made with nothing banked take some 5 minutes on 2 cores (32.6 s a valid item, README).
 MIN_COUNT, MAX_COUNT, DEFAULT_COUNT = 1, 10, 5
+# A topic is a few words (a section's title); the box takes at most this many characters. Set by hand, not tuned.
 MAX_TOPIC_CHARS = 120
 # label -> file suffix (export_items picks the format from the suffix)
 EXPORT_FORMATS: dict[str, str] = {"CSV": ".csv", "Anki deck (.apkg)": ".apkg", "Anki text (.txt)": ".txt"}
 DEFAULT_EXPORT = "CSV"
-ROUND_END_S = 5.0  # the longest a round with every question made is waited for to end (its counts, no model)
+# The longest a round with every question made is waited for to end (its counts, no model call): set by hand
+# (2026-12-06), a bound on a stuck thread, not a wait the round is expected to reach.
+ROUND_END_S = 5.0
 
 
 # --- server-side quiz sessions ------------------------------------------------------------------------

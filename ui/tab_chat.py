@@ -40,7 +40,9 @@ EXAMPLES = [
 ]
 NOTHING_TO_EXPORT = "Nothing to export yet: ask a question first, then export the conversation with its sources."
 NO_PASSAGE = "No passage to show: nothing in the handbooks is close to this question."
-DUPLICATE_S = 2.0  # the same question sent twice this quickly (a double click) is asked once
+# The same question sent twice this quickly (a double click) is asked once. Set by hand, not measured: a double
+# click's two clicks come well within it, and a question asked again on purpose comes later.
+DUPLICATE_S = 2.0
 # Runs in the browser when a question is sent: the question and the moment it was sent (its place in line).
 SENT_AT = "(question, state, sent_at) => [question, state, Date.now()]"
 
@@ -237,6 +239,8 @@ def save_turns(service: Any, user: str, state: dict[str, Any]) -> None:
         service.study.save_conversation(user, state["id"], turns)
 
 
+# A saved conversation is listed by its first question, cut at a word to this many characters, then its date:
+# set by hand to fit the list's width (2026-12-05), not measured.
 TITLE_CHARS = 60
 
 

@@ -21,6 +21,8 @@ from evals.scoring import DEFAULT_METRICS as _DEFAULT_METRICS
 from evals.scoring import JUDGED_METRICS as LLM_METRICS
 from evals.suite import Suite
 
+# Questions an eval started from the tab asks unless told otherwise: set by hand, a small run to try the tab
+# with (each question is answered, then judged, by the local model); `studybot eval --limit N` runs more.
 DEFAULT_LIMIT = 3
 DEFAULT_METRICS = list(_DEFAULT_METRICS)
 # How the faithfulness figures are judged, and how far to trust them (under the developer's description).

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from ui.service import DocumentInfo, StudyService
 
 TABLE_HEADERS = ["title", "file", "from", "kind", "chunks", "last ingested"]
+# A document's preview shows its first passages, this many: set by hand (2026-12-05), not tuned.
 PREVIEW_PASSAGES = 3
+# An empty Gradio temp file older than this is a leftover (remove_uploaded): an hour, set by hand so that an
+# upload still being received is never touched.
 EMPTY_TEMP_AGE_S = 3600
 
 

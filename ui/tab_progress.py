@@ -61,11 +61,16 @@ CSS = """
 if TYPE_CHECKING:
     from ui.service import StudyService
 
+# A section's name in a chart is cut to this many characters: set by hand with the Progress tab (2026-12-02), not
+# measured.
 MAX_LABEL = 40
-MIN_COUNT_AXIS = 5  # a count axis reaches at least 5, so its ticks are whole numbers (0, 1, ... 5)
+# A count axis reaches at least 5, so its ticks are whole numbers (0, 1, ... 5): a design choice, not tuned.
+MIN_COUNT_AXIS = 5
 TABLE_COLUMNS = ["section", "document", "mastery", "reviews right", "recall tomorrow (FSRS)", "cards"]
+# The review calendar's span and the due forecast's: a year back, a month ahead. Set by hand with the Progress tab
+# (2026-12-06), not tuned.
 CALENDAR_MONTHS = 12
-FORECAST_DAYS = 30
+FORECAST_DAYS = 30  # set by hand, as above
 RECENT_DAYS = 30  # true retention: the last month beside all time (Anki's table has both)
 WEEKDAYS = ("Mon", "", "Wed", "", "Fri", "", "")
 EMPTY = ("Nothing studied yet. Take a quiz on the Quiz tab: each question becomes a review card, and your "

@@ -290,7 +290,9 @@ def guide_working_html(topic: str, elapsed: float) -> str:
 
 
 # --- the tab -------------------------------------------------------------------------------------------
-POLL_S = 0.5  # how often a running job's progress display is redrawn
+# How often a running job's progress display is redrawn: set by hand with the Quiz tab, not measured (a question
+# takes seconds to make, so twice a second shows its progress as it moves).
+POLL_S = 0.5
 
 
 def build_quiz_tab(service: StudyService) -> dict[str, Any]:

@@ -170,7 +170,7 @@ def _view_error(status_html: str, card: DueCard, due: int, state: ReviewState, e
 
 
 # -- the card shown: edit, suspend, bury, delete; the cards kept out of review put back ----------------------
-SHORT = 70  # a question quoted in a message: at most this many characters
+SHORT = 70  # a question quoted in a message: at most this many characters (set by hand, not measured)
 
 
 def _reviews(n: int) -> str:

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 # has something to ask (QuizType.bank_rank). FAST_FIRST: a quiz of such a type whose bank has nothing ready
 # starts with an item of the other (an MCQ quiz with a flashcard: the first question in seconds instead of half
 # a minute); the rest are of the type asked for (QuizType.fast_first). Both are views of rag.quiz.types.
-# `studybot bank --topic T` banks the passages a quiz of this many questions on T would use.
+# `studybot bank --topic T` banks the passages a quiz of this many questions on T would use: 10, set by hand with
+# the bank (2026-12-05), not tuned; the Quiz tab's largest quiz (ui.quiz_state.MAX_COUNT) is as long.
 BANK_TOPIC_ITEMS = 10
 
 _SCHEMA = """
@@ -81,7 +82,7 @@ CREATE TABLE IF NOT EXISTS tries (
     PRIMARY KEY (content_hash, type)
 );
 """
-_BATCH = 500  # hashes per IN (...) query
+_BATCH = 500  # hashes per IN (...) query: set by hand under SQLite's old 999-parameter limit (before 3.32)
 
 
 class BankError(StudybotError):

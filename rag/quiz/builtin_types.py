@@ -39,6 +39,8 @@ MCQ = register(QuizType(
     fast_first="flashcard",
 ))
 
+# The longest short answer the schema lets the model write (an answer that fills it was cut off by the grammar:
+# rag.quiz.validation.cut_off). Set by hand with the first quiz code (2026-11-25), not measured.
 SHORT_ANSWER_MAX_CHARS = 200
 SHORT = register(QuizType(
     name="short",
@@ -57,6 +59,7 @@ SHORT = register(QuizType(
     bank_rank=1,
 ))
 
+# The longest back of a flashcard, read the same way: set by hand with the first quiz code, not measured.
 FLASHCARD_ANSWER_MAX_CHARS = 240
 FLASHCARD = register(QuizType(
     name="flashcard",

@@ -51,10 +51,16 @@ from rag.types import Chunk, Citation, Passage, Progress
 # Glossary MCQs: 29-35% of the passages tried give a valid item, and the 7-topic blind run (n = 4 each) still
 # made 23 of the 28 items asked within this budget (bench/quiz.py, 2026-12-04).
 MAX_ATTEMPTS_PER_ITEM = 3
+# A passage is clipped to this many characters in a quiz prompt: a cap on the prompt's length, set by hand with
+# the first quiz code (2026-11-25), not tuned. It cuts none of the handbooks' 234 chunks (the longest has 955
+# characters at ingest.chunk_size 900), only a document chunked larger.
 MAX_PASSAGE_CHARS = 1200
 # Passages related to an MCQ's key term whose glossaries are read for distractors, at most, per key term
 # (each is one model call unless cached).
 RELATED_PASSAGES = 6
+# The model calls one MCQ may spend writing related passages' glossaries before its key term is given up for
+# want of distractors: set by hand with the glossary MCQs (2026-12-04), not tuned (the 7-topic blind run made
+# 72 glossary calls for 23 items: bench/quiz.py, README).
 MAX_GLOSSARY_CALLS_PER_KEY = 3
 
 

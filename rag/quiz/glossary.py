@@ -39,9 +39,13 @@ from rag.text import clip
 from rag.types import Chunk
 from rag.units import split_units
 
+# A passage's glossary: at most this many terms (the schema's maxItems), each at most TERM_MAX_CHARS long (a term
+# that fills it was cut off). Both set by hand with the glossary MCQs (2026-12-04), not tuned.
 TERMS_PER_PASSAGE = 3
-TERM_MAX_CHARS = 40
+TERM_MAX_CHARS = 40  # set by hand, as above
 DEFINITION_MAX_CHARS = ANSWER_MAX_CHARS["mcq"]
+# The passage's clip in the glossary prompt: the quiz prompts' (rag.quiz.generation.MAX_PASSAGE_CHARS, set by
+# hand, cutting none of the handbooks' chunks).
 MAX_PASSAGE_CHARS = 1200
 # 3 entries of at most 40 + 110 characters (~45 tokens each) and the JSON around them.
 MAX_TOKENS = 200

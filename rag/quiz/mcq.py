@@ -49,9 +49,13 @@ from rag.quiz.validation import cut_off
 from rag.types import Citation
 from rag.units import split_units
 
+# Wrong options per MCQ: four options A-D, the usual form of a multiple-choice question (a product choice of the
+# first quiz code, not tuned).
 DISTRACTORS = 3
 LETTERS = "ABCD"
 PICK_SCHEMA = {"type": "string", "enum": list(LETTERS)}  # one letter: the model's term match
+# The passage sentence shown as an MCQ's feedback (best_quote) is cut to this many characters: set by hand with the
+# glossary MCQs (2026-12-04), the bound the short answer's explanation has in its schema, not measured.
 EXPLANATION_MAX_CHARS = 220
 # 0.85: only near-copies are caught here. Definitions of sibling concepts, which make good distractors,
 # scored up to 0.83 ("Model is too simple" / "... too complex" for bias / variance; "Adds the square of
@@ -83,7 +87,7 @@ KIN_WEIGHTS: dict[str, float] = {
 # hand with the key-longest share (25% by chance) as the figure: 20% of the stated keys' items, 36% of the model's
 # (bench.mcq_quality, 2026-12-06).
 SHORT_DISTRACTOR = 0.8
-LONG_OPTION = 1.3
+LONG_OPTION = 1.3  # set by hand with SHORT_DISTRACTOR, on the figure above
 # A cut option keeps at least this many words (fewer reads as a fragment: "Shrinks the steps" is the floor).
 MIN_OPTION_WORDS = 3
 # Clauses of at most this many words after the first are an enumeration ("Detect edges, textures, and objects"),

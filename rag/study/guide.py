@@ -30,9 +30,14 @@ from rag.terms import missing_terms
 from rag.text import clip
 from rag.types import Citation, Passage
 
+# Passages a guide is written from, each clipped to MAX_PASSAGE_CHARS. Both set by hand with the study guides
+# (2026-12-02), not tuned: four passages of about 225 tokens keep the prompt near 1,100 tokens; the clip cuts 4 of
+# the handbooks' 234 chunks (at ingest.chunk_size 900).
 GUIDE_PASSAGES = 4
 MAX_PASSAGE_CHARS = 900  # four passages of about 225 tokens: the prompt stays near 1,100 tokens
-MAX_TOKENS = 520  # five terms, four sentences and three questions of the schema's bounded lengths fit
+# The guide's reply cap: set by hand (2026-12-02), not measured, as room for five terms, four summary sentences and
+# three questions of the schema's bounded lengths.
+MAX_TOKENS = 520
 LineKind = Literal["term", "summary", "question"]
 
 

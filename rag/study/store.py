@@ -48,10 +48,9 @@ RATINGS = {"again": 1, "hard": 2, "good": 3, "easy": 4}
 # turned over without an answer is not a review; the card stays due).
 VERDICT_RATING = {"correct": "good", "partial": "hard", "incorrect": "again"}
 LOCAL_USER = "local"  # the one user of the CLI without --user and of the web UI without --auth
-MASTERY_HALF_LIFE_DAYS = 14  # the Progress charts' window: a review two weeks old counts half
-# A section is weak below the user's desired retention (FSRS's default, 0.9, until they set one): its cards are,
-# on average, less likely to be recalled than the scheduler aims for.
-WEAK_MASTERY = 0.9
+# Mastery weighs each review by its age: a review this many days old counts half. Two weeks, the Progress charts'
+# window: set by hand with mastery (2026-12-02), not tuned on students' reviews.
+MASTERY_HALF_LIFE_DAYS = 14
 STATES = {1: "learning", 2: "review", 3: "relearning"}  # fsrs.State; a card never reviewed is "new"
 
 MIGRATIONS: list[str] = [
@@ -466,8 +465,9 @@ class StudyStore:
     @_guarded
     def weak_sections(self, user: str, k: int = 3, now: datetime | None = None) -> list[dict[str, Any]]:
         """The (at most ``k``) sections the user does worst on: reviewed at least once and below the user's
-        desired retention (:data:`WEAK_MASTERY` by default), lowest mastery first, then lowest retrievability.
-        Sections never reviewed are not weak spots (they are due in Review)."""
+        desired retention (``study.desired_retention`` until they set one: its cards are, on average, less likely
+        to be recalled than the scheduler aims for), lowest mastery first, then lowest retrievability. Sections
+        never reviewed are not weak spots (they are due in Review)."""
         target = self._retention(self._db(), user)
         rows = [m for m in self.mastery(user, now) if m["reviews"] and m["mastery"] < target]
         rows.sort(key=lambda m: (m["mastery"], m["retrievability"] or 0.0, m["section"]))
