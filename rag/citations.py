@@ -13,6 +13,8 @@ CITATION = re.compile(
     re.I,
 )
 _NUM_OR_RANGE = re.compile(r"(\d{1,3})\s*(?:[-–]\s*(\d{1,3}))?")
+# The widest "[a-b]" citation range expanded into markers: set by hand (an answer cites at most top_k, 5-10,
+# passages); a wider range is read as a typo or a number, not a citation.
 MAX_RANGE = 20
 
 

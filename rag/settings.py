@@ -204,6 +204,7 @@ class AnswerSettings(_Group):
     history_turns: int = Field(4, ge=0)
     # -- ranking (rag.answer.rank) ---------------------------------------------------------------------------
     # The scorer's weights: chosen on the 120 answerable gold + holdout questions with bench/tune_evidence.py
+    # (since removed, 7229817; its figures are in that commit)
     # (the share whose evidence held a gold phrase); any weights in the grid were within 0.03 of each other.
     evidence_dense_weight: float = Field(1.0, ge=0, description="Weight of cos(question, unit) in a unit's score.")
     evidence_terms_weight: float = Field(0.25, ge=0, description="Weight of the idf-weighted share of the question's "

