@@ -13,9 +13,9 @@ import pytest
 from rag.answer import AnswerPipeline
 from rag.answer.chat import ChatSession, clean_condensed
 from rag.answer.checks import is_refusal
+from rag.answer.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.citations import markers_in_code
 from rag.errors import QueryError
-from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
 from rag.settings import Settings
 from tests.fakes import TEXTS, FakeRetriever, HashEmbedder, ScriptedLLM, reader

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from evals.gold import GOLD_PATH, load_gold, states
+from rag.answer.events import Delta, Finished, Passages, Quotes, Stage
 from rag.citations import markers_in_code
-from rag.events import Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
 from rag.settings import Settings
 from tests.helpers import MODELS_CACHE, free_port

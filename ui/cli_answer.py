@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from rag.answer.events import AnswerEvent, Condensed, Delta, Finished, Quotes
 from rag.errors import QueryError, StudybotError
-from rag.events import AnswerEvent, Condensed, Delta, Finished, Quotes
 from rag.study.store import LOCAL_USER
 from rag.text import strip_controls
 from ui.commands import EXIT_ERROR, EXIT_OK, command

@@ -22,7 +22,7 @@ from rag.quiz import GradeResult
 from rag.types import Chunk, Citation, Passage
 
 REFUSED_NOTE = "**Not answered:** the handbooks do not cover this question."
-# What a student waits on, said on screen: the stages of an answer (rag.events.Stage) and, before them, the
+# What a student waits on, said on screen: the stages of an answer (rag.answer.events.Stage) and, before them, the
 # Chat tab's own: a question waiting behind the student's previous one, the model not free yet, a follow-up
 # being rewritten to stand alone. Shown as the last line of the answer's message, the one line that changes.
 STAGE_TEXT = {

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary, PlanFn
     from rag.answer import Answer, AnswerPipeline
     from rag.answer.chat import ChatSession
+    from rag.answer.events import AnswerEvent
     from rag.backends.embeddings import TextEmbedder
     from rag.backends.store import Index
-    from rag.events import AnswerEvent
     from rag.health import Check
     from rag.llm import LLM
     from rag.quiz import GradeResult, QuizItem, QuizResult, QuizSession
@@ -302,7 +302,7 @@ class StudyService:
 
     def ask_stream(self, question: str, k: int | None = None, max_tokens: int | None = None
                    ) -> Iterator[AnswerEvent]:
-        """Typed events (:mod:`rag.events`): the passages, text deltas, then the final answer."""
+        """Typed events (:mod:`rag.answer.events`): the passages, text deltas, then the final answer."""
         events: Iterator[AnswerEvent] = self.gate.guard(self.answers.stream(question, k=k, max_tokens=max_tokens))
         return events
 

@@ -6,7 +6,7 @@ is still being answered waits in the conversation, marked as waiting, and is ans
 an answer is written the message says what it waits on (retrieving, choosing the sentences, explaining,
 checking); what it shows only grows. Each turn keeps its own sources (anchors ``src-<turn>-<n>``), so an
 older answer's ``[n]`` still opens its passage. The UI never retrieves by itself: it only consumes the typed
-events of :meth:`StudyService` (:mod:`rag.events`).
+events of :meth:`StudyService` (:mod:`rag.answer.events`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import gradio as gr
 
+from rag.answer.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.errors import StudybotError
-from rag.events import Condensed, Delta, Finished, Passages, Quotes, Stage
 from rag.study.store import LOCAL_USER
 from rag.text import clip
 from ui import render
@@ -310,7 +310,7 @@ def answer_next(service: Any, sessions: SessionStore[Conversation], state: dict[
         yield (_turn_messages(turns), sources_panel(turns, state["id"]), gr.skip())
         stream = stream_answer(chat, turn["question"])
         try:
-            for event in stream:  # rag.events, in their order
+            for event in stream:  # rag.answer.events, in their order
                 if state.get("closed"):  # the conversation was cleared or replaced: stop answering it
                     return
                 if isinstance(event, Condensed):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag import prompts
+from rag.answer.events import AnswerEvent, Condensed, Finished
 from rag.answer.pipeline import CONDENSE_MAX_TOKENS, Answer, AnswerPipeline
 from rag.citations import CITATION
-from rag.events import AnswerEvent, Condensed, Finished
 from rag.text import clip
 
 # 300 characters of each earlier answer go into the condense prompt (its topic, not its text): a design choice of

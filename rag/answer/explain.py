@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from rag import prompts
 from rag.answer.checks import content_tokens, is_refusal
+from rag.answer.events import Delta, Stage
 from rag.answer.select import Quote, excerpts
 from rag.answer.verify import Check, Verifier, strip_markers
 from rag.citations import cited_numbers, keep_markers, place_outside_code
-from rag.events import Delta, Stage
 from rag.units import split_units
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@
 
     pipeline = AnswerPipeline(retriever, lambda: llm, settings, embedder=embedder)
     answer = pipeline.ask("What does L1 regularization do?")        # an Answer
-    for event in pipeline.stream("..."):                               # rag.events, in order
+    for event in pipeline.stream("..."):                               # rag.answer.events, in order
         ...
 
 Each step is a method with a typed input and output, composed by a LangChain runnable (:meth:`chain`):
@@ -34,12 +34,12 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from rag.answer.events import AnswerEvent, Delta, Finished, Passages, Quotes, Stage
 from rag.answer.explain import Explainer, Explanation
 from rag.answer.passages import candidate_passages
 from rag.answer.rank import Candidate, Judge, Ranking, Scorer, rank
 from rag.answer.select import Quote, answers_logodds, choose, quotes
 from rag.answer.verify import Check, Verifier
-from rag.events import AnswerEvent, Delta, Finished, Passages, Quotes, Stage
 from rag.prompts import REFUSAL
 from rag.settings import AnswerSettings, Settings
 from rag.terms import named_terms
@@ -326,7 +326,7 @@ class AnswerPipeline:
 
     def stream(self, question: str, *, k: int | None = None, max_tokens: int | None = None
                ) -> Iterator[AnswerEvent]:
-        """The same steps, with events between them (:mod:`rag.events`)."""
+        """The same steps, with events between them (:mod:`rag.answer.events`)."""
         req = self.request(question, k, max_tokens)
         yield Stage("retrieving", 0.0)
         g = self.gather(self.retrieve(req))
