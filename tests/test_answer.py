@@ -93,6 +93,25 @@ def test_the_explanation_prompt_holds_only_the_quotes() -> None:
     assert len({m[-1]["content"].split("</excerpts>")[0] for m in about_quotes}) == 1
 
 
+def test_the_pipeline_keeps_the_fixed_prefix_once_before_its_first_model_call() -> None:
+    # `studybot eval` never warmed the model up: each question evaluated the prefix again (16 s, not 7)
+    pipe, llm = make(["L1 drives some weights to zero [1].", "L1 drives some weights to zero [1]."])
+    assert llm.kept == []
+    judged_before: list[int] = []
+    original = llm.keep_prefix
+
+    def keep(messages: list[dict[str, str]]) -> int:
+        judged_before.append(len(llm.judged))
+        return original(messages)
+
+    llm.keep_prefix = keep  # type: ignore[method-assign]
+    pipe.ask("What does L1 regularization do to the weights?")
+    pipe.ask("What does L1 regularization do to the weights?")
+    assert judged_before == [0] and len(llm.kept) == 1
+    about_quotes = [m for m in llm.judged if len(m) > 1]
+    assert about_quotes and all(m[:-1] == llm.kept[0] for m in about_quotes)
+
+
 def test_a_list_item_is_quoted_with_its_introduction() -> None:
     pipe, _ = make(["Use MAE for weather forecasting [1]."], answering=("Use MAE",), texts=[LIST_TEXT])
     a = pipe.ask("Which error measure suits weather forecasting?")

@@ -29,6 +29,7 @@ A refusal is decided before anything but the sources is shown; once quotes are s
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -193,10 +194,24 @@ class AnswerPipeline:
         self.verifier = Verifier(s, self._llm_factory, embedder.embed if embedder is not None else None)
         self.explainer = Explainer(self._llm_factory, self.verifier, s.explain_max_sentences)
         self._chain: Any = None
+        self._prefix_kept = False
+        self._prefix_lock = threading.Lock()
 
     @property
     def llm(self) -> LLM:
         return self._llm_factory()
+
+    def keep_prefix(self) -> None:
+        """Keep the answer prompt's fixed prefix evaluated (:func:`warm_up`), once, before the first model call:
+        the judge's prompts take the KV cache between it and the quotes' prompts, and without the kept prefix
+        each question evaluated it again (10 s of the 16 s a gold question took when `studybot eval`, which
+        never called warm_up, answered; 2026-12-06, 2-core machine). A caller's own warm_up makes this free."""
+        if self._prefix_kept:
+            return
+        with self._prefix_lock:
+            if not self._prefix_kept:
+                warm_up(self.llm)
+                self._prefix_kept = True
 
     def request(self, question: str, k: int | None = None, max_tokens: int | None = None) -> Request:
         return Request(question, k or self.settings.retrieval.top_k,
@@ -235,6 +250,7 @@ class AnswerPipeline:
         if g.refusal is not None:
             return Ranked(g, Ranking([]))
         question = g.retrieved.question
+        self.keep_prefix()
         ranking = rank(g.candidates, lambda cs: self.judge.score(question, cs), top=s.judge_top_k,
                        weight=s.judge_weight)
         return Ranked(g, ranking)
