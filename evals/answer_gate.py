@@ -84,12 +84,11 @@ def unstated(score: dict[str, Any], item_id: str) -> list[str]:
 
 def run_gate(service: Any, ids: Sequence[str] = GATE_IDS) -> dict[str, Any]:
     """Ask each gate question with ``service`` (a :class:`ui.service.StudyService`) and check it."""
-    from evals.judge_accuracy import ModelReaders
     from evals.scoring import answer_record
-    from evals.sentences import DEFAULT_METHOD, method_threshold
+    from evals.sentences import default_method, method_threshold
 
     gold = {g.id: g for g in load_gold()}
-    method = ModelReaders(service.settings, service.llm).methods()[DEFAULT_METHOD]
+    method = default_method(service.settings, service.llm)
     threshold = method_threshold(method, service.settings.answer.verify_min_logodds)
     failures: list[str] = []
     rows = []
@@ -110,6 +109,6 @@ def run_gate(service: Any, ids: Sequence[str] = GATE_IDS) -> dict[str, Any]:
     if share is not None and share < MIN_STATED_SHARE:
         failures.append(f"{stated} of {written} shown written sentences read as stated ({share:.2f} < "
                         f"{MIN_STATED_SHARE}):\n" + "\n".join(line for r in rows for line in r["unstated"]))
-    return {"method": DEFAULT_METHOD, "threshold": threshold, "failures": failures, "questions": rows,
+    return {"method": method.name, "threshold": threshold, "failures": failures, "questions": rows,
             "written": written, "stated": stated, "stated_share": share,
             "seconds": round(time.perf_counter() - t_all, 1)}

@@ -430,11 +430,15 @@ class ReadingCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.entries: dict[str, tuple[float, float]] = {}
+        self.lists: dict[str, tuple[list[float], float]] = {}  # readings of several numbers (token log-probs)
         if path is not None and path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     d = json.loads(line)
-                    self.entries[d["key"]] = (float(d["value"]), float(d["seconds"]))
+                    if "values" in d:
+                        self.lists[d["key"]] = ([float(v) for v in d["values"]], float(d["seconds"]))
+                    else:
+                        self.entries[d["key"]] = (float(d["value"]), float(d["seconds"]))
 
     @staticmethod
     def key(*parts: Any) -> str:
@@ -445,10 +449,20 @@ class ReadingCache:
 
     def put(self, key: str, value: float, seconds: float) -> None:
         self.entries[key] = (value, seconds)
+        self._append({"key": key, "value": value, "seconds": round(seconds, 4)})
+
+    def get_list(self, key: str) -> tuple[list[float], float] | None:
+        return self.lists.get(key)
+
+    def put_list(self, key: str, values: list[float], seconds: float) -> None:
+        self.lists[key] = (list(values), seconds)
+        self._append({"key": key, "values": [round(v, 5) for v in values], "seconds": round(seconds, 4)})
+
+    def _append(self, record: dict[str, Any]) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "value": value, "seconds": round(seconds, 4)}) + "\n")
+                f.write(json.dumps(record) + "\n")
 
 
 class CachedYesNo(LLM):
@@ -471,6 +485,21 @@ class CachedYesNo(LLM):
             value = self.llm.yes_no(messages, shared)
             hit = (value, time.perf_counter() - t)
             self._cache.put(key, *hit)
+        self.charged += hit[1]
+        return hit[0]
+
+    def token_logprobs(self, messages: list[dict[str, str]], text: str, shared: str = "") -> list[float]:
+        """The backend's per-token log-probabilities of ``text`` as the reply (llama.cpp only), read once."""
+        read = getattr(self.llm, "token_logprobs", None)
+        if read is None:
+            raise ValueError(f"the {self.llm.name} backend gives no token log-probabilities (use llama_cpp)")
+        key = self._cache.key("token_logprobs", self.llm.name, messages, text)
+        hit = self._cache.get_list(key)
+        if hit is None:
+            t = time.perf_counter()
+            values = [float(v) for v in read(messages, text, shared)]
+            hit = (values, time.perf_counter() - t)
+            self._cache.put_list(key, *hit)
         self.charged += hit[1]
         return hit[0]
 
@@ -499,6 +528,20 @@ NLI_PROMPT = ("Passage:\n{passage}\n\nStatement: {claim}\n\nIs every part of the
               "with the same facts, numbers and direction? Answer yes or no.")
 ADDS_PROMPT = ("Passage:\n{passage}\n\nStatement: {claim}\n\nDoes the statement add, change, swap or reverse "
                "anything compared with what the passage says? Answer yes or no.")
+
+
+# focus_pmi's second reading: the sentence as the model's own one-sentence answer, read token by token with the
+# focused excerpt and with no passage. A token the excerpt makes *less* likely than no passage at all (a swapped
+# number, the other row's value, a reversed direction) is a token the excerpt contradicts; the reading adds
+# PMI_WEIGHT x the sentence's lowest such difference to focus's log-odds. The prompt starts like NLI_PROMPT
+# ("Passage:\n..."), so the excerpt's tokens evaluated for focus are re-used.
+TOKEN_PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n\nAnswer in one sentence, using only what the "
+                "passage says.")
+NO_PASSAGE = "(none)"
+# 0.25: the ratio of the two coefficients (0.339 / 1.323 = 0.256) of a logistic regression of the verdict on focus's
+# log-odds and the lowest token difference, fitted on the claims' tune half only (2026-12-06; grouped 5-fold
+# cross-validation inside the tune half, 10 repeats: balanced accuracy 0.752 with it, 0.719 with focus alone).
+PMI_WEIGHT = 0.25
 
 
 # The focused excerpt: the passage's units (with their intro or table header) that share the most content words
@@ -614,6 +657,29 @@ class ModelReaders:
         excerpt = focused_excerpt(strip_markers(claim.sentence), claim.passage)
         return self._bare_logodds(NLI_PROMPT, Claim(**{**claim.__dict__, "passage": excerpt}))
 
+    def least_supported_token(self, claim: Claim, excerpt: str) -> float:
+        """The lowest, over the sentence's tokens, of log P(token | excerpt, question) - log P(token | no passage,
+        question): the sentence read as the model's answer (:data:`TOKEN_PROMPT`)."""
+        from rag.answer.verify import strip_markers
+
+        text = strip_markers(claim.sentence)
+        question = claim.question or text
+        with_passage = prompts.render(TOKEN_PROMPT, passage=excerpt, question=question)
+        without = prompts.render(TOKEN_PROMPT, passage=NO_PASSAGE, question=question)
+        shared = with_passage.split("\n\nQuestion:", 1)[0]
+        given = self.llm.token_logprobs([{"role": "user", "content": with_passage}], text, shared)
+        alone = self.llm.token_logprobs([{"role": "user", "content": without}], text)
+        return min((a - b for a, b in zip(given, alone, strict=True)), default=0.0)
+
+    def read_focus_pmi(self, claim: Claim) -> float:
+        """focus's log-odds + :data:`PMI_WEIGHT` x :meth:`least_supported_token` on the same excerpt."""
+        from rag.answer.verify import strip_markers
+
+        self._start()
+        excerpt = focused_excerpt(strip_markers(claim.sentence), claim.passage)
+        logodds = self._bare_logodds(NLI_PROMPT, Claim(**{**claim.__dict__, "passage": excerpt}))
+        return logodds + PMI_WEIGHT * self.least_supported_token(claim, excerpt)
+
     def read_vote(self, claim: Claim) -> float:
         """Three prompts voting: the mean of the check prompt's, the NLI prompt's and minus the "adds
         anything?" prompt's log-odds."""
@@ -636,12 +702,14 @@ class ModelReaders:
                           cost=self.cost),
             "focus": Method("focus", "yes/no log-odds, the NLI prompt on the passage's 3 units nearest the sentence",
                             self.read_focus, cost=self.cost),
+            "focus_pmi": Method("focus_pmi", f"focus + {PMI_WEIGHT} x the sentence's least supported token (its "
+                                "log-prob with the excerpt minus without it)", self.read_focus_pmi, cost=self.cost),
             "vote": Method("vote", "three prompts voting (mean log-odds: check, NLI, minus 'adds anything?')",
                            self.read_vote, cost=self.cost),
         }
 
 
-FAST_METHODS = ("rules", "verifier", "yesno", "rules_yesno", "nli", "focus", "vote")
+FAST_METHODS = ("rules", "verifier", "yesno", "rules_yesno", "nli", "focus", "focus_pmi", "vote")
 ALL_METHODS = (*FAST_METHODS, "ragas")
 
 

@@ -79,7 +79,7 @@ class Suite:
     progress: Progress | None = None
     show_bar: bool = False
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
-    sentence_method: Any = None  # an evals.judge_accuracy.Method (default: DEFAULT_METHOD on the service's model)
+    sentence_method: Any = None  # an evals.judge_accuracy.Method (default: evals.sentences.default_method)
     _judge: Any = None
     _metrics: dict[str, Any] = field(default_factory=dict)
     _sentence: tuple[Any, float] | None = None
@@ -132,14 +132,12 @@ class Suite:
     def _sentence_judge(self) -> tuple[Any, float]:
         """The method that reads ``sentence_faithfulness`` and its threshold (built once, on first use)."""
         if self._sentence is None:
-            from evals.sentences import DEFAULT_METHOD, method_threshold
+            from evals.sentences import default_method, method_threshold
 
             method = self.sentence_method
             if method is None:
-                from evals.judge_accuracy import ModelReaders
-
                 llm = self.service.llm  # type: ignore[attr-defined]  # StudyService has it; fakes pass a method
-                method = ModelReaders(self.service.settings, llm).methods()[DEFAULT_METHOD]
+                method = default_method(self.service.settings, llm)
             self._sentence = (method, method_threshold(method, self.service.settings.answer.verify_min_logodds))
         return self._sentence
 

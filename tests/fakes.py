@@ -120,8 +120,11 @@ class ScriptedLLM(LLM):
     def __init__(
         self, replies: list[str | BaseException] | None = None, *, n_ctx: int = 4096, piece_size: int = 4,
         judge: Callable[[list[dict[str, str]]], float] | None = None,
+        tokens: Callable[[list[dict[str, str]], str], list[float]] | None = None,
     ) -> None:
         self.replies: list[str | BaseException] = list(replies or [])
+        self.tokens = tokens
+        self.token_reads: list[tuple[list[dict[str, str]], str]] = []
         self.n_ctx = n_ctx
         self.piece_size = piece_size
         self.calls: list[dict[str, Any]] = []
@@ -134,6 +137,11 @@ class ScriptedLLM(LLM):
             return super().yes_no(messages, shared)
         self.judged.append([dict(m) for m in messages])
         return self.judge(messages)
+
+    def token_logprobs(self, messages: list[dict[str, str]], text: str, shared: str = "") -> list[float]:
+        """llama.cpp's backend extra, scripted: ``tokens(messages, text)`` when given, else 0.0 a word."""
+        self.token_reads.append(([dict(m) for m in messages], text))
+        return self.tokens(messages, text) if self.tokens is not None else [0.0] * len(text.split())
 
     def keep_prefix(self, messages: list[dict[str, str]]) -> int:
         self.kept.append([dict(m) for m in messages])

@@ -201,6 +201,51 @@ def test_readings_are_kept_on_disk_for_the_next_run(tmp_path: Path) -> None:
     assert again.judged == [] and readers.cost() >= 0.0
 
 
+def test_focus_pmi_adds_the_least_supported_tokens_log_prob_difference(tmp_path: Path) -> None:
+    # a scripted model whose tokens read like a student's memory: a word in the prompt's passage is likely
+    # (-0.5), any other word unlikely (-4.0); with "(none)" as the passage every word is unlikely
+    def tokens(messages: list[dict[str, str]], text: str) -> list[float]:
+        passage = set(messages[-1]["content"].split("\n\nQuestion:")[0].lower().replace(".", " ").split())
+        return [-0.5 if w.strip(".,").lower() in passage else -4.0 for w in text.split()]
+
+    llm = ScriptedLLM(judge=lambda m: 2.0, tokens=tokens)
+    readers = ja.ModelReaders(Settings(), llm, ja.ReadingCache(tmp_path / "cache.jsonl"))
+    m = readers.methods()["focus_pmi"]
+    stated = claim("a", True, "q1", "L1 regularization drives some weights to zero [1].", PASSAGE, "What does L1 do?")
+    swapped = claim("b", False, "q1", "L1 regularization drives some weights to one [1].", PASSAGE, "What does L1 do?")
+    # every word of the stated sentence is in the passage: each token gains 3.5 with it, the least too
+    assert m.read(stated) == pytest.approx(2.0 + ja.PMI_WEIGHT * 3.5)
+    # "one" is not: it gains nothing, and that is the sentence's least supported token
+    assert m.read(swapped) == pytest.approx(2.0 + ja.PMI_WEIGHT * 0.0)
+    with_passage, alone = llm.token_reads[0][0][-1]["content"], llm.token_reads[1][0][-1]["content"]
+    assert with_passage.startswith("Passage:\n" + PASSAGE) and "Question: What does L1 do?" in with_passage
+    assert alone.startswith("Passage:\n" + ja.NO_PASSAGE) and llm.token_reads[0][1] == (
+        "L1 regularization drives some weights to zero.")  # the marker stripped
+    # the token readings are kept on disk like the yes/no ones: a resumed run reads nothing again
+    again = ScriptedLLM(judge=lambda m: 2.0, tokens=lambda m, t: [-9.0] * len(t.split()))
+    assert ja.ModelReaders(Settings(), again, ja.ReadingCache(tmp_path / "cache.jsonl")).methods()[
+        "focus_pmi"].read(swapped) == pytest.approx(2.0)
+    assert again.token_reads == [] and again.judged == []
+
+
+def test_the_default_metric_falls_back_to_focus_without_token_log_probs() -> None:
+    from evals.sentences import FALLBACK_METHOD, default_method
+    from rag.llm import LLM
+
+    assert default_method(Settings(), ScriptedLLM()).name == DEFAULT_METHOD == "focus_pmi"
+
+    class Server(ScriptedLLM):  # an OpenAI-compatible server: no token log-probabilities
+        def __getattribute__(self, name: str) -> Any:
+            if name == "token_logprobs":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    server: LLM = Server(judge=lambda m: 1.0)
+    assert default_method(Settings(), server).name == FALLBACK_METHOD == "focus"
+    with pytest.raises(ValueError, match="no token log-probabilities"):
+        ja.CachedYesNo(server).token_logprobs([{"role": "user", "content": "x"}], "y")
+
+
 # --------------------------------------------------------------------------------------------------
 # `studybot eval --judge-accuracy` on a tiny claims file (this test's own; never the real set)
 # --------------------------------------------------------------------------------------------------

@@ -156,6 +156,35 @@ def test_yes_no_reads_the_models_choice_from_one_forward_pass(local_llm: LlamaCp
         stated, abs=1e-3)
 
 
+TANH = "| Function | Output Range |\n|---|---|\n| Sigmoid | (0, 1) |\n| Tanh | (-1, 1) |"
+
+
+@pytest.mark.llm
+def test_token_log_probs_show_the_token_a_passage_contradicts(local_llm: LlamaCppLLM) -> None:
+    def ask(passage: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"Passage:\n{passage}\n\nQuestion: What range does tanh output?\n\n"
+                                            "Answer in one sentence, using only what the passage says."}]
+
+    right, wrong = "Tanh outputs values in the range (-1, 1).", "Tanh outputs values in the range (0, 1)."
+    given = local_llm.token_logprobs(ask(TANH), right, "Passage:\n" + TANH)
+    assert len(given) == len(local_llm.load().tokenize(right.encode(), add_bos=False)) and max(given) <= 0.0
+    # the same prompt in the same steps (no shared part) gives the same numbers as the summed continuation; a
+    # shared part changes how the prompt is batched, and llama.cpp's numbers with it, a little
+    assert sum(local_llm.token_logprobs(ask(TANH), right)) == pytest.approx(
+        local_llm.continuation_logprob(ask(TANH), right), abs=1e-3)
+    assert sum(given) == pytest.approx(local_llm.continuation_logprob(ask(TANH), right), abs=0.5)
+
+    def least(sentence: str) -> float:
+        with_passage = local_llm.token_logprobs(ask(TANH), sentence)
+        alone = local_llm.token_logprobs(ask("(none)"), sentence)
+        return min(a - b for a, b in zip(with_passage, alone, strict=True))
+
+    # the sigmoid row's range: the table makes its "0" less likely than no passage at all would
+    lw, lr = least(wrong), least(right)
+    print(f"\nleast supported token: wrong row {lw:.2f}, right row {lr:.2f}")
+    assert lw < lr - 0.5, (lw, lr)  # measured: -1.81 against -0.55 (2026-12-06)
+
+
 @pytest.mark.llm
 def test_a_kept_prefix_survives_other_prompts_and_the_next_process(default_gguf: Path, tmp_path: Path) -> None:
     system = f"[{uuid.uuid4()}] You check claims against a text. " + " ".join(

@@ -373,18 +373,26 @@ class LlamaCppLLM(LLM):
         return [top + float(np.log(np.exp(logits[i] - top).sum())) - norm if i else -float("inf") for i in ids]
 
     def continuation_logprob(self, messages: list[dict[str, str]], text: str) -> float:
-        """log P(reply starts with ``text`` | prompt): the sum of its tokens' log-probabilities, from one forward
-        pass over the prompt (what the KV cache does not hold) and ``text``."""
+        """log P(reply starts with ``text`` | prompt): the sum of its tokens' log-probabilities
+        (:meth:`token_logprobs`)."""
+        return sum(self.token_logprobs(messages, text))
+
+    def token_logprobs(self, messages: list[dict[str, str]], text: str, shared: str = "") -> list[float]:
+        """log P(token | prompt, the tokens before it) for each token of ``text`` as the start of the reply, from
+        one forward pass over the prompt (what the KV cache does not hold; ``shared`` as in :meth:`yes_no`) and
+        ``text``."""
         import numpy as np
 
         llama = self.load()
         prompt = self._prompt_tokens(llama, messages)
         cont = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        if not cont:
+            return []
         tokens = prompt + cont
         check_fits(len(tokens), 1, self.n_ctx)
         lib = _llama_cpp()
         with self._gen_lock:
-            self._evaluate(llama, prompt, self._steps_of(llama, messages, prompt, ""))
+            self._evaluate(llama, prompt, self._steps_of(llama, messages, prompt, shared))
             start = llama.n_tokens
             rest = tokens[start:]
             if len(rest) > llama.n_batch:
@@ -399,13 +407,13 @@ class LlamaCppLLM(LLM):
             llama.input_ids[start: len(tokens)] = rest
             llama.n_tokens = len(tokens)
             self._steps = {p for p in self._steps if p <= start}
-            total = 0.0
+            out: list[float] = []
             for j, tok in enumerate(cont):
                 row = np.ctypeslib.as_array(lib.llama_get_logits_ith(llama.ctx, len(prompt) - 1 + j - start),
                                             shape=(llama.n_vocab(),)).astype(np.float64)
                 top = float(row.max())
-                total += float(row[tok]) - top - float(np.log(np.exp(row - top).sum()))
-        return total
+                out.append(float(row[tok]) - top - float(np.log(np.exp(row - top).sum())))
+        return out
 
     @staticmethod
     def _single_tokens(llama: Any, words: list[str]) -> set[int]:
