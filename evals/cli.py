@@ -64,6 +64,18 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
         out_path = ja.RESULT_PATH
     else:
         out_path = base / f"judge-accuracy-{run_id}.json"
+    if getattr(args, "rescore", False):
+        saved = ja.load_result(out_path)
+        if not saved or not saved.get("methods"):
+            raise StudybotError(f"No saved judge accuracy at {out_path} to rescore: run `studybot eval "
+                                "--judge-accuracy` first.")
+        if saved.get("claims", {}).get("sha256") != ja.file_sha256(claims_path):
+            raise StudybotError(f"{out_path} was measured on another claims file than {claims_path}: read the "
+                                "claims again (`studybot eval --judge-accuracy`) instead of rescoring.")
+        saved = ja.save_result(ja.rescore(saved, ja.load_claims(claims_path)), out_path)
+        print(json.dumps(saved) if args.json else ja.format_table(saved, default=DEFAULT_METHOD)
+              + f"\n\nrescored from the saved readings (no model); saved: {out_path}")
+        return EXIT_OK
     limit = int(getattr(args, "limit", 0) or 0)
     from tqdm import tqdm
 

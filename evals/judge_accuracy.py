@@ -193,6 +193,27 @@ def confusion(stated: Sequence[bool], judged_stated: Sequence[bool]) -> Confusio
                      tn=sum(s and j for s, j in pairs), fn=sum(not s and j for s, j in pairs))
 
 
+def share_agreement(claims: Sequence[Claim], judged_stated: Sequence[bool]) -> dict[str, Any]:
+    """How far the figure a metric reports - the share of an answer's sentences judged stated - is from the
+    readers' share: over all ``claims`` (``share_reader``, ``share_judged``, their difference ``share_bias``) and
+    answer by answer (``share_error``: the mean over questions of |judged share - readers' share|, each
+    question's claims being one answer's sentences). Balanced accuracy weighs the two errors alike; a metric
+    that averages verdicts also needs them to cancel out."""
+    if len(claims) != len(judged_stated):
+        raise ValueError("one verdict per claim")
+    if not claims:
+        return {"share_reader": None, "share_judged": None, "share_bias": None, "share_error": None, "questions": 0}
+    by_question: dict[str, list[tuple[bool, bool]]] = {}
+    for c, j in zip(claims, judged_stated, strict=True):
+        by_question.setdefault(c.question_id, []).append((c.stated, j))
+    reader = sum(c.stated for c in claims) / len(claims)
+    judged = sum(judged_stated) / len(claims)
+    errors = [abs(sum(s for s, _ in v) - sum(j for _, j in v)) / len(v) for v in by_question.values()]
+    return {"share_reader": round(reader, 4), "share_judged": round(judged, 4),
+            "share_bias": round(judged - reader, 4), "share_error": round(statistics.fmean(errors), 4),
+            "questions": len(by_question)}
+
+
 def balanced_accuracy(stated: Sequence[bool], judged_stated: Sequence[bool]) -> float | None:
     ba: float | None = confusion(stated, judged_stated).scores()["balanced_accuracy"]
     return ba
@@ -295,8 +316,8 @@ def evaluate(method: Method, claims: Sequence[Claim], readings: Readings) -> dic
                            if readings.seconds else None}
     for half in HALVES:
         cs = [c for c in ok if c.half == half]
-        conf = confusion([c.stated for c in cs], [float(readings.values[c.id] or 0.0) >= threshold for c in cs])
-        out[half] = conf.scores()
+        judged = [float(readings.values[c.id] or 0.0) >= threshold for c in cs]
+        out[half] = {**confusion([c.stated for c in cs], judged).scores(), **share_agreement(cs, judged)}
     if readings.errors:
         out["errors"] = dict(list(readings.errors.items())[:10])
     out["readings"] = {c.id: (None if readings.values[c.id] is None else round(float(readings.values[c.id] or 0.0), 4))
@@ -321,6 +342,27 @@ def measure(methods: Sequence[Method], claims: Sequence[Claim], limit: int = 0,
         fig["load_average"] = {"start": load_start, "end": _load()}  # 1/5/15-minute: the seconds' context
         out["methods"][m.name] = fig
     return out
+
+
+# what a rescore keeps of a saved method's figures (they describe its reading, not the scoring)
+_KEPT_ON_RESCORE = ("label", "seconds_per_claim", "limit", "wall_seconds", "measured", "load_average", "note", "errors")
+
+
+def rescore(result: dict[str, Any], claims: Sequence[Claim]) -> dict[str, Any]:
+    """``result`` with every method's figures computed again from its saved readings (no model): after the
+    scoring changed. A tuned method's threshold is chosen again on the tune half (the same readings give the same
+    threshold); a shipped one keeps its own. Readings of claims no longer in ``claims`` are dropped."""
+    ids = {c.id for c in claims}
+    methods: dict[str, Any] = {}
+    for name, fig in (result.get("methods") or {}).items():
+        saved = fig.get("readings") or {}
+        readings = Readings(name, {k: (None if v is None else float(v)) for k, v in saved.items() if k in ids})
+        method = Method(name, fig.get("label", name), lambda c: 0.0,
+                        threshold=None if fig.get("tuned") else fig.get("threshold"))
+        new = evaluate(method, claims, readings)
+        new.update({k: fig[k] for k in _KEPT_ON_RESCORE if k in fig})
+        methods[name] = new
+    return {**result, "methods": methods}
 
 
 def _load() -> list[float] | None:
@@ -374,6 +416,7 @@ def accuracy_of(method: str, result: dict[str, Any] | None = None) -> dict[str, 
     return {"method": method, "label": fig.get("label", method), "balanced_accuracy": test.get("balanced_accuracy"),
             "precision_not_stated": test.get("precision_not_stated"),
             "recall_not_stated": test.get("recall_not_stated"), "n": test.get("n"),
+            "share_bias": test.get("share_bias"), "share_error": test.get("share_error"),
             "threshold": fig.get("threshold"), "measured": fig.get("measured"),
             "claims": ((data or {}).get("claims") or {}).get("n")}
 
@@ -382,18 +425,27 @@ def trust_note(acc: dict[str, Any] | None) -> str:
     """One line: how far a figure judged by this method can be trusted."""
     if not acc or acc.get("balanced_accuracy") is None:
         return "judge accuracy not measured (run `studybot eval --judge-accuracy`)"
-    return (f"judge balanced accuracy {acc['balanced_accuracy']:.2f} on {acc.get('n')} held-out labelled claims "
+    note = (f"judge balanced accuracy {acc['balanced_accuracy']:.2f} on {acc.get('n')} held-out labelled claims "
             f"({acc.get('label')})")
+    if acc.get("share_error") is not None and acc.get("share_bias") is not None:
+        note += (f"; on those claims' answers its share of stated sentences is off the readers' by "
+                 f"{acc['share_error']:.2f} an answer, {acc['share_bias']:+.2f} overall")
+    return note
 
 
 def _f(x: Any, nd: int = 2) -> str:
     return "–" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 
+def _signed(x: Any) -> str:
+    return "–" if x is None else f"{x:+.2f}"
+
+
 def format_table(result: dict[str, Any], default: str | None = None) -> str:
     """The judge-accuracy table (test half), then the split."""
-    lines = ["| method | balanced accuracy (test) | precision / recall on not stated (test) | n test | "
-             "threshold | seconds / claim | (tune BA) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | balanced accuracy (test) | precision / recall on not stated (test) | share stated: judged - "
+             "readers' (test) | per-answer share error (test) | n test | threshold | seconds / claim | (tune BA) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, fig in (result.get("methods") or {}).items():
         test, tune = fig.get("test") or {}, fig.get("tune") or {}
         label = f"**{fig.get('label', name)}**" if name == default else fig.get("label", name)
@@ -403,7 +455,8 @@ def format_table(result: dict[str, Any], default: str | None = None) -> str:
         if fig.get("n_failed"):
             n += f", {fig['n_failed']} failed"
         lines.append(f"| {label} (`{name}`) | {_f(test.get('balanced_accuracy'))} | "
-                     f"{_f(test.get('precision_not_stated'))} / {_f(test.get('recall_not_stated'))} | {n} | {thr} | "
+                     f"{_f(test.get('precision_not_stated'))} / {_f(test.get('recall_not_stated'))} | "
+                     f"{_signed(test.get('share_bias'))} | {_f(test.get('share_error'))} | {n} | {thr} | "
                      f"{_f(fig.get('seconds_per_claim'), 2)} | {_f(tune.get('balanced_accuracy'))} |")
     sp = result.get("split") or {}
     claims = result.get("claims") or {}

@@ -116,6 +116,42 @@ def test_threshold_is_chosen_on_tune_and_reported_on_test() -> None:
     assert ja.evaluate(fixed, claims, readings)["threshold"] == 1.2 and not ja.evaluate(fixed, claims, readings)["tuned"]
 
 
+def test_the_share_of_stated_sentences_is_compared_with_the_readers_answer_by_answer() -> None:
+    # two answers (questions): q1's three sentences, two stated, judged all stated; q2's two, one stated,
+    # judged one stated but the wrong one (balanced accuracy is hurt; the share is not)
+    claims = [claim("a", True, "q1"), claim("b", True, "q1"), claim("c", False, "q1"),
+              claim("d", True, "q2"), claim("e", False, "q2")]
+    share = ja.share_agreement(claims, [True, True, True, False, True])
+    assert share["share_reader"] == 0.6 and share["share_judged"] == 0.8 and share["share_bias"] == 0.2
+    assert share["share_error"] == pytest.approx((abs(2 / 3 - 1) + 0) / 2, abs=1e-4) and share["questions"] == 2
+    assert ja.share_agreement([], [])["share_error"] is None
+    with pytest.raises(ValueError):
+        ja.share_agreement(claims, [True])
+
+
+def test_rescore_computes_the_figures_again_from_the_saved_readings() -> None:
+    tune_q, test_q = _halves()
+    claims = [claim("t0", True, tune_q[0]), claim("t1", False, tune_q[1]), claim("x0", True, test_q[0]),
+              claim("x1", False, test_q[1])]
+    values = {"t0": 2.0, "t1": -1.0, "x0": 1.0, "x1": 0.9}
+    tuned = Method("tuned", "a tuned judge", lambda c: values[c.id])
+    fixed = Method("fixed", "as shipped", lambda c: values[c.id], threshold=0.95)
+    result = {"claims": {"n": 4}, "methods": {}}
+    for m in (tuned, fixed):
+        fig = ja.evaluate(m, claims, ja.read_all(m, claims))
+        for half in ja.HALVES:  # as saved before the share figures existed
+            fig[half] = {k: v for k, v in fig[half].items() if not k.startswith("share") and k != "questions"}
+        fig["seconds_per_claim"], fig["measured"] = 7.5, "2026-12-05 23:01"
+        result["methods"][m.name] = fig
+    again = ja.rescore(result, claims)
+    t, f = again["methods"]["tuned"], again["methods"]["fixed"]
+    assert t["threshold"] == result["methods"]["tuned"]["threshold"] and t["tuned"]
+    assert f["threshold"] == 0.95 and not f["tuned"]
+    assert f["test"]["share_judged"] == 0.5 and f["test"]["share_bias"] == 0.0 and f["test"]["balanced_accuracy"] == 1.0
+    assert t["seconds_per_claim"] == 7.5 and t["measured"] == "2026-12-05 23:01"  # the reading's facts are kept
+    assert ja.rescore(result, claims[:2])["methods"]["fixed"]["n_read"] == 2  # claims gone: readings dropped
+
+
 def test_failed_readings_are_counted_not_scored() -> None:
     tune_q, test_q = _halves()
     claims = [claim("a", True, tune_q[0]), claim("b", False, tune_q[1]), claim("c", True, test_q[0]),
@@ -309,6 +345,33 @@ def test_cli_judge_accuracy_prints_the_table_and_the_split(tmp_path: Path, capsy
     printed = json.loads(capsys.readouterr().out)
     assert printed["methods"]["nli"]["n_read"] == 4 and printed["methods"]["nli"]["limit"] == 4
     assert set(json.loads(out.read_text())["methods"]) == {"rules", "verifier", "yesno", "nli"}
+
+
+def test_cli_rescore_needs_no_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evals.cli import run_cli
+    from rag.errors import StudybotError
+    from ui.cli import build_parser
+
+    claims = write_tiny(tmp_path / "claims.jsonl")
+    out = tmp_path / "acc.json"
+    svc = ModelService(Settings(storage={"home": tmp_path / "home"}), ScriptedLLM(judge=reader()))
+    argv = ["eval", "--judge-accuracy", "--claims", str(claims), "--accuracy-out", str(out)]
+    with pytest.raises(StudybotError, match="No saved judge accuracy"):
+        run_cli(build_parser().parse_args([*argv, "--rescore"]), svc, [])  # type: ignore[arg-type]
+    assert run_cli(build_parser().parse_args([*argv, "--methods", "yesno"]), svc, []) == 0  # type: ignore[arg-type]
+    capsys.readouterr()
+    saved = json.loads(out.read_text())
+    del saved["methods"]["yesno"]["test"]["share_error"]
+    out.write_text(json.dumps(saved))
+    silent = ModelService(svc.settings, ScriptedLLM(judge=lambda m: pytest.fail("the model was asked")))
+    assert run_cli(build_parser().parse_args([*argv, "--rescore"]), silent, []) == 0  # type: ignore[arg-type]
+    assert "per-answer share error (test)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["methods"]["yesno"]["test"]["share_error"] is not None
+    other = write_tiny(tmp_path / "other.jsonl")
+    other.write_text(other.read_text().replace("g01", "g09"))
+    with pytest.raises(StudybotError, match="another claims file"):
+        run_cli(build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(other), "--accuracy-out",
+                                           str(out), "--rescore"]), silent, [])  # type: ignore[arg-type]
 
 
 def test_cli_judge_accuracy_errors_are_one_sentence(tmp_path: Path) -> None:

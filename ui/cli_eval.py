@@ -37,6 +37,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--claims", help="labelled claims .jsonl for --judge-accuracy (default: evals/claims.jsonl)")
     s.add_argument("--methods", help="--judge-accuracy methods, comma-separated (default: all of rules, verifier, "
                    "yesno, rules_yesno, nli, vote, ragas)")
+    s.add_argument("--rescore", action="store_true", help="--judge-accuracy: compute the saved methods' figures "
+                   "again from their saved readings (no model), e.g. after the scoring changed")
     s.add_argument("--no-cache", action="store_true", help="--judge-accuracy: read every claim again (default: "
                    "re-use the readings kept in <evals dir>/judge-accuracy-cache.jsonl)")
     s.add_argument("--accuracy-out", help="where --judge-accuracy writes its result (default: "
