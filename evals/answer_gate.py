@@ -8,8 +8,8 @@ answerable one must be answered with
 * quotes that are verbatim in their passages, and the gold phrase among them (``evals.gold.states``);
 * and, over the whole gate, at least :data:`MIN_STATED_SHARE` of the shown written sentences stated by the
   passage they cite, read by the default faithfulness method (:data:`evals.sentences.DEFAULT_METHOD` at its
-  threshold from ``evals/judge_accuracy.json``). A share, not every sentence: that method calls about three in ten
-  sentences a reader finds stated "not stated" (its recall on stated claims, judge_accuracy.json), so a
+  threshold from ``evals/judge_accuracy.json``). A share, not every sentence: that method calls about two in ten
+  sentences a reader finds stated "not stated" (its recall on stated claims, 0.81, judge_accuracy.json), so a
   per-sentence rule fails on correct answers.
 
 The questions are gold questions the answer path gets right today (chosen from a full gold run, README,
@@ -33,10 +33,10 @@ from evals.sentences import answer_sentences, judge_answer
 GATE_IDS: tuple[str, ...] = ("g03", "g05", "g10", "g21", "g40", "g59", "g70", "u01", "u05", "u12")
 
 # The floor on the share of shown written sentences the default method reads as stated, over the gate. Provenance:
-# the default method misses about a third of stated claims (recall on stated: yesno 0.69, focus 0.70 on the
-# claims' test half, evals/judge_accuracy.json); the gate's answers read 3 of 5 (0.6) with yesno in CI on
-# 2026-12-05 and here on 2026-12-06; 0.4 leaves room for the reader's misses and still fails an answer path
-# whose explanations are mostly unstated.
+# the default method misses a fifth to a third of stated claims (recall on stated on the claims' test half,
+# evals/judge_accuracy.json: yesno 0.69, focus 0.70, focus_pmi - the default since 2026-12-06 - 0.81); the gate's
+# answers read 3 of 5 (0.6) with yesno in CI on 2026-12-05 and here on 2026-12-06; 0.4 leaves room for the
+# reader's misses and still fails an answer path whose explanations are mostly unstated.
 MIN_STATED_SHARE = 0.4
 
 
