@@ -702,13 +702,17 @@ class ModelReaders:
         self._start()
         return self._bare_logodds(NLI_PROMPT, claim)
 
-    def read_focus(self, claim: Claim) -> float:
-        """The NLI prompt on :func:`focused_excerpt` instead of the whole passage."""
+    def _focus(self, claim: Claim) -> tuple[str, float]:
+        """:func:`focused_excerpt` of the claim's passage and the NLI prompt's log-odds on it."""
         from rag.answer.verify import strip_markers
 
-        self._start()
         excerpt = focused_excerpt(strip_markers(claim.sentence), claim.passage)
-        return self._bare_logodds(NLI_PROMPT, Claim(**{**claim.__dict__, "passage": excerpt}))
+        return excerpt, self._bare_logodds(NLI_PROMPT, Claim(**{**claim.__dict__, "passage": excerpt}))
+
+    def read_focus(self, claim: Claim) -> float:
+        """The NLI prompt on :func:`focused_excerpt` instead of the whole passage."""
+        self._start()
+        return self._focus(claim)[1]
 
     def least_supported_token(self, claim: Claim, excerpt: str) -> float:
         """The lowest, over the sentence's tokens, of log P(token | excerpt, question) - log P(token | no passage,
@@ -726,11 +730,8 @@ class ModelReaders:
 
     def read_focus_pmi(self, claim: Claim) -> float:
         """focus's log-odds + :data:`PMI_WEIGHT` x :meth:`least_supported_token` on the same excerpt."""
-        from rag.answer.verify import strip_markers
-
         self._start()
-        excerpt = focused_excerpt(strip_markers(claim.sentence), claim.passage)
-        logodds = self._bare_logodds(NLI_PROMPT, Claim(**{**claim.__dict__, "passage": excerpt}))
+        excerpt, logodds = self._focus(claim)
         return logodds + PMI_WEIGHT * self.least_supported_token(claim, excerpt)
 
     def read_vote(self, claim: Claim) -> float:
