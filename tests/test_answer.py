@@ -385,6 +385,26 @@ def test_warm_up_keeps_the_fixed_prefix_and_swallows_model_errors(tmp_path: Path
                  embedder=HashEmbedder()).warm_up()  # reported by the first real question, not here
 
 
+def test_warm_up_with_search_opens_the_index_and_keyword_index_before_the_first_question(
+        corpus_home: Path, embedder: Any, tmp_path: Path) -> None:
+    from rag.retrieval import HybridRetriever
+    from tests.helpers import MODELS_CACHE
+    from ui.service import StudyService
+
+    llm = ScriptedLLM([])
+    svc = StudyService(Settings(storage={"home": corpus_home, "models_cache": MODELS_CACHE}), llm=llm,
+                       embedder=embedder)
+    svc.warm_up()  # the CLI's warm-up: the model only
+    assert svc._retriever is None and len(llm.kept) == 1
+    svc.warm_up(search=True)  # the web app's: one search over the real index
+    retriever = svc._retriever
+    assert isinstance(retriever, HybridRetriever) and retriever.version is not None and retriever.n_chunks > 0
+    assert llm.calls == []  # the search asks the model nothing
+
+    empty = StudyService(Settings(storage={"home": tmp_path}), llm=ScriptedLLM([]), embedder=HashEmbedder())
+    empty.warm_up(search=True)  # nothing ingested yet: the first question says so, not the warm-up
+
+
 # -- CLI ------------------------------------------------------------------------------------------------------------
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str, service: Any = None) -> tuple[int, str, str]:
     from ui.cli import main

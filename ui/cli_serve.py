@@ -145,8 +145,8 @@ def cmd_serve(args: argparse.Namespace, svc: Any) -> int:
     say = stdout_line_writer()  # before the warm-up can silence stdout
     import threading
 
-    # Load the model while the UI starts, so the first question does not wait for it.
-    threading.Thread(target=svc.warm_up, name="studybot-warm-up", daemon=True).start()
+    # Load the model, the embedder and the index while the UI starts, so the first question waits for none of them.
+    threading.Thread(target=svc.warm_up, kwargs={"search": True}, name="studybot-warm-up", daemon=True).start()
     serve_app(svc, host, port, auth, say)
     return EXIT_OK
 
