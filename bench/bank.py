@@ -186,8 +186,7 @@ def main() -> int:
         settings = Settings().updated(storage={"study_db": Path(tmp) / "study.sqlite3"})
         svc = StudyService(settings)
         t0 = time.perf_counter()
-        svc.warm_up()
-        svc.retriever.refresh()
+        svc.warm_up(search=True)  # what `studybot serve` does before the first request: model, embedder, index
         print(f"model {svc.llm.name} ready in {time.perf_counter() - t0:.1f} s; {load_line()}", file=sys.stderr)
         results: dict[str, Any] = {"start": load_line()}
         for part in parts:

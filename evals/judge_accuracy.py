@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 EVALS_DIR = Path(__file__).resolve().parent
 CLAIMS_PATH = EVALS_DIR / "claims.jsonl"
 RESULT_PATH = EVALS_DIR / "judge_accuracy.json"
+# A second reader's verdicts on the held-out half (one JSON object a line: id, sentence, verdict, why), read blind
+# (2026-12-06: a helper given only the question, the sentence and the passage, never the labels nor a checker's
+# readings): how far two careful readers agree - the ceiling a checker is measured against.
+SECOND_READER_PATH = EVALS_DIR / "claims_second_reader.jsonl"
 
 Half = Literal["tune", "test"]
 HALVES: tuple[Half, Half] = ("tune", "test")
@@ -214,6 +218,37 @@ def share_agreement(claims: Sequence[Claim], judged_stated: Sequence[bool]) -> d
             "questions": len(by_question)}
 
 
+def second_reader(claims: Sequence[Claim], path: Path | None = None) -> dict[str, Any] | None:
+    """A second reader's verdicts (:data:`SECOND_READER_PATH`) scored like a method against the claims' own, on
+    the claims they cover (same id and same sentence; a claim edited since is left out): per half, the confusion,
+    the scores and the share agreement, and how many verdicts the two readers share. None when there is no such
+    file or it covers none of ``claims``; ValueError naming the line of a malformed one."""
+    path = Path(path or SECOND_READER_PATH)
+    if not path.is_file():
+        return None
+    verdicts: dict[tuple[str, str], bool] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            if d["verdict"] not in VERDICTS:
+                raise ValueError(f"verdict {d['verdict']!r} is not one of {', '.join(VERDICTS)}")
+            verdicts[(str(d["id"]), str(d["sentence"]))] = d["verdict"] == "stated"
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: {type(exc).__name__}: {exc}") from exc
+    covered = [c for c in claims if (c.id, c.sentence) in verdicts]
+    if not covered:
+        return None
+    out: dict[str, Any] = {"label": "a second reader, blind to the labels and the checkers", "n_read": len(covered)}
+    for half in HALVES:
+        cs = [c for c in covered if c.half == half]
+        judged = [verdicts[(c.id, c.sentence)] for c in cs]
+        out[half] = {**confusion([c.stated for c in cs], judged).scores(), **share_agreement(cs, judged),
+                     "agree": sum(c.stated == j for c, j in zip(cs, judged, strict=True))}
+    return out
+
+
 def balanced_accuracy(stated: Sequence[bool], judged_stated: Sequence[bool]) -> float | None:
     ba: float | None = confusion(stated, judged_stated).scores()["balanced_accuracy"]
     return ba
@@ -348,10 +383,12 @@ def measure(methods: Sequence[Method], claims: Sequence[Claim], limit: int = 0,
 _KEPT_ON_RESCORE = ("label", "seconds_per_claim", "limit", "wall_seconds", "measured", "load_average", "note", "errors")
 
 
-def rescore(result: dict[str, Any], claims: Sequence[Claim]) -> dict[str, Any]:
+def rescore(result: dict[str, Any], claims: Sequence[Claim], second_reader_path: Path | None = None
+            ) -> dict[str, Any]:
     """``result`` with every method's figures computed again from its saved readings (no model): after the
     scoring changed. A tuned method's threshold is chosen again on the tune half (the same readings give the same
-    threshold); a shipped one keeps its own. Readings of claims no longer in ``claims`` are dropped."""
+    threshold); a shipped one keeps its own. Readings of claims no longer in ``claims`` are dropped. The second
+    reader's figures (:func:`second_reader`, from ``second_reader_path``) are computed again too."""
     ids = {c.id for c in claims}
     methods: dict[str, Any] = {}
     for name, fig in (result.get("methods") or {}).items():
@@ -362,7 +399,11 @@ def rescore(result: dict[str, Any], claims: Sequence[Claim]) -> dict[str, Any]:
         new = evaluate(method, claims, readings)
         new.update({k: fig[k] for k in _KEPT_ON_RESCORE if k in fig})
         methods[name] = new
-    return {**result, "methods": methods}
+    out = {**result, "methods": methods}
+    reader = second_reader(claims, second_reader_path)
+    if reader:
+        out["second_reader"] = reader
+    return out
 
 
 def _load() -> list[float] | None:
@@ -458,6 +499,14 @@ def format_table(result: dict[str, Any], default: str | None = None) -> str:
                      f"{_f(test.get('precision_not_stated'))} / {_f(test.get('recall_not_stated'))} | "
                      f"{_signed(test.get('share_bias'))} | {_f(test.get('share_error'))} | {n} | {thr} | "
                      f"{_f(fig.get('seconds_per_claim'), 2)} | {_f(tune.get('balanced_accuracy'))} |")
+    reader = result.get("second_reader")
+    if reader:
+        test, tune = reader.get("test") or {}, reader.get("tune") or {}
+        lines.append(f"| {reader.get('label', 'a second reader')} (`second_reader`) | "
+                     f"{_f(test.get('balanced_accuracy'))} | {_f(test.get('precision_not_stated'))} / "
+                     f"{_f(test.get('recall_not_stated'))} | {_signed(test.get('share_bias'))} | "
+                     f"{_f(test.get('share_error'))} | {test.get('n')} (agrees on {test.get('agree')}) | – | – | "
+                     f"{_f(tune.get('balanced_accuracy'))} |")
     sp = result.get("split") or {}
     claims = result.get("claims") or {}
     lines += ["", f"claims: {claims.get('path', '?')} ({claims.get('n', '?')}, sha256 {str(claims.get('sha256', ''))[:12]})",
@@ -840,6 +889,9 @@ def run(settings: Settings, llm: Callable[[], LLM], claims_path: Path, names: Se
                               "split": split_summary(claims), "methods": {}}
     with open_methods(settings, llm, names, log_dir, cache) as methods:
         result["methods"] = measure(methods, claims, limit, progress)["methods"]
+    reader = second_reader(claims)
+    if reader:
+        result["second_reader"] = reader
     return result
 
 

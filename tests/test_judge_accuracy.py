@@ -152,6 +152,41 @@ def test_rescore_computes_the_figures_again_from_the_saved_readings() -> None:
     assert ja.rescore(result, claims[:2])["methods"]["fixed"]["n_read"] == 2  # claims gone: readings dropped
 
 
+def test_a_second_readers_verdicts_are_scored_like_a_method_on_the_claims_they_cover(tmp_path: Path) -> None:
+    tune_q, test_q = _halves()
+    claims = [claim("x0", True, test_q[0], "A is B."), claim("x1", False, test_q[0], "A is C."),
+              claim("x2", True, test_q[1], "D is E."), claim("x3", False, test_q[1], "D is F."),
+              claim("t0", True, tune_q[0], "G is H.")]
+    path = tmp_path / "second.jsonl"
+    rows = [("x0", "A is B.", "stated"), ("x1", "A is C.", "stated"), ("x2", "D is E.", "stated"),
+            ("x3", "D is F.", "not_stated"), ("t0", "G is H, edited since.", "stated")]
+    path.write_text("\n".join(json.dumps({"id": i, "sentence": s, "verdict": v, "why": ""}) for i, s, v in rows) + "\n",
+                    encoding="utf-8")
+    reader = ja.second_reader(claims, path)
+    assert reader is not None and reader["n_read"] == 4  # t0's sentence changed: left out
+    test = reader["test"]
+    # not stated x1, x3: the reader catches x3 only; stated x0, x2: both kept -> BA (1/2 + 1) / 2
+    assert test["agree"] == 3 and test["tp"] == 1 and test["fn"] == 1 and test["balanced_accuracy"] == 0.75
+    assert test["share_bias"] == 0.25 and reader["tune"]["n"] == 0
+    table = ja.format_table({"methods": {}, "second_reader": reader})
+    assert "| a second reader, blind to the labels and the checkers (`second_reader`) | 0.75 |" in table
+    assert "4 (agrees on 3)" in table
+
+    result = {"claims": {"n": 5}, "methods": {}}
+    assert ja.rescore(result, claims, path)["second_reader"]["test"]["agree"] == 3
+    assert ja.second_reader(claims, tmp_path / "none.jsonl") is None
+    assert ja.second_reader([claim("y", True, "q", "other")], path) is None  # covers none of these claims
+    path.write_text('{"id": "x0", "sentence": "A is B.", "verdict": "maybe"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="second.jsonl:1"):
+        ja.second_reader(claims, path)
+
+
+def test_the_projects_second_reader_covers_the_held_out_half_it_was_given() -> None:
+    claims = ja.load_claims()
+    reader = ja.second_reader(claims)
+    assert reader is not None and reader["n_read"] == sum(c.half == "test" for c in claims)
+
+
 def test_failed_readings_are_counted_not_scored() -> None:
     tune_q, test_q = _halves()
     claims = [claim("a", True, tune_q[0]), claim("b", False, tune_q[1]), claim("c", True, test_q[0]),
