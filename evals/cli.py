@@ -72,7 +72,11 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
         if saved.get("claims", {}).get("sha256") != ja.file_sha256(claims_path):
             raise StudybotError(f"{out_path} was measured on another claims file than {claims_path}: read the "
                                 "claims again (`studybot eval --judge-accuracy`) instead of rescoring.")
-        saved = ja.save_result(ja.rescore(saved, ja.load_claims(claims_path)), out_path)
+        try:
+            rescored = ja.rescore(saved, ja.load_claims(claims_path))
+        except ValueError as exc:  # a malformed second reader's file
+            raise StudybotError(f"The claims cannot be rescored: {exc}.") from exc
+        saved = ja.save_result(rescored, out_path)
         print(json.dumps(saved) if args.json else ja.format_table(saved, default=DEFAULT_METHOD)
               + f"\n\nrescored from the saved readings (no model); saved: {out_path}")
         return EXIT_OK
@@ -89,8 +93,11 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
 
     try:
         cache = None if getattr(args, "no_cache", False) else ja.ReadingCache(base / "judge-accuracy-cache.jsonl")
+        ja.second_reader(ja.load_claims(claims_path))  # a malformed second reader's file: said before the reading
         result = ja.run(svc.settings, lambda: svc.llm, claims_path, names, limit,  # type: ignore[attr-defined]
                         base / f"judge-accuracy-{run_id}", progress, cache)
+    except ValueError as exc:
+        raise StudybotError(f"The claims cannot be measured: {exc}.") from exc
     finally:
         bar.close()
     saved = ja.save_result(result, out_path)

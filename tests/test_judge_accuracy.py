@@ -409,7 +409,7 @@ def test_cli_rescore_needs_no_model(tmp_path: Path, capsys: pytest.CaptureFixtur
                                            str(out), "--rescore"]), silent, [])  # type: ignore[arg-type]
 
 
-def test_cli_judge_accuracy_errors_are_one_sentence(tmp_path: Path) -> None:
+def test_cli_judge_accuracy_errors_are_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evals.cli import run_cli
     from rag.errors import StudybotError
     from ui.cli import build_parser
@@ -426,6 +426,13 @@ def test_cli_judge_accuracy_errors_are_one_sentence(tmp_path: Path) -> None:
     args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(write_tiny(tmp_path / "c.jsonl")),
                                       "--methods", "oracle"])
     with pytest.raises(StudybotError, match="unknown method"):
+        run_cli(args, svc, [])  # type: ignore[arg-type]
+    broken = tmp_path / "second.jsonl"
+    broken.write_text("{not json\n")
+    monkeypatch.setattr(ja, "SECOND_READER_PATH", broken)
+    args = build_parser().parse_args(["eval", "--judge-accuracy", "--claims", str(write_tiny(tmp_path / "c.jsonl")),
+                                      "--methods", "yesno"])
+    with pytest.raises(StudybotError, match=r"cannot be measured: .*second.jsonl:1"):
         run_cli(args, svc, [])  # type: ignore[arg-type]
 
 
