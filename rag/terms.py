@@ -106,10 +106,41 @@ class Vocabulary:
         return False
 
 
+_ABBREVIATION = re.compile(r"\(\s*([A-Z][A-Za-z0-9-]{0,11})\s*\)")
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+
+
+def spelled_out(text: str) -> dict[str, str]:
+    """The words of ``text`` that spell out an abbreviation given right after them in brackets, each mapped to
+    it: "the Kolmogorov-Smirnov (KS) test" -> {"Kolmogorov-Smirnov": "KS"}, "Gated Recurrent Unit (GRU)" ->
+    {"Gated": "GRU", "Recurrent": "GRU", "Unit": "GRU"}. The words' initials must be the abbreviation's
+    capitals ("TF-IDF": T, F, I, D, F; "ReLU": R, L, U)."""
+    out: dict[str, str] = {}
+    for m in _ABBREVIATION.finditer(text):
+        abbr = m.group(1)
+        capitals = "".join(c for c in abbr if c.isupper())
+        before = list(_ALNUM.finditer(text, 0, m.start()))
+        n = len(capitals)
+        if n < 2 or len(before) < n or "".join(w.group(0)[0].upper() for w in before[-n:]) != capitals:
+            continue
+        for w in _WORD.finditer(text, before[-n].start(), before[-1].end()):
+            word = _POSSESSIVE.sub("", w.group(0).replace("’s", "'s"))
+            if any(c.isupper() for c in word):
+                out.setdefault(word, abbr)
+    return out
+
+
+def unmentioned(text: str, vocab: Vocabulary) -> list[str]:
+    """``text``'s named terms that ``vocab`` does not mention. A term spelling out an abbreviation that ``text``
+    gives in brackets counts as mentioned when the abbreviation is ("Kolmogorov-Smirnov (KS)" against a
+    passage's "KS"): a gold answer's stated sentence was dropped for it (g67, 2026-12-06)."""
+    abbreviations = spelled_out(text)
+    return [t for t in named_terms(text) if not vocab.mentions(t)
+            and not (t in abbreviations and vocab.mentions(abbreviations[t]))]
+
+
 def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
-    """The question's named terms that none of ``texts`` mentions."""
-    terms = named_terms(question)
-    if not terms:
+    """The question's named terms that none of ``texts`` mentions (:func:`unmentioned`)."""
+    if not named_terms(question):
         return []
-    vocab = Vocabulary(texts)
-    return [t for t in terms if not vocab.mentions(t)]
+    return unmentioned(question, Vocabulary(texts))

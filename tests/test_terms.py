@@ -50,3 +50,29 @@ def test_compounds_of_unknown_terms_are_not() -> None:
     vocab = Vocabulary(["XGBoost and BERT are common."])
     assert not vocab.mentions("Mahalanobis-based")
     assert not vocab.mentions("RoBERTa-style")
+
+
+def test_a_spelled_out_abbreviation_maps_its_words_to_it() -> None:
+    from rag.terms import spelled_out
+
+    assert spelled_out("the Kolmogorov-Smirnov (KS) test") == {"Kolmogorov-Smirnov": "KS"}
+    assert spelled_out("a Gated Recurrent Unit (GRU) cell") == {"Gated": "GRU", "Recurrent": "GRU", "Unit": "GRU"}
+    assert set(spelled_out("Rectified Linear Unit (ReLU)").values()) == {"ReLU"}  # capitals only: R, L, U
+    assert set(spelled_out("Term Frequency-Inverse Document Frequency (TF-IDF)").values()) == {"TF-IDF"}
+    assert spelled_out("Adam (Kingma 2014) and the SVM (support vector machine)") == {}  # not initials
+    assert spelled_out("the Mahalanobis distance (MD)") == {"Mahalanobis": "MD"}  # the named words of the span
+    assert spelled_out("a Mahalanobis distance (KS)") == {}
+
+
+def test_a_spelled_out_term_is_mentioned_when_its_abbreviation_is() -> None:
+    # g67 of the full gold run (2026-12-06): a stated sentence the Verifier's term rule dropped
+    passage = "| **Data Drift** | Input feature distribution | Statistical tests (KS, Chi-square) |"
+    sentence = ("You can use statistical tests like the Kolmogorov-Smirnov (KS) test or the Chi-square test to detect "
+                "changes in the input feature distribution [1].")
+    assert missing_terms(sentence, [passage]) == []
+    assert missing_terms("You can use the Kolmogorov-Smirnov test [1].", [passage]) == ["Kolmogorov-Smirnov"]
+    assert missing_terms("What is the Kolmogorov-Smirnov (KS) test?", ["z-scores"]) == ["Kolmogorov-Smirnov", "KS"]
+    from rag.answer.verify import Verifier
+    from rag.settings import Settings
+
+    assert Verifier(Settings().answer, None).rules(sentence, [passage], "How do I detect data drift?") == ""

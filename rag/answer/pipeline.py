@@ -43,7 +43,7 @@ from rag.answer.select import Quote, answers_logodds, choose, quotes
 from rag.answer.verify import Check, Verifier
 from rag.prompts import REFUSAL
 from rag.settings import AnswerSettings, Settings
-from rag.terms import named_terms
+from rag.terms import named_terms, unmentioned
 from rag.types import Citation, Passage
 
 if TYPE_CHECKING:
@@ -229,11 +229,9 @@ class AnswerPipeline:
         """The question's named terms that no indexed handbook mentions."""
         if not self.settings.answer.check_terms:
             return []
-        terms = named_terms(question)
-        if not terms:
+        if not named_terms(question):
             return []
-        vocab = self.retriever.vocabulary()
-        return [t for t in terms if not vocab.mentions(t)]
+        return unmentioned(question, self.retriever.vocabulary())
 
     def gather(self, r: Retrieved) -> Gathered:
         if not r.passages or r.evidence < self.settings.answer.min_evidence_similarity:
