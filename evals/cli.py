@@ -93,10 +93,9 @@ def run_judge_accuracy(args: Any, svc: System) -> int:
 
     try:
         cache = None if getattr(args, "no_cache", False) else ja.ReadingCache(base / "judge-accuracy-cache.jsonl")
-        ja.second_reader(ja.load_claims(claims_path))  # a malformed second reader's file: said before the reading
         result = ja.run(svc.settings, lambda: svc.llm, claims_path, names, limit,  # type: ignore[attr-defined]
                         base / f"judge-accuracy-{run_id}", progress, cache)
-    except ValueError as exc:
+    except ValueError as exc:  # a malformed second reader's file (run reads it before any model call)
         raise StudybotError(f"The claims cannot be measured: {exc}.") from exc
     finally:
         bar.close()

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rag import prompts
 from rag.llm import LLM, Request, Response
@@ -50,6 +50,7 @@ RESULT_PATH = EVALS_DIR / "judge_accuracy.json"
 SECOND_READER_PATH = EVALS_DIR / "claims_second_reader.jsonl"
 
 Half = Literal["tune", "test"]
+T = TypeVar("T")
 HALVES: tuple[Half, Half] = ("tune", "test")
 VERDICTS = ("stated", "not_stated")
 SPLIT_SALT = "studybot-claims-v1"
@@ -86,26 +87,41 @@ class Claim:
         return half_of(self.question_id)
 
 
+def _read_jsonl(path: Path, parse: Callable[[dict[str, Any]], T]) -> list[tuple[int, T]]:
+    """``parse`` of each JSON object of a ``.jsonl`` file, with its line number (blank lines skipped); ValueError
+    naming the line of one that is not JSON or that ``parse`` rejects."""
+    out: list[tuple[int, T]] = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, parse(json.loads(line))))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: {type(exc).__name__}: {exc}") from exc
+    return out
+
+
+def _stated(d: dict[str, Any]) -> bool:
+    """A record's ``verdict``: True for "stated"; ValueError for one that is not in :data:`VERDICTS`."""
+    verdict = d["verdict"]
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    return bool(verdict == "stated")
+
+
+def _claim(d: dict[str, Any]) -> Claim:
+    return Claim(id=str(d["id"]), question=str(d.get("question") or ""), sentence=str(d["sentence"]),
+                 passage=str(d["passage"]), stated=_stated(d), question_id=str(d.get("question_id") or d["id"]),
+                 source=str(d.get("source") or ""), origin=str(d.get("origin") or ""), kind=str(d.get("kind") or ""),
+                 note=str(d.get("note") or ""))
+
+
 def load_claims(path: Path = CLAIMS_PATH) -> list[Claim]:
     """The claims of a ``.jsonl`` file (one object a line; see the module doc). Raises ValueError naming the
     line of a malformed one."""
     claims: list[Claim] = []
     seen: set[str] = set()
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            verdict = d["verdict"]
-            if verdict not in VERDICTS:
-                raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
-            claim = Claim(id=str(d["id"]), question=str(d.get("question") or ""), sentence=str(d["sentence"]),
-                          passage=str(d["passage"]), stated=verdict == "stated",
-                          question_id=str(d.get("question_id") or d["id"]), source=str(d.get("source") or ""),
-                          origin=str(d.get("origin") or ""), kind=str(d.get("kind") or ""),
-                          note=str(d.get("note") or ""))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{n}: {type(exc).__name__}: {exc}") from exc
+    for n, claim in _read_jsonl(path, _claim):
         if claim.id in seen:
             raise ValueError(f"{path}:{n}: the id {claim.id!r} is used twice")
         seen.add(claim.id)
@@ -226,17 +242,7 @@ def second_reader(claims: Sequence[Claim], path: Path | None = None) -> dict[str
     path = Path(path or SECOND_READER_PATH)
     if not path.is_file():
         return None
-    verdicts: dict[tuple[str, str], bool] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            if d["verdict"] not in VERDICTS:
-                raise ValueError(f"verdict {d['verdict']!r} is not one of {', '.join(VERDICTS)}")
-            verdicts[(str(d["id"]), str(d["sentence"]))] = d["verdict"] == "stated"
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{n}: {type(exc).__name__}: {exc}") from exc
+    verdicts = dict(v for _, v in _read_jsonl(path, lambda d: ((str(d["id"]), str(d["sentence"])), _stated(d))))
     covered = [c for c in claims if (c.id, c.sentence) in verdicts]
     if not covered:
         return None
@@ -482,6 +488,13 @@ def _signed(x: Any) -> str:
     return "–" if x is None else f"{x:+.2f}"
 
 
+def _test_cells(test: dict[str, Any]) -> str:
+    """A table row's cells of the test half: balanced accuracy, precision / recall on "not stated", share bias and
+    per-answer share error."""
+    return (f"{_f(test.get('balanced_accuracy'))} | {_f(test.get('precision_not_stated'))} / "
+            f"{_f(test.get('recall_not_stated'))} | {_signed(test.get('share_bias'))} | {_f(test.get('share_error'))}")
+
+
 def format_table(result: dict[str, Any], default: str | None = None) -> str:
     """The judge-accuracy table (test half), then the split."""
     lines = ["| method | balanced accuracy (test) | precision / recall on not stated (test) | share stated: judged - "
@@ -495,18 +508,13 @@ def format_table(result: dict[str, Any], default: str | None = None) -> str:
         n = f"{test.get('n')}" + (f" (of {read} read, limit {fig['limit']})" if fig.get("limit") else "")
         if fig.get("n_failed"):
             n += f", {fig['n_failed']} failed"
-        lines.append(f"| {label} (`{name}`) | {_f(test.get('balanced_accuracy'))} | "
-                     f"{_f(test.get('precision_not_stated'))} / {_f(test.get('recall_not_stated'))} | "
-                     f"{_signed(test.get('share_bias'))} | {_f(test.get('share_error'))} | {n} | {thr} | "
+        lines.append(f"| {label} (`{name}`) | {_test_cells(test)} | {n} | {thr} | "
                      f"{_f(fig.get('seconds_per_claim'), 2)} | {_f(tune.get('balanced_accuracy'))} |")
     reader = result.get("second_reader")
     if reader:
         test, tune = reader.get("test") or {}, reader.get("tune") or {}
-        lines.append(f"| {reader.get('label', 'a second reader')} (`second_reader`) | "
-                     f"{_f(test.get('balanced_accuracy'))} | {_f(test.get('precision_not_stated'))} / "
-                     f"{_f(test.get('recall_not_stated'))} | {_signed(test.get('share_bias'))} | "
-                     f"{_f(test.get('share_error'))} | {test.get('n')} (agrees on {test.get('agree')}) | – | – | "
-                     f"{_f(tune.get('balanced_accuracy'))} |")
+        lines.append(f"| {reader.get('label', 'a second reader')} (`second_reader`) | {_test_cells(test)} | "
+                     f"{test.get('n')} (agrees on {test.get('agree')}) | – | – | {_f(tune.get('balanced_accuracy'))} |")
     sp = result.get("split") or {}
     claims = result.get("claims") or {}
     lines += ["", f"claims: {claims.get('path', '?')} ({claims.get('n', '?')}, sha256 {str(claims.get('sha256', ''))[:12]})",
@@ -887,11 +895,11 @@ def run(settings: Settings, llm: Callable[[], LLM], claims_path: Path, names: Se
     result: dict[str, Any] = {"claims": {"path": _display(claims_path), "sha256": file_sha256(claims_path),
                                          "n": len(claims), "not_stated": sum(not c.stated for c in claims)},
                               "split": split_summary(claims), "methods": {}}
-    with open_methods(settings, llm, names, log_dir, cache) as methods:
-        result["methods"] = measure(methods, claims, limit, progress)["methods"]
-    reader = second_reader(claims)
+    reader = second_reader(claims)  # before the readings: a malformed file is said before any model call
     if reader:
         result["second_reader"] = reader
+    with open_methods(settings, llm, names, log_dir, cache) as methods:
+        result["methods"] = measure(methods, claims, limit, progress)["methods"]
     return result
 
 
